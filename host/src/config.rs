@@ -1,0 +1,406 @@
+//! The host's configuration file: parsing and validation.
+//!
+//! Owns the TOML schema (every field documented here is the user's reference) and the start-up
+//! checks that keep routing explicit. It never opens a database, a broker or a component: it
+//! only checks that what the file names exists and is consistent. `catalog` turns a validated
+//! config into the routing answers the rest of the host asks for.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Longest table, topic or group name we accept (MySQL's identifier limit is 64).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A configuration problem, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The TOML is malformed or a field has the wrong type or name.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// An event type is routed to two different services.
+    #[error(
+        "event type {event_type:?} is routed to two services ({first:?} and {second:?}): an event \
+         type has exactly one owner, remove one of the routes"
+    )]
+    ConflictingRoute { event_type: String, first: String, second: String },
+    /// A route names a service that has no `[services.<name>]` section.
+    #[error(
+        "route for event type {event_type:?} names unknown service {service:?}: add a \
+         [services.{service}] section or fix the service name"
+    )]
+    UnknownService { event_type: String, service: String },
+    /// A route's component file does not exist or is not a file.
+    #[error(
+        "route for event type {event_type:?} (service {service:?}) names component file {path} \
+         which does not exist: build it (scripts/build-components.sh) or fix the path"
+    )]
+    MissingComponent { event_type: String, service: String, path: PathBuf },
+    /// A name that will be spliced into SQL or used as a Kafka name is unsafe.
+    #[error("{what} {value:?} is invalid: {rule}")]
+    InvalidName { what: String, value: String, rule: &'static str },
+    /// Any other inconsistent value.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole file. Unknown keys are errors, so a typo never silently falls back to a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the outbox tables and handler state live, e.g. `sqlite://switchyard.db`
+    /// (relative to the config file), `mysql://root@127.0.0.1/test`,
+    /// `postgres://postgres@127.0.0.1/test`.
+    pub database_url: String,
+    /// How published rows travel to consumers.
+    #[serde(default)]
+    pub transport: TransportConfig,
+    /// Default names derived from a service name.
+    #[serde(default)]
+    pub naming: NamingConfig,
+    /// Failed-attempt policy, SmartFlow's by default.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Relay tuning.
+    #[serde(default)]
+    pub relay: RelayConfig,
+    /// Consumer tuning.
+    #[serde(default)]
+    pub consumer: ConsumerConfig,
+    /// Sandbox limits applied to every invocation.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Services by name (`[services.task]`); an empty table takes every default name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// `event_type -> service -> component` routes (`[[routes]]`).
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Directory the config file was read from; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum TransportConfig {
+    /// In-process queue per service (single host; the default, needs nothing installed).
+    #[default]
+    Embedded,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamingConfig {
+    /// Prefix of default topic and group names: topic `<prefix>.<service>.outbox`, group
+    /// `<prefix>-<service>-outbox-consumer`. Default `smartflow`, SmartFlow's convention.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+fn default_prefix() -> String {
+    "smartflow".into()
+}
+
+impl Default for NamingConfig {
+    fn default() -> Self {
+        Self { prefix: default_prefix() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts before a row goes `dead` (SmartFlow's `max_retry` column default: 20).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First backoff, doubled per attempt: SmartFlow's 1 s, 2 s, 4 s ...
+    #[serde(default = "default_backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    /// Backoff ceiling (SmartFlow: 32 s).
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+}
+
+fn default_max_attempts() -> u32 {
+    20
+}
+fn default_backoff_base_ms() -> u64 {
+    1_000
+}
+fn default_backoff_max_ms() -> u64 {
+    32_000
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            backoff_base_ms: default_backoff_base_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Rows claimed and published per round trip (SmartFlow: 100).
+    #[serde(default = "default_batch")]
+    pub batch_size: u32,
+    /// Fallback scan for rows written by other processes; rows enqueued through this host wake
+    /// the relay at once. Milliseconds, default 1000.
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// A row `published` this long ago and still not consumed is published again (its message
+    /// was lost or its consumer died). Milliseconds, default 60000.
+    #[serde(default = "default_visibility_ms")]
+    pub visibility_timeout_ms: u64,
+}
+
+fn default_batch() -> u32 {
+    500
+}
+fn default_poll_ms() -> u64 {
+    1_000
+}
+fn default_visibility_ms() -> u64 {
+    60_000
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: default_batch(),
+            poll_interval_ms: default_poll_ms(),
+            visibility_timeout_ms: default_visibility_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Events handled and committed in one database transaction. Default 500.
+    #[serde(default = "default_batch")]
+    pub batch_size: u32,
+    /// On SIGINT/SIGTERM, how long in-flight batches may take to finish. Default 10000 ms.
+    #[serde(default = "default_shutdown_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_shutdown_ms() -> u64 {
+    10_000
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self { batch_size: default_batch(), shutdown_grace_ms: default_shutdown_ms() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Wall-clock budget of one invocation, milliseconds. Default 5000; exceeding it is a retry.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Linear memory a component instance may grow to, bytes. Default 64 MiB.
+    #[serde(default = "default_memory_bytes")]
+    pub memory_bytes: usize,
+    /// Emits one invocation may make. Default 100.
+    #[serde(default = "default_max_emits")]
+    pub max_emits: u32,
+    /// Largest state value or emitted payload, bytes. Default 1 MiB.
+    #[serde(default = "default_max_value_bytes")]
+    pub max_value_bytes: usize,
+}
+
+fn default_deadline_ms() -> u64 {
+    5_000
+}
+fn default_memory_bytes() -> usize {
+    64 << 20
+}
+fn default_max_emits() -> u32 {
+    100
+}
+fn default_max_value_bytes() -> usize {
+    1 << 20
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            deadline_ms: default_deadline_ms(),
+            memory_bytes: default_memory_bytes(),
+            max_emits: default_max_emits(),
+            max_value_bytes: default_max_value_bytes(),
+        }
+    }
+}
+
+/// One service's outbox wiring; every name defaults to SmartFlow's convention.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Outbox table. Default `<service with - as _>_outbox_messages`.
+    pub table: Option<String>,
+    /// Topic. Default `<prefix>.<service>.outbox`.
+    pub topic: Option<String>,
+    /// Consumer group. Default `<prefix>-<service>-outbox-consumer`.
+    pub group: Option<String>,
+}
+
+/// `event_type -> service -> component file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// e.g. `task.urgency.promote.requested`.
+    pub event_type: String,
+    /// The owning service; must have a `[services.<name>]` section.
+    pub service: String,
+    /// Path to the `.wasm` component, relative to the config file.
+    pub component: PathBuf,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    ///
+    /// # Errors
+    /// Any [`ConfigError`]: unreadable file, bad TOML, conflicting or dangling routes, missing
+    /// component files, unsafe names.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Self::parse(&text, path, base_dir)
+    }
+
+    /// Parses and validates config text; `origin` only names the file in errors.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(text: &str, origin: &Path, base_dir: PathBuf) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.base_dir = base_dir;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Resolves a path from the file against the config file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_owned() } else { self.base_dir.join(path) }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_name("naming prefix", &self.naming.prefix, NameKind::Kafka)?;
+        if self.retry.max_attempts == 0 {
+            return Err(ConfigError::Invalid("retry.max_attempts must be at least 1".into()));
+        }
+        if self.relay.batch_size == 0 || self.consumer.batch_size == 0 {
+            return Err(ConfigError::Invalid("relay and consumer batch_size must be at least 1".into()));
+        }
+        for name in self.services.keys() {
+            check_name("service name", name, NameKind::Kafka)?;
+        }
+        let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+        for route in &self.routes {
+            if route.event_type.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "a route to service {:?} has an empty event_type",
+                    route.service
+                )));
+            }
+            if let Some(first) = owners.get(route.event_type.as_str())
+                && *first != route.service
+            {
+                return Err(ConfigError::ConflictingRoute {
+                    event_type: route.event_type.clone(),
+                    first: (*first).to_owned(),
+                    second: route.service.clone(),
+                });
+            }
+            owners.insert(&route.event_type, &route.service);
+            if !self.services.contains_key(&route.service) {
+                return Err(ConfigError::UnknownService {
+                    event_type: route.event_type.clone(),
+                    service: route.service.clone(),
+                });
+            }
+            let path = self.resolve(&route.component);
+            if !path.is_file() {
+                return Err(ConfigError::MissingComponent {
+                    event_type: route.event_type.clone(),
+                    service: route.service.clone(),
+                    path,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which alphabet a name must use.
+#[derive(Clone, Copy)]
+pub enum NameKind {
+    /// Spliced into SQL as an identifier: `[a-z0-9_]`, starting with a letter.
+    Sql,
+    /// A service, topic or group name: `[a-z0-9_.-]`, starting with a letter.
+    Kafka,
+}
+
+/// Checks a configured name before it reaches SQL text or a broker.
+///
+/// # Errors
+/// [`ConfigError::InvalidName`] saying which rule the name breaks.
+pub fn check_name(what: &str, value: &str, kind: NameKind) -> Result<(), ConfigError> {
+    let (allowed, rule): (fn(char) -> bool, &'static str) = match kind {
+        NameKind::Sql => (
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
+            "use 1-64 characters from [a-z0-9_], starting with a letter",
+        ),
+        NameKind::Kafka => (
+            |c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'),
+            "use 1-64 characters from [a-z0-9_.-], starting with a letter",
+        ),
+    };
+    let ok = !value.is_empty()
+        && value.len() <= MAX_NAME_LEN
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && value.chars().all(allowed);
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::InvalidName { what: what.to_owned(), value: value.to_owned(), rule })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_names_reject_injection_and_uppercase() {
+        assert!(check_name("table", "task_outbox_messages", NameKind::Sql).is_ok());
+        assert!(check_name("table", "t; drop table x", NameKind::Sql).is_err());
+        assert!(check_name("table", "Task", NameKind::Sql).is_err());
+        assert!(check_name("table", "1task", NameKind::Sql).is_err());
+        assert!(check_name("table", &"a".repeat(65), NameKind::Sql).is_err());
+        assert!(check_name("table", "active-scheduler", NameKind::Sql).is_err());
+        assert!(check_name("service", "active-scheduler", NameKind::Kafka).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_not_ignored() {
+        let err = Config::parse("database_url = \"sqlite://x\"\ndatabse = 1\n", Path::new("c.toml"), PathBuf::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("databse"), "{err}");
+    }
+}

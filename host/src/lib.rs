@@ -1,0 +1,8 @@
+//! Switchyard: a host for event handlers shipped as WebAssembly components, with a
+//! transactional outbox, a relay and a consumer per service.
+//!
+//! See `ARCHITECTURE.md` for the module map and the invariants each module keeps.
+
+pub mod catalog;
+pub mod config;
+pub mod store;

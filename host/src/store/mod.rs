@@ -1,0 +1,96 @@
+//! Persistence of outbox rows and handler state, behind one trait with a folder per backend.
+//!
+//! The store knows tables, rows and transactions; it knows nothing of WebAssembly, routes or
+//! brokers. Every table name it is given comes from the [`catalog`](crate::catalog), which has
+//! validated it, so splicing it into SQL is safe. Each backend implements [`Store`] with the same
+//! semantics; the engine suite runs against each of them.
+
+pub mod sqlite;
+mod types;
+
+pub use types::*;
+
+use crate::catalog::Service;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A storage failure. The engine logs it, backs off and tries again; nothing is marked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or lost the statement.
+    #[error("database error during {op}: {source}")]
+    Database { op: &'static str, source: sqlx::Error },
+    /// Applying the schema failed.
+    #[error("migration of {target} failed: {source}")]
+    Migrate { target: String, source: sqlx::Error },
+    /// The database URL names a backend this build does not support.
+    #[error("unsupported database url {0:?}: use sqlite://PATH")]
+    UnsupportedUrl(String),
+}
+
+/// Shorthand for attaching the operation name to a sqlx error.
+pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Database { op, source }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The operations the engine needs, identical across backends.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates or upgrades the host's own tables and each service's outbox table. Only adds:
+    /// never renames or drops; running it twice is a no-op.
+    async fn migrate(&self, services: &[Arc<Service>]) -> StoreResult<()>;
+
+    /// Inserts new `pending` rows (used by `publish` and by emits), returning their ids.
+    async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>>;
+
+    /// Up to `limit` rows that are due (`pending`, `next_retry_at <= now`), in
+    /// `next_retry_at, id` order.
+    async fn claim_due(&self, table: &str, now: Timestamp, limit: u32) -> StoreResult<Vec<OutboxRow>>;
+
+    /// Marks rows `published`, unless they reached `consumed` or `dead` meanwhile.
+    async fn mark_published(&self, table: &str, ids: &[i64], now: Timestamp) -> StoreResult<()>;
+
+    /// Records failed attempts (publish failures, undecodable rows): `retry_count+1`, back to
+    /// `pending` after the backoff, or `dead` once `max_retry` is reached.
+    async fn fail_attempts(
+        &self,
+        table: &str,
+        failures: &[(i64, String)],
+        policy: &Backoff,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Puts rows back to `pending` that were `published` before `cutoff` and never consumed
+    /// (their message was lost). Returns how many.
+    async fn requeue_stale(&self, table: &str, cutoff: Timestamp, now: Timestamp) -> StoreResult<u64>;
+
+    /// Current status of the given rows (absent ids are not in the table).
+    async fn row_statuses(&self, table: &str, ids: &[i64]) -> StoreResult<BTreeMap<i64, Status>>;
+
+    /// A committed state value of a service.
+    async fn state_get(&self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Applies one consumed batch of one service in ONE transaction: outcomes of rows still
+    /// open, and the acked ones' state writes and emits. Rows found already `consumed` or
+    /// `dead` inside the transaction are skipped with their effects.
+    async fn apply(&self, table: &str, batch: &AppliedBatch, policy: &Backoff, now: Timestamp)
+    -> StoreResult<ApplyReport>;
+
+    /// Counts by status and the oldest due pending row, for `switchyard status`.
+    async fn table_status(&self, table: &str) -> StoreResult<TableStatus>;
+}
+
+/// Opens the store named by a database URL.
+///
+/// # Errors
+/// [`StoreError::UnsupportedUrl`] for an unknown scheme; a database error if it cannot connect.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}

@@ -1,0 +1,271 @@
+//! The embedded default: one SQLite file, one host.
+//!
+//! Writes take SQLite's single write lock with `BEGIN IMMEDIATE`, so the status check and the
+//! writes of a consume transaction see the same snapshot. WAL mode lets the relay read while a
+//! consumer commits. `synchronous = FULL`: a commit survives power loss, not only a crash.
+
+mod apply;
+
+use super::{
+    Backoff, NewRow, OutboxRow, Status, Store, StoreError, StoreResult, TableStatus, Timestamp, db,
+};
+use crate::catalog::Service;
+use crate::store::{AppliedBatch, ApplyReport};
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Templates applied to every service's outbox table, in order; `{table}` is replaced by the
+/// validated table name. Append only: an applied version is never edited.
+const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
+    (1, include_str!("../../../../migrations/sqlite/outbox/0001_smartflow_table.sql")),
+    (2, include_str!("../../../../migrations/sqlite/outbox/0002_switchyard_columns.sql")),
+];
+
+/// Bound parameters per statement stay well under SQLite's limit (32766).
+const ROWS_PER_INSERT: usize = 200;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file named by `sqlite://PATH`.
+    ///
+    /// # Errors
+    /// A database error if the file cannot be opened.
+    pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(db("parse sqlite url"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(false);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(db("connect sqlite"))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The pool, for callers that enqueue inside their own transactions.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn write_tx(&self) -> StoreResult<sqlx::pool::PoolConnection<Sqlite>> {
+        self.pool.acquire().await.map_err(db("acquire connection"))
+    }
+}
+
+/// Inserts `pending` rows on a connection the caller controls (its own transaction).
+///
+/// # Errors
+/// The database error of the failing statement.
+pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut by_table: BTreeMap<&str, Vec<&NewRow>> = BTreeMap::new();
+    for row in rows {
+        by_table.entry(row.table.as_str()).or_default().push(row);
+    }
+    for (table, rows) in by_table {
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT INTO {table} (biz_type, service_name, topic, message_key, payload, status, \
+                 retry_count, max_retry, next_retry_at, created_at, updated_at) "
+            ));
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.biz_type.clone())
+                    .push_bind(r.service_name.clone())
+                    .push_bind(r.topic.clone())
+                    .push_bind(r.message_key.clone())
+                    .push_bind(r.payload.clone())
+                    .push_bind("pending")
+                    .push_bind(0i32)
+                    .push_bind(r.max_retry)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.push(" RETURNING id");
+            let returned = q.build().fetch_all(&mut *conn).await.map_err(db("insert outbox rows"))?;
+            for r in returned {
+                ids.push(r.get::<i64, _>(0));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self, services: &[Arc<Service>]) -> StoreResult<()> {
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migrate { target: "host tables".into(), source: e.into() })?;
+        let mut conn = self.write_tx().await?;
+        for service in services {
+            let table = &service.table;
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin migrate"))?;
+            let applied: Vec<i64> =
+                sqlx::query_scalar("SELECT version FROM switchyard_outbox_migrations WHERE table_name = ?")
+                    .bind(table)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db("read outbox migrations"))?;
+            for (version, template) in OUTBOX_TEMPLATES {
+                if applied.contains(version) {
+                    continue;
+                }
+                let sql = template.replace("{table}", table);
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|source| StoreError::Migrate { target: format!("{table} v{version}"), source })?;
+                sqlx::query("INSERT INTO switchyard_outbox_migrations (table_name, version, applied_at) VALUES (?, ?, ?)")
+                    .bind(table)
+                    .bind(version)
+                    .bind(super::now())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("record outbox migration"))?;
+            }
+            tx.commit().await.map_err(db("commit migrate"))?;
+        }
+        Ok(())
+    }
+
+    async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
+        let mut conn = self.write_tx().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin insert"))?;
+        let ids = insert_rows(&mut tx, rows, now).await?;
+        tx.commit().await.map_err(db("commit insert"))?;
+        Ok(ids)
+    }
+
+    async fn claim_due(&self, table: &str, now: Timestamp, limit: u32) -> StoreResult<Vec<OutboxRow>> {
+        let sql = format!(
+            "SELECT id, biz_type, service_name, message_key, payload, retry_count FROM {table} \
+             WHERE status = 'pending' AND next_retry_at <= ? ORDER BY next_retry_at, id LIMIT ?"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("claim due rows"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OutboxRow {
+                id: r.get(0),
+                biz_type: r.get(1),
+                service_name: r.get(2),
+                message_key: r.get(3),
+                payload: r.get(4),
+                retry_count: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn mark_published(&self, table: &str, ids: &[i64], now: Timestamp) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.write_tx().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin mark published"))?;
+        for chunk in ids.chunks(ROWS_PER_INSERT * 4) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!("UPDATE {table} SET status = 'published', published_at = "));
+            q.push_bind(now).push(", updated_at = ").push_bind(now);
+            q.push(" WHERE status = 'pending' AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await.map_err(db("mark published"))?;
+        }
+        tx.commit().await.map_err(db("commit mark published"))?;
+        Ok(())
+    }
+
+    async fn fail_attempts(
+        &self,
+        table: &str,
+        failures: &[(i64, String)],
+        policy: &Backoff,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.write_tx().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin fail attempts"))?;
+        for (id, reason) in failures {
+            apply::fail_one(&mut tx, table, *id, reason, policy, now).await?;
+        }
+        tx.commit().await.map_err(db("commit fail attempts"))?;
+        Ok(())
+    }
+
+    async fn requeue_stale(&self, table: &str, cutoff: Timestamp, now: Timestamp) -> StoreResult<u64> {
+        let sql = format!(
+            "UPDATE {table} SET status = 'pending', next_retry_at = ?, updated_at = ?, \
+             last_error = 'published but not consumed within the visibility timeout' \
+             WHERE status = 'published' AND published_at <= ?"
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(now)
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await
+            .map_err(db("requeue stale rows"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn row_statuses(&self, table: &str, ids: &[i64]) -> StoreResult<BTreeMap<i64, Status>> {
+        let mut conn = self.pool.acquire().await.map_err(db("acquire connection"))?;
+        apply::statuses(&mut conn, table, ids).await
+    }
+
+    async fn state_get(&self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT value FROM switchyard_state WHERE service = ? AND state_key = ?")
+            .bind(service)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("read state"))
+    }
+
+    async fn apply(
+        &self,
+        table: &str,
+        batch: &AppliedBatch,
+        policy: &Backoff,
+        now: Timestamp,
+    ) -> StoreResult<ApplyReport> {
+        let mut conn = self.write_tx().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin apply"))?;
+        let report = apply::apply_batch(&mut tx, table, batch, policy, now).await?;
+        tx.commit().await.map_err(db("commit apply"))?;
+        Ok(report)
+    }
+
+    async fn table_status(&self, table: &str) -> StoreResult<TableStatus> {
+        let sql = format!("SELECT status, COUNT(*) FROM {table} GROUP BY status");
+        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db("count statuses"))?;
+        let counts = rows.into_iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect();
+        let sql = format!("SELECT MIN(next_retry_at) FROM {table} WHERE status = 'pending'");
+        let oldest: Option<Timestamp> =
+            sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&self.pool).await.map_err(db("oldest pending"))?;
+        Ok(TableStatus { counts, oldest_pending: oldest })
+    }
+}
+

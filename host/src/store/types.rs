@@ -1,0 +1,175 @@
+//! Plain data passed between the engine and a store.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Wall-clock UTC instant, stored as SmartFlow's `datetime(3)`.
+pub type Timestamp = time::PrimitiveDateTime;
+
+/// The current UTC time, truncated to milliseconds like `datetime(3)`.
+pub fn now() -> Timestamp {
+    let t = time::OffsetDateTime::now_utc();
+    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
+    time::PrimitiveDateTime::new(t.date(), t.time())
+}
+
+/// `t + d`, saturating at the end of time.
+pub fn later(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX)).unwrap_or(t)
+}
+
+/// `t - d`.
+pub fn earlier(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_sub(time::Duration::try_from(d).unwrap_or(time::Duration::ZERO)).unwrap_or(t)
+}
+
+/// SmartFlow's row states. `consumed` and `dead` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Pending,
+    Published,
+    Consumed,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Published => "published",
+            Status::Consumed => "consumed",
+            Status::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "pending" => Status::Pending,
+            "published" => Status::Published,
+            "consumed" => Status::Consumed,
+            "dead" => Status::Dead,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Consumed | Status::Dead)
+    }
+}
+
+/// A row as the relay reads it.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub biz_type: String,
+    pub service_name: String,
+    pub message_key: String,
+    /// SmartFlow's wrapper JSON `{event_id?, event_type, event_version?, aggregate_id?, payload}`.
+    pub payload: String,
+    pub retry_count: i32,
+}
+
+/// A row to insert as `pending`.
+#[derive(Debug, Clone)]
+pub struct NewRow {
+    pub table: String,
+    pub biz_type: String,
+    pub service_name: String,
+    pub topic: String,
+    pub message_key: String,
+    pub payload: String,
+    pub max_retry: i32,
+}
+
+/// SmartFlow's failed-attempt policy: `n = retry_count + 1`; `n >= max_retry` → dead, else
+/// pending again after `min(base * 2^(n-1), max)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// Delay before attempt `n + 1`, after `n` failures (n >= 1).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let shift = failures.saturating_sub(1).min(30);
+        self.base.saturating_mul(1u32 << shift).min(self.max)
+    }
+}
+
+/// Effects of one acknowledged invocation, committed with its consumed mark.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    /// `(key, Some(value))` sets, `(key, None)` deletes, in call order.
+    pub writes: Vec<(String, Option<Vec<u8>>)>,
+    pub emits: Vec<NewRow>,
+}
+
+/// What happened to one row in a consumed batch.
+#[derive(Debug, Clone)]
+pub enum RowOutcome {
+    /// Acked: mark consumed with the handler's content hash, apply the effects.
+    Consumed { version: String, effects: Effects },
+    /// A failed attempt (handler `retry`, trap, deadline): backoff or dead.
+    Failed { reason: String },
+    /// Permanently failed.
+    Dead { reason: String },
+}
+
+/// One service's batch, in delivery order.
+#[derive(Debug, Clone)]
+pub struct AppliedBatch {
+    pub service: String,
+    pub rows: Vec<(i64, RowOutcome)>,
+}
+
+/// What `apply` did, for logs and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub consumed: u64,
+    pub retried: u64,
+    pub dead: u64,
+    /// Rows already final (or absent) inside the transaction: nothing applied.
+    pub skipped: u64,
+    /// Emitted rows inserted, per table.
+    pub emitted: BTreeMap<String, u64>,
+}
+
+/// Counts by status and the age of the oldest due row.
+#[derive(Debug, Clone, Default)]
+pub struct TableStatus {
+    pub counts: BTreeMap<String, i64>,
+    pub oldest_pending: Option<Timestamp>,
+}
+
+/// Truncates an error text to SmartFlow's 2000-byte `last_error`, on a char boundary.
+pub fn cut_error(reason: &str) -> String {
+    const MAX: usize = 2000;
+    if reason.len() <= MAX {
+        return reason.to_owned();
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_matches_smartflow_sequence() {
+        let b = Backoff { base: Duration::from_secs(1), max: Duration::from_secs(32) };
+        let secs: Vec<u64> = (1..=8).map(|n| b.delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 32, 32]);
+    }
+
+    #[test]
+    fn long_errors_are_cut_on_a_char_boundary() {
+        let s = "é".repeat(1500);
+        let cut = cut_error(&s);
+        assert!(cut.len() <= 2000 && s.starts_with(&cut));
+    }
+}
