@@ -49,14 +49,30 @@ impl Catalog {
         let prefix = &config.naming.prefix;
         let mut services = BTreeMap::new();
         for (name, svc) in &config.services {
-            let table =
-                svc.table.clone().unwrap_or_else(|| format!("{}_outbox_messages", name.replace('-', "_")));
-            let topic = svc.topic.clone().unwrap_or_else(|| format!("{prefix}.{name}.outbox"));
-            let group = svc.group.clone().unwrap_or_else(|| format!("{prefix}-{name}-outbox-consumer"));
+            let table = svc
+                .table
+                .clone()
+                .unwrap_or_else(|| format!("{}_outbox_messages", name.replace('-', "_")));
+            let topic = svc
+                .topic
+                .clone()
+                .unwrap_or_else(|| format!("{prefix}.{name}.outbox"));
+            let group = svc
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("{prefix}-{name}-outbox-consumer"));
             check_name(&format!("table of service {name}"), &table, NameKind::Sql)?;
             check_name(&format!("topic of service {name}"), &topic, NameKind::Kafka)?;
             check_name(&format!("group of service {name}"), &group, NameKind::Kafka)?;
-            services.insert(name.clone(), Arc::new(Service { name: name.clone(), table, topic, group }));
+            services.insert(
+                name.clone(),
+                Arc::new(Service {
+                    name: name.clone(),
+                    table,
+                    topic,
+                    group,
+                }),
+            );
         }
         let mut seen_tables: HashMap<&str, &str> = HashMap::new();
         for svc in services.values() {
@@ -69,13 +85,21 @@ impl Catalog {
         }
         let mut routes = HashMap::new();
         for r in &config.routes {
-            let service = services.get(&r.service).cloned().ok_or_else(|| ConfigError::UnknownService {
-                event_type: r.event_type.clone(),
-                service: r.service.clone(),
-            })?;
+            let service =
+                services
+                    .get(&r.service)
+                    .cloned()
+                    .ok_or_else(|| ConfigError::UnknownService {
+                        event_type: r.event_type.clone(),
+                        service: r.service.clone(),
+                    })?;
             routes.insert(
                 r.event_type.clone(),
-                Route { event_type: r.event_type.clone(), service, component: config.resolve(&r.component) },
+                Route {
+                    event_type: r.event_type.clone(),
+                    service,
+                    component: config.resolve(&r.component),
+                },
             );
         }
         Ok(Catalog { services, routes })
@@ -86,7 +110,9 @@ impl Catalog {
     /// # Errors
     /// [`Unrouted`] when no service owns the event type.
     pub fn route(&self, event_type: &str) -> Result<&Route, Unrouted> {
-        self.routes.get(event_type).ok_or_else(|| Unrouted(event_type.to_owned()))
+        self.routes
+            .get(event_type)
+            .ok_or_else(|| Unrouted(event_type.to_owned()))
     }
 
     pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
@@ -114,7 +140,9 @@ mod tests {
 
     #[test]
     fn default_names_follow_smartflow_convention() {
-        let c = catalog("database_url='sqlite://x'\n[services.active-scheduler]\n[services.task]\n").unwrap();
+        let c =
+            catalog("database_url='sqlite://x'\n[services.active-scheduler]\n[services.task]\n")
+                .unwrap();
         let s = c.service("active-scheduler").unwrap();
         assert_eq!(s.table, "active_scheduler_outbox_messages");
         assert_eq!(s.topic, "smartflow.active-scheduler.outbox");
@@ -129,13 +157,17 @@ mod tests {
         )
         .unwrap();
         let s = c.service("task").unwrap();
-        assert_eq!((s.table.as_str(), s.topic.as_str()), ("jobs_outbox", "acme.task.outbox"));
+        assert_eq!(
+            (s.table.as_str(), s.topic.as_str()),
+            ("jobs_outbox", "acme.task.outbox")
+        );
         assert_eq!(s.group, "acme-task-outbox-consumer");
     }
 
     #[test]
     fn unsafe_table_override_is_refused() {
-        let err = catalog("database_url='sqlite://x'\n[services.task]\ntable='x; drop table y'\n").unwrap_err();
+        let err = catalog("database_url='sqlite://x'\n[services.task]\ntable='x; drop table y'\n")
+            .unwrap_err();
         assert!(err.to_string().contains("table of service task"), "{err}");
     }
 

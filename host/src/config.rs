@@ -17,7 +17,10 @@ pub const MAX_NAME_LEN: usize = 64;
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The TOML is malformed or a field has the wrong type or name.
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -26,7 +29,11 @@ pub enum ConfigError {
         "event type {event_type:?} is routed to two services ({first:?} and {second:?}): an event \
          type has exactly one owner, remove one of the routes"
     )]
-    ConflictingRoute { event_type: String, first: String, second: String },
+    ConflictingRoute {
+        event_type: String,
+        first: String,
+        second: String,
+    },
     /// A route names a service that has no `[services.<name>]` section.
     #[error(
         "route for event type {event_type:?} names unknown service {service:?}: add a \
@@ -38,10 +45,18 @@ pub enum ConfigError {
         "route for event type {event_type:?} (service {service:?}) names component file {path} \
          which does not exist: build it (scripts/build-components.sh) or fix the path"
     )]
-    MissingComponent { event_type: String, service: String, path: PathBuf },
+    MissingComponent {
+        event_type: String,
+        service: String,
+        path: PathBuf,
+    },
     /// A name that will be spliced into SQL or used as a Kafka name is unsafe.
     #[error("{what} {value:?} is invalid: {rule}")]
-    InvalidName { what: String, value: String, rule: &'static str },
+    InvalidName {
+        what: String,
+        value: String,
+        rule: &'static str,
+    },
     /// Any other inconsistent value.
     #[error("{0}")]
     Invalid(String),
@@ -107,7 +122,9 @@ fn default_prefix() -> String {
 
 impl Default for NamingConfig {
     fn default() -> Self {
-        Self { prefix: default_prefix() }
+        Self {
+            prefix: default_prefix(),
+        }
     }
 }
 
@@ -198,7 +215,10 @@ fn default_shutdown_ms() -> u64 {
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
-        Self { batch_size: default_batch(), shutdown_grace_ms: default_shutdown_ms() }
+        Self {
+            batch_size: default_batch(),
+            shutdown_grace_ms: default_shutdown_ms(),
+        }
     }
 }
 
@@ -274,8 +294,10 @@ impl Config {
     /// Any [`ConfigError`]: unreadable file, bad TOML, conflicting or dangling routes, missing
     /// component files, unsafe names.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
         Self::parse(&text, path, base_dir)
     }
@@ -294,18 +316,45 @@ impl Config {
         Ok(config)
     }
 
+    /// The database URL with a relative SQLite path resolved against the config file's
+    /// directory, so a host started from any directory uses the same file.
+    pub fn database_url_resolved(&self) -> String {
+        let Some(rest) = self.database_url.strip_prefix("sqlite://") else {
+            return self.database_url.clone();
+        };
+        let (path, query) = rest
+            .split_once('?')
+            .map_or((rest, None), |(p, q)| (p, Some(q)));
+        if path.is_empty() || path.starts_with(':') || Path::new(path).is_absolute() {
+            return self.database_url.clone();
+        }
+        let full = self.base_dir.join(path);
+        match query {
+            Some(q) => format!("sqlite://{}?{q}", full.display()),
+            None => format!("sqlite://{}", full.display()),
+        }
+    }
+
     /// Resolves a path from the file against the config file's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_owned() } else { self.base_dir.join(path) }
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         check_name("naming prefix", &self.naming.prefix, NameKind::Kafka)?;
         if self.retry.max_attempts == 0 {
-            return Err(ConfigError::Invalid("retry.max_attempts must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "retry.max_attempts must be at least 1".into(),
+            ));
         }
         if self.relay.batch_size == 0 || self.consumer.batch_size == 0 {
-            return Err(ConfigError::Invalid("relay and consumer batch_size must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "relay and consumer batch_size must be at least 1".into(),
+            ));
         }
         for name in self.services.keys() {
             check_name("service name", name, NameKind::Kafka)?;
@@ -378,7 +427,11 @@ pub fn check_name(what: &str, value: &str, kind: NameKind) -> Result<(), ConfigE
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::InvalidName { what: what.to_owned(), value: value.to_owned(), rule })
+        Err(ConfigError::InvalidName {
+            what: what.to_owned(),
+            value: value.to_owned(),
+            rule,
+        })
     }
 }
 
@@ -399,8 +452,12 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_not_ignored() {
-        let err = Config::parse("database_url = \"sqlite://x\"\ndatabse = 1\n", Path::new("c.toml"), PathBuf::new())
-            .unwrap_err();
+        let err = Config::parse(
+            "database_url = \"sqlite://x\"\ndatabse = 1\n",
+            Path::new("c.toml"),
+            PathBuf::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("databse"), "{err}");
     }
 }

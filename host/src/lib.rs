@@ -5,4 +5,11 @@
 
 pub mod catalog;
 pub mod config;
+pub mod engine;
+pub mod envelope;
+pub mod runtime;
 pub mod store;
+pub mod telemetry;
+pub mod transport;
+
+pub use engine::{NewEvent, Outbox, Running, Switchyard};

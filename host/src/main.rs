@@ -1,1 +1,190 @@
-fn main(){}
+//! The `switchyard` binary: parses arguments and wires the library together. No logic here.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use switchyard::config::Config;
+use switchyard::{NewEvent, Switchyard};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Outbox host for event handlers shipped as WebAssembly components"
+)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    json_logs: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run relays and consumers until SIGINT/SIGTERM.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Enqueue one event (routed by its type to its owner's outbox table).
+    Publish {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Event type, e.g. task.urgency.promote.requested.
+        #[arg(long = "type")]
+        event_type: String,
+        /// Message key (Kafka partitioning key).
+        #[arg(long, default_value = "")]
+        key: String,
+        /// Event version; empty means v1.
+        #[arg(long, default_value = "")]
+        version: String,
+        /// Aggregate id.
+        #[arg(long, default_value = "")]
+        aggregate: String,
+        /// JSON payload.
+        #[arg(
+            long,
+            conflicts_with = "payload_file",
+            required_unless_present = "payload_file"
+        )]
+        payload: Option<String>,
+        /// File holding the JSON payload.
+        #[arg(long)]
+        payload_file: Option<PathBuf>,
+    },
+    /// Create or upgrade the host tables and every service's outbox table (additive only).
+    Migrate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Per service: row counts by status and the age of the oldest pending row.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).with_context(|| format!("loading config {}", path.display()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.json_logs);
+    match cli.command {
+        Command::Run { config } => run(load(&config)?).await,
+        Command::Publish {
+            config,
+            event_type,
+            key,
+            version,
+            aggregate,
+            payload,
+            payload_file,
+        } => {
+            let text = match (payload, payload_file) {
+                (Some(p), _) => p,
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?,
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            let payload: serde_json::Value = serde_json::from_str(&text)
+                .context("--payload must be JSON (e.g. '{\"user_id\": 1}')")?;
+            let host = Switchyard::open(load(&config)?).await?;
+            host.migrate().await?;
+            let event = NewEvent::new(event_type.clone(), payload)
+                .key(key)
+                .version(version)
+                .aggregate(aggregate);
+            let id = host.publish(event).await?;
+            let route = host.catalog().route(&event_type)?;
+            println!(
+                "enqueued {event_type} as row {id} in {} (service {})",
+                route.service.table, route.service.name
+            );
+            Ok(())
+        }
+        Command::Migrate { config } => {
+            let host = Switchyard::open(load(&config)?).await?;
+            host.migrate().await?;
+            for s in host.catalog().services() {
+                println!("{}: table {} ready", s.name, s.table);
+            }
+            Ok(())
+        }
+        Command::Status { config } => {
+            let host = Switchyard::open(load(&config)?).await?;
+            host.migrate().await?;
+            print_status(&host).await
+        }
+    }
+}
+
+async fn print_status(host: &Switchyard) -> anyhow::Result<()> {
+    println!(
+        "{:<20} {:>9} {:>9} {:>9} {:>9}  oldest pending",
+        "service", "pending", "published", "consumed", "dead"
+    );
+    let now = switchyard::store::now();
+    for (service, status) in host.status().await? {
+        let count = |s: &str| status.counts.get(s).copied().unwrap_or(0);
+        let oldest = match status.oldest_pending {
+            Some(t) => format!("{:.1}s", (now - t).as_seconds_f64().max(0.0)),
+            None => "-".into(),
+        };
+        println!(
+            "{:<20} {:>9} {:>9} {:>9} {:>9}  {oldest}",
+            service.name,
+            count("pending"),
+            count("published"),
+            count("consumed"),
+            count("dead")
+        );
+    }
+    Ok(())
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let grace = Duration::from_millis(config.consumer.shutdown_grace_ms);
+    let host = Switchyard::open(config).await?;
+    let running = host.start(host.configured_transport()).await?;
+    let stop = CancellationToken::new();
+    wait_for_signal(stop.clone()).await?;
+    tracing::info!("shutting down: finishing in-flight batches");
+    if running.shutdown(grace).await {
+        tracing::info!("stopped cleanly");
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "in-flight work did not finish within {grace:?}; unfinished rows will be republished"
+        )
+    }
+}
+
+async fn wait_for_signal(_stop: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -1,1 +1,9 @@
+//! Integration tests: a real SQLite file, real components built from `plugins/` and
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `tests/components/`, the host's own relay and consumer. One module per topic.
+
+mod config_errors;
+mod consume;
+mod support;

@@ -20,7 +20,10 @@ use std::sync::Arc;
 pub enum StoreError {
     /// The database refused or lost the statement.
     #[error("database error during {op}: {source}")]
-    Database { op: &'static str, source: sqlx::Error },
+    Database {
+        op: &'static str,
+        source: sqlx::Error,
+    },
     /// Applying the schema failed.
     #[error("migration of {target} failed: {source}")]
     Migrate { target: String, source: sqlx::Error },
@@ -46,14 +49,19 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts new `pending` rows (used by `publish` and by emits), returning their ids.
     async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>>;
 
-    /// Up to `limit` rows that are due (`pending`, `next_retry_at <= now`), in
-    /// `next_retry_at, id` order.
-    async fn claim_due(&self, table: &str, now: Timestamp, limit: u32) -> StoreResult<Vec<OutboxRow>>;
+    /// Claims up to `limit` due rows (`pending`, `next_retry_at <= now`, in `next_retry_at, id`
+    /// order) by marking them `published` in one statement, and returns them in id order.
+    /// Marking before publishing is the lease: a relay that dies after claiming leaves rows
+    /// `published`, which the visibility timeout hands out again; and a consumer's retry that
+    /// lands before the relay finishes is never overwritten.
+    async fn claim_due(
+        &self,
+        table: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxRow>>;
 
-    /// Marks rows `published`, unless they reached `consumed` or `dead` meanwhile.
-    async fn mark_published(&self, table: &str, ids: &[i64], now: Timestamp) -> StoreResult<()>;
-
-    /// Records failed attempts (publish failures, undecodable rows): `retry_count+1`, back to
+    /// Records failed attempts (publish failures, undecodable rows, handler failures): `retry_count+1`, back to
     /// `pending` after the backoff, or `dead` once `max_retry` is reached.
     async fn fail_attempts(
         &self,
@@ -65,10 +73,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Puts rows back to `pending` that were `published` before `cutoff` and never consumed
     /// (their message was lost). Returns how many.
-    async fn requeue_stale(&self, table: &str, cutoff: Timestamp, now: Timestamp) -> StoreResult<u64>;
+    async fn requeue_stale(
+        &self,
+        table: &str,
+        cutoff: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u64>;
 
-    /// Current status of the given rows (absent ids are not in the table).
-    async fn row_statuses(&self, table: &str, ids: &[i64]) -> StoreResult<BTreeMap<i64, Status>>;
+    /// Current status and failure count of the given rows (absent ids are not in the table).
+    async fn row_states(&self, table: &str, ids: &[i64]) -> StoreResult<BTreeMap<i64, RowState>>;
+
+    /// When the earliest `pending` row becomes due, so the relay can sleep exactly that long.
+    async fn next_due(&self, table: &str) -> StoreResult<Option<Timestamp>>;
 
     /// A committed state value of a service.
     async fn state_get(&self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
@@ -76,8 +92,13 @@ pub trait Store: Send + Sync + 'static {
     /// Applies one consumed batch of one service in ONE transaction: outcomes of rows still
     /// open, and the acked ones' state writes and emits. Rows found already `consumed` or
     /// `dead` inside the transaction are skipped with their effects.
-    async fn apply(&self, table: &str, batch: &AppliedBatch, policy: &Backoff, now: Timestamp)
-    -> StoreResult<ApplyReport>;
+    async fn apply(
+        &self,
+        table: &str,
+        batch: &AppliedBatch,
+        policy: &Backoff,
+        now: Timestamp,
+    ) -> StoreResult<ApplyReport>;
 
     /// Counts by status and the oldest due pending row, for `switchyard status`.
     async fn table_status(&self, table: &str) -> StoreResult<TableStatus>;

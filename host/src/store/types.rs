@@ -9,18 +9,22 @@ pub type Timestamp = time::PrimitiveDateTime;
 /// The current UTC time, truncated to milliseconds like `datetime(3)`.
 pub fn now() -> Timestamp {
     let t = time::OffsetDateTime::now_utc();
-    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
+    let t = t
+        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+        .unwrap_or(t);
     time::PrimitiveDateTime::new(t.date(), t.time())
 }
 
 /// `t + d`, saturating at the end of time.
 pub fn later(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX)).unwrap_or(t)
+    t.checked_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX))
+        .unwrap_or(t)
 }
 
 /// `t - d`.
 pub fn earlier(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_sub(time::Duration::try_from(d).unwrap_or(time::Duration::ZERO)).unwrap_or(t)
+    t.checked_sub(time::Duration::try_from(d).unwrap_or(time::Duration::ZERO))
+        .unwrap_or(t)
 }
 
 /// SmartFlow's row states. `consumed` and `dead` are final.
@@ -55,6 +59,13 @@ impl Status {
     pub fn is_final(self) -> bool {
         matches!(self, Status::Consumed | Status::Dead)
     }
+}
+
+/// A row's place in the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowState {
+    pub status: Status,
+    pub retry_count: i32,
 }
 
 /// A row as the relay reads it.
@@ -161,7 +172,10 @@ mod tests {
 
     #[test]
     fn backoff_matches_smartflow_sequence() {
-        let b = Backoff { base: Duration::from_secs(1), max: Duration::from_secs(32) };
+        let b = Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(32),
+        };
         let secs: Vec<u64> = (1..=8).map(|n| b.delay(n).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 32, 32]);
     }

@@ -1,29 +1,44 @@
 //! The consume transaction on SQLite: outcomes, state writes and emits of one batch.
 
 use crate::store::{
-    AppliedBatch, ApplyReport, Backoff, RowOutcome, Status, StoreResult, Timestamp, cut_error, db, later,
+    AppliedBatch, ApplyReport, Backoff, RowOutcome, RowState, Status, StoreResult, Timestamp,
+    cut_error, db, later,
 };
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection};
 use std::collections::BTreeMap;
 
-/// Statuses of `ids` in `table`, read on the caller's connection (inside its transaction).
-pub(super) async fn statuses(
+/// States of `ids` in `table`, read on the caller's connection (inside its transaction).
+pub(super) async fn row_states(
     conn: &mut SqliteConnection,
     table: &str,
     ids: &[i64],
-) -> StoreResult<BTreeMap<i64, Status>> {
+) -> StoreResult<BTreeMap<i64, RowState>> {
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(500) {
-        let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT id, status FROM {table} WHERE id IN ("));
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT id, status, retry_count FROM {table} WHERE id IN ("
+        ));
         let mut sep = q.separated(", ");
         for id in chunk {
             sep.push_bind(*id);
         }
         q.push(")");
-        for r in q.build().fetch_all(&mut *conn).await.map_err(db("read row statuses"))? {
+        for r in q
+            .build()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("read row statuses"))?
+        {
             let status: String = r.get(1);
             // An unknown status written by someone else is treated as final: never touch it.
-            out.insert(r.get::<i64, _>(0), Status::parse(&status).unwrap_or(Status::Dead));
+            let status = Status::parse(&status).unwrap_or(Status::Dead);
+            out.insert(
+                r.get::<i64, _>(0),
+                RowState {
+                    status,
+                    retry_count: r.get(2),
+                },
+            );
         }
     }
     Ok(out)
@@ -39,7 +54,11 @@ pub(super) async fn fail_one(
     now: Timestamp,
 ) -> StoreResult<bool> {
     let sql = format!("SELECT retry_count, max_retry, status FROM {table} WHERE id = ?");
-    let Some(row) = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *conn).await.map_err(db("lock row"))?
+    let Some(row) = sqlx::query(AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("lock row"))?
     else {
         return Ok(false);
     };
@@ -56,7 +75,9 @@ pub(super) async fn fail_one(
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(failures)
-            .bind(format!("retries exhausted after {failures} attempts: {error}"))
+            .bind(format!(
+                "retries exhausted after {failures} attempts: {error}"
+            ))
             .bind(now)
             .bind(id)
             .execute(&mut *conn)
@@ -90,7 +111,7 @@ pub(super) async fn apply_batch(
     now: Timestamp,
 ) -> StoreResult<ApplyReport> {
     let ids: Vec<i64> = batch.rows.iter().map(|(id, _)| *id).collect();
-    let current = statuses(conn, table, &ids).await?;
+    let current = row_states(conn, table, &ids).await?;
     let mut report = ApplyReport::default();
     // Final value per key, in batch order: later events overwrite earlier ones.
     let mut writes: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
@@ -98,7 +119,7 @@ pub(super) async fn apply_batch(
     let mut consumed: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for (id, outcome) in &batch.rows {
         match current.get(id) {
-            Some(s) if !s.is_final() => {}
+            Some(s) if !s.status.is_final() => {}
             _ => {
                 report.skipped += 1;
                 continue;
@@ -121,7 +142,9 @@ pub(super) async fn apply_batch(
                 }
             }
             RowOutcome::Dead { reason } => {
-                let sql = format!("UPDATE {table} SET status = 'dead', last_error = ?, updated_at = ? WHERE id = ?");
+                let sql = format!(
+                    "UPDATE {table} SET status = 'dead', last_error = ?, updated_at = ? WHERE id = ?"
+                );
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(cut_error(reason))
                     .bind(now)
@@ -135,15 +158,23 @@ pub(super) async fn apply_batch(
     }
     for (version, ids) in consumed {
         for chunk in ids.chunks(800) {
-            let mut q = QueryBuilder::<Sqlite>::new(format!("UPDATE {table} SET status = 'consumed', consumed_at = "));
-            q.push_bind(now).push(", updated_at = ").push_bind(now).push(", handler_version = ");
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "UPDATE {table} SET status = 'consumed', consumed_at = "
+            ));
+            q.push_bind(now)
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(", handler_version = ");
             q.push_bind(version.to_owned()).push(" WHERE id IN (");
             let mut sep = q.separated(", ");
             for id in chunk {
                 sep.push_bind(*id);
             }
             q.push(")");
-            q.build().execute(&mut *conn).await.map_err(db("mark consumed"))?;
+            q.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(db("mark consumed"))?;
         }
     }
     write_state(conn, &batch.service, &writes, now).await?;
@@ -162,15 +193,30 @@ async fn write_state(
     writes: &BTreeMap<&str, Option<&[u8]>>,
     now: Timestamp,
 ) -> StoreResult<()> {
-    let sets: Vec<(&str, &[u8])> = writes.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
-    let deletes: Vec<&str> = writes.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| *k).collect();
+    let sets: Vec<(&str, &[u8])> = writes
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        .collect();
+    let deletes: Vec<&str> = writes
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| *k)
+        .collect();
     for chunk in sets.chunks(200) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO switchyard_state (service, state_key, value, updated_at) ");
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO switchyard_state (service, state_key, value, updated_at) ",
+        );
         q.push_values(chunk, |mut b, (k, v)| {
-            b.push_bind(service.to_owned()).push_bind((*k).to_owned()).push_bind(v.to_vec()).push_bind(now);
+            b.push_bind(service.to_owned())
+                .push_bind((*k).to_owned())
+                .push_bind(v.to_vec())
+                .push_bind(now);
         });
         q.push(" ON CONFLICT (service, state_key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at");
-        q.build().execute(&mut *conn).await.map_err(db("write state"))?;
+        q.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("write state"))?;
     }
     for chunk in deletes.chunks(500) {
         let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM switchyard_state WHERE service = ");
@@ -180,7 +226,10 @@ async fn write_state(
             sep.push_bind((*k).to_owned());
         }
         q.push(")");
-        q.build().execute(&mut *conn).await.map_err(db("delete state"))?;
+        q.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("delete state"))?;
     }
     Ok(())
 }

@@ -7,7 +7,8 @@
 mod apply;
 
 use super::{
-    Backoff, NewRow, OutboxRow, Status, Store, StoreError, StoreResult, TableStatus, Timestamp, db,
+    Backoff, NewRow, OutboxRow, RowState, Store, StoreError, StoreResult, TableStatus, Timestamp,
+    db,
 };
 use crate::catalog::Service;
 use crate::store::{AppliedBatch, ApplyReport};
@@ -22,8 +23,14 @@ use std::time::Duration;
 /// Templates applied to every service's outbox table, in order; `{table}` is replaced by the
 /// validated table name. Append only: an applied version is never edited.
 const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
-    (1, include_str!("../../../../migrations/sqlite/outbox/0001_smartflow_table.sql")),
-    (2, include_str!("../../../../migrations/sqlite/outbox/0002_switchyard_columns.sql")),
+    (
+        1,
+        include_str!("../../../../migrations/sqlite/outbox/0001_smartflow_table.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../../migrations/sqlite/outbox/0002_switchyard_columns.sql"),
+    ),
 ];
 
 /// Bound parameters per statement stay well under SQLite's limit (32766).
@@ -68,7 +75,11 @@ impl SqliteStore {
 ///
 /// # Errors
 /// The database error of the failing statement.
-pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
+pub async fn insert_rows(
+    conn: &mut SqliteConnection,
+    rows: &[NewRow],
+    now: Timestamp,
+) -> StoreResult<Vec<i64>> {
     let mut ids = Vec::with_capacity(rows.len());
     let mut by_table: BTreeMap<&str, Vec<&NewRow>> = BTreeMap::new();
     for row in rows {
@@ -94,7 +105,11 @@ pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[NewRow], now: Time
                     .push_bind(now);
             });
             q.push(" RETURNING id");
-            let returned = q.build().fetch_all(&mut *conn).await.map_err(db("insert outbox rows"))?;
+            let returned = q
+                .build()
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db("insert outbox rows"))?;
             for r in returned {
                 ids.push(r.get::<i64, _>(0));
             }
@@ -109,17 +124,24 @@ impl Store for SqliteStore {
         sqlx::migrate!("../migrations/sqlite")
             .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Migrate { target: "host tables".into(), source: e.into() })?;
+            .map_err(|e| StoreError::Migrate {
+                target: "host tables".into(),
+                source: e.into(),
+            })?;
         let mut conn = self.write_tx().await?;
         for service in services {
             let table = &service.table;
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin migrate"))?;
-            let applied: Vec<i64> =
-                sqlx::query_scalar("SELECT version FROM switchyard_outbox_migrations WHERE table_name = ?")
-                    .bind(table)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db("read outbox migrations"))?;
+            let mut tx = conn
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(db("begin migrate"))?;
+            let applied: Vec<i64> = sqlx::query_scalar(
+                "SELECT version FROM switchyard_outbox_migrations WHERE table_name = ?",
+            )
+            .bind(table)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("read outbox migrations"))?;
             for (version, template) in OUTBOX_TEMPLATES {
                 if applied.contains(version) {
                     continue;
@@ -128,7 +150,10 @@ impl Store for SqliteStore {
                 sqlx::raw_sql(AssertSqlSafe(sql))
                     .execute(&mut *tx)
                     .await
-                    .map_err(|source| StoreError::Migrate { target: format!("{table} v{version}"), source })?;
+                    .map_err(|source| StoreError::Migrate {
+                        target: format!("{table} v{version}"),
+                        source,
+                    })?;
                 sqlx::query("INSERT INTO switchyard_outbox_migrations (table_name, version, applied_at) VALUES (?, ?, ?)")
                     .bind(table)
                     .bind(version)
@@ -144,16 +169,26 @@ impl Store for SqliteStore {
 
     async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
         let mut conn = self.write_tx().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin insert"))?;
+        let mut tx = conn
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db("begin insert"))?;
         let ids = insert_rows(&mut tx, rows, now).await?;
         tx.commit().await.map_err(db("commit insert"))?;
         Ok(ids)
     }
 
-    async fn claim_due(&self, table: &str, now: Timestamp, limit: u32) -> StoreResult<Vec<OutboxRow>> {
+    async fn claim_due(
+        &self,
+        table: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxRow>> {
         let sql = format!(
-            "SELECT id, biz_type, service_name, message_key, payload, retry_count FROM {table} \
-             WHERE status = 'pending' AND next_retry_at <= ? ORDER BY next_retry_at, id LIMIT ?"
+            "UPDATE {table} SET status = 'published', published_at = ?1, updated_at = ?1 \
+             WHERE id IN (SELECT id FROM {table} WHERE status = 'pending' AND next_retry_at <= ?1 \
+             ORDER BY next_retry_at, id LIMIT ?2) \
+             RETURNING id, biz_type, service_name, message_key, payload, retry_count"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now)
@@ -161,7 +196,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db("claim due rows"))?;
-        Ok(rows
+        let mut rows: Vec<OutboxRow> = rows
             .into_iter()
             .map(|r| OutboxRow {
                 id: r.get(0),
@@ -171,28 +206,9 @@ impl Store for SqliteStore {
                 payload: r.get(4),
                 retry_count: r.get(5),
             })
-            .collect())
-    }
-
-    async fn mark_published(&self, table: &str, ids: &[i64], now: Timestamp) -> StoreResult<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.write_tx().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin mark published"))?;
-        for chunk in ids.chunks(ROWS_PER_INSERT * 4) {
-            let mut q = QueryBuilder::<Sqlite>::new(format!("UPDATE {table} SET status = 'published', published_at = "));
-            q.push_bind(now).push(", updated_at = ").push_bind(now);
-            q.push(" WHERE status = 'pending' AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(")");
-            q.build().execute(&mut *tx).await.map_err(db("mark published"))?;
-        }
-        tx.commit().await.map_err(db("commit mark published"))?;
-        Ok(())
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
     }
 
     async fn fail_attempts(
@@ -206,7 +222,10 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut conn = self.write_tx().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin fail attempts"))?;
+        let mut tx = conn
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db("begin fail attempts"))?;
         for (id, reason) in failures {
             apply::fail_one(&mut tx, table, *id, reason, policy, now).await?;
         }
@@ -214,7 +233,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn requeue_stale(&self, table: &str, cutoff: Timestamp, now: Timestamp) -> StoreResult<u64> {
+    async fn requeue_stale(
+        &self,
+        table: &str,
+        cutoff: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
         let sql = format!(
             "UPDATE {table} SET status = 'pending', next_retry_at = ?, updated_at = ?, \
              last_error = 'published but not consumed within the visibility timeout' \
@@ -230,9 +254,21 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn row_statuses(&self, table: &str, ids: &[i64]) -> StoreResult<BTreeMap<i64, Status>> {
-        let mut conn = self.pool.acquire().await.map_err(db("acquire connection"))?;
-        apply::statuses(&mut conn, table, ids).await
+    async fn row_states(&self, table: &str, ids: &[i64]) -> StoreResult<BTreeMap<i64, RowState>> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(db("acquire connection"))?;
+        apply::row_states(&mut conn, table, ids).await
+    }
+
+    async fn next_due(&self, table: &str) -> StoreResult<Option<Timestamp>> {
+        let sql = format!("SELECT MIN(next_retry_at) FROM {table} WHERE status = 'pending'");
+        sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("next due"))
     }
 
     async fn state_get(&self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -252,7 +288,10 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<ApplyReport> {
         let mut conn = self.write_tx().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db("begin apply"))?;
+        let mut tx = conn
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db("begin apply"))?;
         let report = apply::apply_batch(&mut tx, table, batch, policy, now).await?;
         tx.commit().await.map_err(db("commit apply"))?;
         Ok(report)
@@ -260,12 +299,22 @@ impl Store for SqliteStore {
 
     async fn table_status(&self, table: &str) -> StoreResult<TableStatus> {
         let sql = format!("SELECT status, COUNT(*) FROM {table} GROUP BY status");
-        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db("count statuses"))?;
-        let counts = rows.into_iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect();
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("count statuses"))?;
+        let counts = rows
+            .into_iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+            .collect();
         let sql = format!("SELECT MIN(next_retry_at) FROM {table} WHERE status = 'pending'");
-        let oldest: Option<Timestamp> =
-            sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&self.pool).await.map_err(db("oldest pending"))?;
-        Ok(TableStatus { counts, oldest_pending: oldest })
+        let oldest: Option<Timestamp> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("oldest pending"))?;
+        Ok(TableStatus {
+            counts,
+            oldest_pending: oldest,
+        })
     }
 }
-

@@ -1,0 +1,313 @@
+//! The consumer of one service: decode, route, invoke, and commit a batch's outcomes.
+//!
+//! One shape for every batch: decode each envelope (bad ones are skipped and logged, never
+//! crash the loop), drop those whose row is already final, run each remaining event through
+//! its component with reads that see the batch's earlier acked writes, then commit every
+//! outcome and every acked effect in ONE store transaction, and only then acknowledge the
+//! messages to the transport.
+
+use super::Shared;
+use crate::catalog::Service;
+use crate::envelope;
+use crate::runtime::{EventData, Outcome, StateReader};
+use crate::store::{AppliedBatch, RowOutcome, Store, now};
+use crate::telemetry::{EventHandled, LoopError, MessageSkipped};
+use crate::transport::{Delivery, Subscription};
+use async_trait::async_trait;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+const ERROR_BACKOFF: Duration = Duration::from_millis(500);
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    service: Arc<Service>,
+    mut subscription: Box<dyn Subscription>,
+    stop: CancellationToken,
+) {
+    let max = shared.config.consumer.batch_size as usize;
+    loop {
+        let batch = tokio::select! {
+            b = subscription.next_batch(max) => b,
+            _ = stop.cancelled() => return,
+        };
+        let Some(batch) = batch else { return };
+        // Once a batch is taken it is finished even during shutdown: its outcomes commit.
+        let span = tracing::info_span!("batch", service = %service.name, size = batch.len());
+        handle_batch(&shared, &service, &batch)
+            .instrument(span)
+            .await;
+        while let Err(e) = subscription.commit(&batch).await {
+            LoopError {
+                service: &service.name,
+                stage: "commit offsets",
+                error: &e,
+            }
+            .emit();
+            if stop.is_cancelled() {
+                return; // redelivery is harmless: the rows are final now
+            }
+            tokio::time::sleep(ERROR_BACKOFF).await;
+        }
+    }
+}
+
+/// State reads during a batch: the batch's earlier acked writes, then the committed store.
+struct BatchState {
+    store: Arc<dyn Store>,
+    overlay: Mutex<HashMap<String, Option<Vec<u8>>>>,
+}
+
+#[async_trait]
+impl StateReader for BatchState {
+    async fn get(&self, service: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        if let Some(v) = self
+            .overlay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            return Ok(v.clone());
+        }
+        self.store
+            .state_get(service, key)
+            .await
+            .map_err(|e| format!("state read failed: {e}"))
+    }
+}
+
+/// A decoded message that names a row of this service.
+struct Pending<'a> {
+    delivery: &'a Delivery,
+    env: envelope::Envelope<'a>,
+}
+
+async fn handle_batch(shared: &Shared, service: &Arc<Service>, batch: &[Delivery]) {
+    let mut pending = Vec::with_capacity(batch.len());
+    let mut seen = BTreeSet::new();
+    for delivery in batch {
+        let env = match envelope::decode(&delivery.value) {
+            Ok(env) => env,
+            Err(e) => {
+                let reason = format!("undecodable envelope: {e}");
+                MessageSkipped {
+                    service: &service.name,
+                    origin: &delivery.origin,
+                    reason: &reason,
+                }
+                .emit();
+                continue;
+            }
+        };
+        if !env.service_name.is_empty() && env.service_name != service.name {
+            let reason = format!("envelope belongs to service {:?}", env.service_name);
+            MessageSkipped {
+                service: &service.name,
+                origin: &delivery.origin,
+                reason: &reason,
+            }
+            .emit();
+            continue;
+        }
+        if let Ok(route) = shared.catalog.route(&env.event_type)
+            && route.service.name != service.name
+        {
+            let reason = format!(
+                "event type {} is owned by service {:?}",
+                env.event_type, route.service.name
+            );
+            MessageSkipped {
+                service: &service.name,
+                origin: &delivery.origin,
+                reason: &reason,
+            }
+            .emit();
+            continue;
+        }
+        // A message delivered twice in one batch is handled once.
+        if seen.insert(env.outbox_id) {
+            pending.push(Pending { delivery, env });
+        }
+    }
+    if pending.is_empty() {
+        return;
+    }
+    let ids: Vec<i64> = pending.iter().map(|p| p.env.outbox_id).collect();
+    let states = loop {
+        match shared.store.row_states(&service.table, &ids).await {
+            Ok(s) => break s,
+            Err(e) => {
+                LoopError {
+                    service: &service.name,
+                    stage: "read row states",
+                    error: &e,
+                }
+                .emit();
+                tokio::time::sleep(ERROR_BACKOFF).await;
+            }
+        }
+    };
+    let reader = Arc::new(BatchState {
+        store: shared.store.clone(),
+        overlay: Mutex::new(HashMap::new()),
+    });
+    let mut rows = Vec::with_capacity(pending.len());
+    let mut logs = Vec::with_capacity(pending.len());
+    for p in &pending {
+        let id = p.env.outbox_id;
+        let Some(state) = states.get(&id) else {
+            let reason = format!("outbox row {id} does not exist in {}", service.table);
+            MessageSkipped {
+                service: &service.name,
+                origin: &p.delivery.origin,
+                reason: &reason,
+            }
+            .emit();
+            continue;
+        };
+        if state.status.is_final() {
+            // Already applied (or dead): acknowledge without running anything again.
+            continue;
+        }
+        let (outcome, version, micros) =
+            handle_one(shared, service, p, state.retry_count, &reader).await;
+        logs.push((
+            id,
+            p.env.event_type.clone(),
+            outcome_label(&outcome),
+            version.clone(),
+            micros,
+        ));
+        rows.push((id, outcome));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let applied = AppliedBatch {
+        service: service.name.clone(),
+        rows,
+    };
+    let report = loop {
+        match shared
+            .store
+            .apply(&service.table, &applied, &shared.backoff, now())
+            .await
+        {
+            Ok(r) => break r,
+            Err(e) => {
+                // Nothing was committed; the same batch is applied again (apply re-checks
+                // every row's status, so a partial earlier success cannot double-apply).
+                LoopError {
+                    service: &service.name,
+                    stage: "apply batch",
+                    error: &e,
+                }
+                .emit();
+                tokio::time::sleep(ERROR_BACKOFF).await;
+            }
+        }
+    };
+    for ((id, event_type, label, version, micros), (_, outcome)) in logs.iter().zip(&applied.rows) {
+        let reason = match outcome {
+            RowOutcome::Consumed { .. } => None,
+            RowOutcome::Failed { reason } | RowOutcome::Dead { reason } => Some(reason.as_str()),
+        };
+        EventHandled {
+            service: &service.name,
+            event_type,
+            outbox_id: *id,
+            outcome: label,
+            reason,
+            version,
+            micros: *micros,
+        }
+        .emit();
+    }
+    for table in report.emitted.keys() {
+        if let Some(owner) = shared.catalog.services().find(|s| &s.table == table) {
+            shared.wakers.wake(&owner.name);
+        }
+    }
+    if report.retried > 0 {
+        shared.wakers.wake(&service.name); // the relay recomputes when the next retry is due
+    }
+}
+
+fn outcome_label(outcome: &RowOutcome) -> &'static str {
+    match outcome {
+        RowOutcome::Consumed { .. } => "consumed",
+        RowOutcome::Failed { .. } => "retry",
+        RowOutcome::Dead { .. } => "dead",
+    }
+}
+
+/// Runs one event; returns its row outcome, the component version, and the time taken.
+async fn handle_one(
+    shared: &Shared,
+    service: &Service,
+    p: &Pending<'_>,
+    retry_count: i32,
+    reader: &Arc<BatchState>,
+) -> (RowOutcome, String, u128) {
+    let env = &p.env;
+    if env.event_type.trim().is_empty() {
+        return (
+            RowOutcome::Dead {
+                reason: "envelope has no event_type".into(),
+            },
+            String::new(),
+            0,
+        );
+    }
+    let Some(component) = shared.routes.get(&env.event_type) else {
+        let reason = format!(
+            "no handler registered for event type {:?} in service {:?}",
+            env.event_type, service.name
+        );
+        return (RowOutcome::Dead { reason }, String::new(), 0);
+    };
+    let payload = env
+        .payload
+        .map(|p| p.get().as_bytes().to_vec())
+        .unwrap_or_default();
+    let event = EventData {
+        outbox_id: env.outbox_id,
+        event_id: env.event_id.clone(),
+        event_type: env.event_type.clone(),
+        event_version: env.event_version.clone(),
+        service: service.name.clone(),
+        aggregate_id: env.aggregate_id.clone(),
+        message_key: p.delivery.key.clone(),
+        payload,
+        attempt: u32::try_from(retry_count).unwrap_or(0).saturating_add(1),
+    };
+    let out = shared
+        .runtime
+        .invoke(
+            &component,
+            &shared.catalog,
+            reader.clone(),
+            event,
+            shared.config.retry.max_attempts as i32,
+        )
+        .await;
+    let micros = out.elapsed.as_micros();
+    let outcome = match out.outcome {
+        Outcome::Ack => {
+            let mut overlay = reader.overlay.lock().unwrap_or_else(|p| p.into_inner());
+            for (k, v) in &out.effects.writes {
+                overlay.insert(k.clone(), v.clone());
+            }
+            RowOutcome::Consumed {
+                version: component.hash.clone(),
+                effects: out.effects,
+            }
+        }
+        Outcome::Retry { reason } => RowOutcome::Failed { reason },
+        Outcome::Dead { reason } => RowOutcome::Dead { reason },
+    };
+    (outcome, component.hash.clone(), micros)
+}

@@ -1,0 +1,228 @@
+//! The engine: the only module that joins store, transport and runtime.
+//!
+//! [`Switchyard::open`] gives the database-side operations (migrate, publish, status) without
+//! loading any component; [`Switchyard::start`] validates and compiles every route's component,
+//! then starts one relay and one consumer per service. Invariants kept here: a row leaves
+//! `pending`/`published` only as `consumed` or `dead`; a batch's outcomes and acked effects
+//! commit in one transaction before the transport is acknowledged.
+
+mod consumer;
+pub mod outbox;
+mod relay;
+mod routes;
+
+pub use outbox::{EnqueueError, NewEvent, Outbox, Ticket, Wakers};
+pub use routes::{RouteLoadError, RouteTable};
+
+use crate::catalog::{Catalog, Service};
+use crate::config::{Config, TransportConfig};
+use crate::runtime::Runtime;
+use crate::store::{self, Backoff, Store, TableStatus, now};
+use crate::transport::Transport;
+use crate::transport::embedded::EmbeddedTransport;
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// What relays and consumers share.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub catalog: Arc<Catalog>,
+    pub store: Arc<dyn Store>,
+    pub transport: Arc<dyn Transport>,
+    pub runtime: Runtime,
+    pub routes: RouteTable,
+    pub wakers: Arc<Wakers>,
+    pub backoff: Backoff,
+}
+
+/// A configured host: database and routing, not yet running.
+pub struct Switchyard {
+    config: Config,
+    catalog: Arc<Catalog>,
+    store: Arc<dyn Store>,
+    wakers: Arc<Wakers>,
+}
+
+impl Switchyard {
+    /// Builds the catalog and connects to the database. Loads no component.
+    ///
+    /// # Errors
+    /// Invalid names in the catalog, or a database that cannot be reached.
+    pub async fn open(config: Config) -> anyhow::Result<Switchyard> {
+        let catalog = Arc::new(Catalog::from_config(&config)?);
+        let url = config.database_url_resolved();
+        let store = store::open(&url)
+            .await
+            .with_context(|| format!("opening database {url}"))?;
+        let wakers = Arc::new(Wakers::new(&catalog));
+        Ok(Switchyard {
+            config,
+            catalog,
+            store,
+            wakers,
+        })
+    }
+
+    /// Creates or upgrades the host tables and every service's outbox table (additive only).
+    ///
+    /// # Errors
+    /// The failing migration, named.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let services: Vec<Arc<Service>> = self.catalog.services().cloned().collect();
+        self.store.migrate(&services).await?;
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The producer API bound to this host's routing and relay wake-ups.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(
+            self.catalog.clone(),
+            self.wakers.clone(),
+            self.config.retry.max_attempts as i32,
+        )
+    }
+
+    /// Enqueues one event in its own transaction and wakes its relay.
+    ///
+    /// # Errors
+    /// [`EnqueueError`]: unrouted type, empty payload, database failure.
+    pub async fn publish(&self, event: NewEvent) -> Result<i64, EnqueueError> {
+        let outbox = self.outbox();
+        let row = outbox.row(event)?;
+        let ids = self.store.insert(std::slice::from_ref(&row), now()).await?;
+        outbox.wake(&row.service_name);
+        Ok(ids[0])
+    }
+
+    /// Per service: counts by status and the oldest pending row.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn status(&self) -> anyhow::Result<Vec<(Arc<Service>, TableStatus)>> {
+        let mut out = Vec::new();
+        for s in self.catalog.services() {
+            out.push((s.clone(), self.store.table_status(&s.table).await?));
+        }
+        Ok(out)
+    }
+
+    /// The transport named in the config.
+    pub fn configured_transport(&self) -> Arc<dyn Transport> {
+        match self.config.transport {
+            TransportConfig::Embedded => Arc::new(EmbeddedTransport::new()),
+        }
+    }
+
+    /// Migrates, compiles and validates every route's component, then starts a relay and a
+    /// consumer per service. Nothing is consumed if any route fails to load.
+    ///
+    /// # Errors
+    /// A component that fails to load (naming event type, service and file), a migration or
+    /// transport failure.
+    pub async fn start(&self, transport: Arc<dyn Transport>) -> anyhow::Result<Running> {
+        let runtime =
+            Runtime::new(self.config.limits.clone()).context("starting the WebAssembly runtime")?;
+        let routes = RouteTable::load(&runtime, &self.catalog)?;
+        self.migrate().await?;
+        if transport.is_volatile() {
+            // Whatever a previous run had queued in memory is gone: publish it again.
+            let t = now();
+            for s in self.catalog.services() {
+                self.store.requeue_stale(&s.table, t, t).await?;
+            }
+        }
+        let shared = Arc::new(Shared {
+            config: self.config.clone(),
+            catalog: self.catalog.clone(),
+            store: self.store.clone(),
+            transport: transport.clone(),
+            runtime,
+            routes,
+            wakers: self.wakers.clone(),
+            backoff: Backoff {
+                base: Duration::from_millis(self.config.retry.backoff_base_ms),
+                max: Duration::from_millis(self.config.retry.backoff_max_ms),
+            },
+        });
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for service in self.catalog.services() {
+            let subscription = transport.subscribe(service).await.with_context(|| {
+                format!(
+                    "subscribing to {} for service {}",
+                    service.topic, service.name
+                )
+            })?;
+            tasks.spawn(consumer::run(
+                shared.clone(),
+                service.clone(),
+                subscription,
+                stop.child_token(),
+            ));
+            let wake = self.wakers.get(&service.name).unwrap_or_default();
+            tasks.spawn(relay::run(
+                shared.clone(),
+                service.clone(),
+                wake,
+                stop.child_token(),
+            ));
+        }
+        tracing::info!(
+            services = self.catalog.services().count(),
+            routes = shared.routes.snapshot().len(),
+            "switchyard started"
+        );
+        Ok(Running {
+            shared,
+            stop,
+            tasks,
+        })
+    }
+}
+
+/// A started host. Dropping it without [`Running::shutdown`] aborts its tasks.
+pub struct Running {
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Each route's current component version.
+    pub fn routes(&self) -> Vec<(String, Arc<crate::runtime::LoadedComponent>)> {
+        self.shared.routes.snapshot()
+    }
+
+    /// Stops claiming and receiving, lets in-flight batches commit, and waits up to `grace`.
+    /// Returns `false` if tasks had to be aborted.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropping the future aborts the remaining tasks.
+    pub async fn shutdown(mut self, grace: Duration) -> bool {
+        self.stop.cancel();
+        let drained = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+            return false;
+        }
+        true
+    }
+}

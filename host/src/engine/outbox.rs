@@ -1,0 +1,187 @@
+//! The producer API: enqueue an event inside the caller's own transaction.
+//!
+//! ```ignore
+//! let mut tx = pool.begin().await?;
+//! sqlx::query("UPDATE orders ...").execute(&mut *tx).await?;
+//! let ticket = outbox.enqueue(&mut tx, NewEvent::new("task.urgency.promote.requested", payload)).await?;
+//! tx.commit().await?;
+//! ticket.wake(); // the relay publishes now instead of at its next poll
+//! ```
+
+use crate::catalog::{Catalog, Unrouted};
+use crate::envelope::Wrapper;
+use crate::store::{NewRow, StoreError, now, sqlite};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// An event to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: String,
+    /// Empty means SmartFlow's default `v1`.
+    pub event_version: String,
+    /// Empty means "use the outbox id".
+    pub event_id: String,
+    pub aggregate_id: String,
+    pub message_key: String,
+    pub payload: serde_json::Value,
+}
+
+impl NewEvent {
+    pub fn new(event_type: impl Into<String>, payload: serde_json::Value) -> NewEvent {
+        NewEvent {
+            event_type: event_type.into(),
+            event_version: String::new(),
+            event_id: String::new(),
+            aggregate_id: String::new(),
+            message_key: String::new(),
+            payload,
+        }
+    }
+
+    pub fn key(mut self, key: impl Into<String>) -> NewEvent {
+        self.message_key = key.into();
+        self
+    }
+
+    pub fn version(mut self, version: impl Into<String>) -> NewEvent {
+        self.event_version = version.into();
+        self
+    }
+
+    pub fn aggregate(mut self, id: impl Into<String>) -> NewEvent {
+        self.aggregate_id = id.into();
+        self
+    }
+}
+
+/// Why an event could not be enqueued. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error(transparent)]
+    Unrouted(#[from] Unrouted),
+    #[error("event {event_type:?} has an empty payload: SmartFlow rejects it")]
+    EmptyPayload { event_type: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Per-service relay wake-ups.
+#[derive(Default)]
+pub struct Wakers {
+    by_service: HashMap<String, Arc<Notify>>,
+}
+
+impl Wakers {
+    pub fn new(catalog: &Catalog) -> Wakers {
+        Wakers {
+            by_service: catalog
+                .services()
+                .map(|s| (s.name.clone(), Arc::new(Notify::new())))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, service: &str) -> Option<Arc<Notify>> {
+        self.by_service.get(service).cloned()
+    }
+
+    pub fn wake(&self, service: &str) {
+        if let Some(n) = self.by_service.get(service) {
+            n.notify_one();
+        }
+    }
+}
+
+/// Wakes the owning relay once the caller's transaction has committed.
+#[derive(Debug)]
+#[must_use = "call wake() after commit, or the row waits for the relay's next poll"]
+pub struct Ticket {
+    pub outbox_id: i64,
+    pub table: String,
+    notify: Option<Arc<Notify>>,
+}
+
+impl Ticket {
+    pub fn wake(self) {
+        if let Some(n) = self.notify {
+            n.notify_one();
+        }
+    }
+}
+
+/// Routes events to their owner's table and writes them as `pending` rows.
+#[derive(Clone)]
+pub struct Outbox {
+    catalog: Arc<Catalog>,
+    wakers: Arc<Wakers>,
+    max_retry: i32,
+}
+
+impl Outbox {
+    pub fn new(catalog: Arc<Catalog>, wakers: Arc<Wakers>, max_retry: i32) -> Outbox {
+        Outbox {
+            catalog,
+            wakers,
+            max_retry,
+        }
+    }
+
+    /// Builds the row for an event: its owner's table and topic, SmartFlow's wrapper.
+    ///
+    /// # Errors
+    /// [`EnqueueError::Unrouted`] when no service owns the event type (never a default table).
+    pub fn row(&self, event: NewEvent) -> Result<NewRow, EnqueueError> {
+        let route = self.catalog.route(&event.event_type)?;
+        if event.payload.is_null() {
+            return Err(EnqueueError::EmptyPayload {
+                event_type: event.event_type,
+            });
+        }
+        let service = &route.service;
+        let wrapper = Wrapper {
+            event_id: Some(event.event_id).filter(|s| !s.is_empty()),
+            event_type: event.event_type.clone(),
+            event_version: Some(if event.event_version.is_empty() {
+                "v1".into()
+            } else {
+                event.event_version
+            }),
+            aggregate_id: Some(event.aggregate_id).filter(|s| !s.is_empty()),
+            payload: event.payload,
+        };
+        Ok(NewRow {
+            table: service.table.clone(),
+            biz_type: event.event_type,
+            service_name: service.name.clone(),
+            topic: service.topic.clone(),
+            message_key: event.message_key,
+            payload: wrapper.to_json(),
+            max_retry: self.max_retry,
+        })
+    }
+
+    /// Inserts the event as a `pending` row on the caller's SQLite connection or transaction.
+    ///
+    /// # Errors
+    /// [`EnqueueError`]; the caller's transaction is left for the caller to roll back.
+    pub async fn enqueue(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        event: NewEvent,
+    ) -> Result<Ticket, EnqueueError> {
+        let row = self.row(event)?;
+        let ids = sqlite::insert_rows(conn, std::slice::from_ref(&row), now()).await?;
+        Ok(Ticket {
+            outbox_id: ids[0],
+            notify: self.wakers.get(&row.service_name),
+            table: row.table,
+        })
+    }
+
+    /// Wakes the relay of a service (after rows were written some other way).
+    pub fn wake(&self, service: &str) {
+        self.wakers.wake(service);
+    }
+}

@@ -1,0 +1,74 @@
+//! Compiling and validating a component file.
+
+use super::bindings::ServiceHandlerPre;
+use super::invocation::Invocation;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+/// Why a component file cannot serve a route.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("cannot read component {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid component (garbage, truncated, a core module).
+    #[error("component {path} does not compile: {reason}")]
+    Compile { path: PathBuf, reason: String },
+    /// It compiled but does not fit the contract: wrong world, missing export, unknown imports.
+    #[error("component {path} does not implement {contract}: {reason}")]
+    Contract {
+        path: PathBuf,
+        contract: &'static str,
+        reason: String,
+    },
+}
+
+/// A compiled, validated, pre-instantiated component version.
+pub struct LoadedComponent {
+    pub(super) pre: ServiceHandlerPre<Invocation>,
+    /// blake3 of the file's bytes, hex: the version recorded on every row it consumes.
+    pub hash: String,
+    pub path: PathBuf,
+    pub loaded_at: SystemTime,
+}
+
+impl LoadedComponent {
+    pub(super) fn load(
+        engine: &Engine,
+        linker: &Linker<Invocation>,
+        path: &Path,
+    ) -> Result<LoadedComponent, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        let component = Component::from_binary(engine, &bytes).map_err(|e| LoadError::Compile {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        })?;
+        let contract_err = |e: wasmtime::Error| LoadError::Contract {
+            path: path.to_owned(),
+            contract: super::CONTRACT,
+            reason: format!("{e:#}"),
+        };
+        let pre = linker.instantiate_pre(&component).map_err(contract_err)?;
+        let pre = ServiceHandlerPre::new(pre).map_err(contract_err)?;
+        Ok(LoadedComponent {
+            pre,
+            hash,
+            path: path.to_owned(),
+            loaded_at: SystemTime::now(),
+        })
+    }
+
+    /// The first 12 hex digits of the hash, for logs.
+    pub fn short_hash(&self) -> &str {
+        &self.hash[..12]
+    }
+}

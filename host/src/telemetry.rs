@@ -1,0 +1,119 @@
+//! Typed telemetry events: each struct is one thing worth counting or logging, and its `emit`
+//! writes the log line and the metric together, so metric names live only here.
+
+use metrics::counter;
+
+/// A relay published a batch of rows to its service's topic.
+pub struct RelayBatchPublished<'a> {
+    pub service: &'a str,
+    pub published: usize,
+    pub failed: usize,
+}
+
+impl RelayBatchPublished<'_> {
+    pub fn emit(&self) {
+        tracing::debug!(
+            service = self.service,
+            published = self.published,
+            failed = self.failed,
+            "relay batch published"
+        );
+        counter!("switchyard_relay_published_total", "service" => self.service.to_owned())
+            .increment(self.published as u64);
+        counter!("switchyard_relay_publish_failed_total", "service" => self.service.to_owned())
+            .increment(self.failed as u64);
+    }
+}
+
+/// One event's outcome was committed.
+pub struct EventHandled<'a> {
+    pub service: &'a str,
+    pub event_type: &'a str,
+    pub outbox_id: i64,
+    pub outcome: &'a str,
+    pub reason: Option<&'a str>,
+    pub version: &'a str,
+    pub micros: u128,
+}
+
+impl EventHandled<'_> {
+    pub fn emit(&self) {
+        match self.reason {
+            None => tracing::debug!(
+                service = self.service,
+                event_type = self.event_type,
+                outbox_id = self.outbox_id,
+                outcome = self.outcome,
+                version = self.version,
+                micros = self.micros as u64,
+                "event handled"
+            ),
+            Some(reason) => tracing::warn!(
+                service = self.service,
+                event_type = self.event_type,
+                outbox_id = self.outbox_id,
+                outcome = self.outcome,
+                version = self.version,
+                reason,
+                "event not acknowledged"
+            ),
+        }
+        counter!("switchyard_events_total", "service" => self.service.to_owned(), "outcome" => self.outcome.to_owned())
+            .increment(1);
+    }
+}
+
+/// A message was dropped without touching any row (SmartFlow's "skip" cases).
+pub struct MessageSkipped<'a> {
+    pub service: &'a str,
+    pub origin: &'a str,
+    pub reason: &'a str,
+}
+
+impl MessageSkipped<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(
+            service = self.service,
+            origin = self.origin,
+            reason = self.reason,
+            "message skipped"
+        );
+        counter!("switchyard_messages_skipped_total", "service" => self.service.to_owned())
+            .increment(1);
+    }
+}
+
+/// A store or transport operation failed; the loop backs off and tries again.
+pub struct LoopError<'a> {
+    pub service: &'a str,
+    pub stage: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl LoopError<'_> {
+    pub fn emit(&self) {
+        tracing::error!(service = self.service, stage = self.stage, error = %self.error, "retrying after error");
+        counter!("switchyard_loop_errors_total", "service" => self.service.to_owned(), "stage" => self.stage.to_owned())
+            .increment(1);
+    }
+}
+
+/// Rows left `published` too long were put back to `pending`.
+pub struct StaleRowsRequeued<'a> {
+    pub service: &'a str,
+    pub rows: u64,
+}
+
+impl StaleRowsRequeued<'_> {
+    pub fn emit(&self) {
+        if self.rows > 0 {
+            tracing::warn!(
+                service = self.service,
+                rows = self.rows,
+                "requeued rows published but never consumed"
+            );
+            counter!("switchyard_rows_requeued_total", "service" => self.service.to_owned())
+                .increment(self.rows);
+        }
+    }
+}

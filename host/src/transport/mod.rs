@@ -1,0 +1,73 @@
+//! Moving envelope bytes from a service's relay to its consumer.
+//!
+//! A transport knows topics (one per service) and bytes; it knows nothing of routes, handlers
+//! or SQL. The engine publishes the same envelope bytes whichever transport is configured, so
+//! swapping the embedded queue for Kafka changes no engine code.
+
+pub mod embedded;
+
+use crate::catalog::Service;
+use async_trait::async_trait;
+
+/// A message to publish: SmartFlow's envelope as the value, the row's `message_key` as key.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Carried as a header where the transport has them.
+    pub event_type: String,
+}
+
+/// A received message, with where it came from for logs.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// e.g. `smartflow.task.outbox/0@42`, or `embedded:task#7`.
+    pub origin: String,
+    /// Transport-specific position used by [`Subscription::commit`].
+    pub position: (i32, i64),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The message could not be handed to the transport; the row goes back to `pending`.
+    #[error("publish to {topic} failed: {reason}")]
+    Publish { topic: String, reason: String },
+    /// The consumer side failed; the engine logs it and tries again.
+    #[error("consume from {topic} failed: {reason}")]
+    Consume { topic: String, reason: String },
+    /// Only one consumer per service may subscribe in one host.
+    #[error("service {0} already has a consumer in this host")]
+    AlreadySubscribed(String),
+}
+
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Publishes messages to the service's topic, in order. One result per message.
+    async fn publish(
+        &self,
+        service: &Service,
+        messages: Vec<Message>,
+    ) -> Vec<Result<(), TransportError>>;
+
+    /// Opens the service's consumer (its consumer group).
+    async fn subscribe(&self, service: &Service) -> Result<Box<dyn Subscription>, TransportError>;
+
+    /// True when messages in flight do not survive the process (the embedded queue): at start
+    /// the engine then republishes rows left `published` by a previous run.
+    fn is_volatile(&self) -> bool;
+}
+
+#[async_trait]
+pub trait Subscription: Send {
+    /// Waits for at least one message, then returns it with up to `max - 1` more that are
+    /// already available. `None` once the transport is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is never half-taken.
+    async fn next_batch(&mut self, max: usize) -> Option<Vec<Delivery>>;
+
+    /// Acknowledges deliveries whose outcome has been committed to the database.
+    async fn commit(&mut self, deliveries: &[Delivery]) -> Result<(), TransportError>;
+}

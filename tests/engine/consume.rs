@@ -1,0 +1,348 @@
+//! The skeleton's promises: publish → consumed, retries, traps, emits, redelivery, dead rows.
+
+use crate::support::{Harness, Setup, component, hash_of};
+use serde_json::json;
+use switchyard::catalog::Service;
+use switchyard::transport::Message;
+
+crate::engine_suite!(
+    published_event_is_consumed_and_its_state_written,
+    task_not_yet_urgent_is_left_alone_and_bad_promotions_are_dead,
+    retrying_handler_ends_dead_after_max_retry_with_none_of_its_writes,
+    trapping_handler_is_retried_while_other_routes_keep_serving,
+    emitted_event_lands_in_its_owner_table_and_is_consumed_there,
+    a_failed_commit_keeps_neither_the_consume_nor_the_emit,
+    the_same_envelope_delivered_twice_is_applied_once,
+    unknown_event_type_is_dead_saying_no_handler_is_registered,
+    row_with_a_broken_wrapper_ends_dead_with_the_reason,
+    enqueue_joins_the_callers_transaction,
+);
+
+async fn published_event_is_consumed_and_its_state_written(setup: Setup) {
+    let mut h = Harness::start(setup).await;
+    let record = h
+        .publish(
+            "task.record.requested",
+            json!({"id": 7, "user_id": 3, "title": "file taxes", "priority": 2,
+                   "urgency_threshold_at": "2026-01-01T00:00:00Z"}),
+        )
+        .await;
+    let row = h.wait_final("task_outbox_messages", record).await;
+    assert_eq!(row.status, "consumed", "{row:?}");
+    let promote = h
+        .publish(
+            "task.urgency.promote.requested",
+            json!({"user_id": 3, "task_ids": [7, 7, -1, 0], "triggered_at": "2026-02-01T00:00:00Z"}),
+        )
+        .await;
+    let row = h.wait_final("task_outbox_messages", promote).await;
+    assert_eq!(row.status, "consumed", "{row:?}");
+    assert_eq!(
+        row.handler_version.as_deref(),
+        Some(hash_of(&component("task")).as_str())
+    );
+    let task: serde_json::Value =
+        serde_json::from_str(&h.state("task", "task/3/7").await.unwrap()).unwrap();
+    assert_eq!(
+        task["priority"], 1,
+        "priority 2 past its threshold is promoted to 1"
+    );
+    h.stop().await;
+}
+
+async fn task_not_yet_urgent_is_left_alone_and_bad_promotions_are_dead(setup: Setup) {
+    let mut h = Harness::start(setup).await;
+    let id = h
+        .publish(
+            "task.record.requested",
+            json!({"id": 8, "user_id": 3, "priority": 4, "urgency_threshold_at": "2030-01-01T00:00:00Z"}),
+        )
+        .await;
+    h.wait_final("task_outbox_messages", id).await;
+    let ok = h
+        .publish(
+            "task.urgency.promote.requested",
+            json!({"user_id": 3, "task_ids": [8], "triggered_at": "2026-02-01T00:00:00Z"}),
+        )
+        .await;
+    let no_ids = h
+        .publish(
+            "task.urgency.promote.requested",
+            json!({"user_id": 3, "task_ids": [0, -2], "triggered_at": "2026-02-01T00:00:00Z"}),
+        )
+        .await;
+    let no_user = h
+        .publish(
+            "task.urgency.promote.requested",
+            json!({"user_id": 0, "task_ids": [8], "triggered_at": "2026-02-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(
+        h.wait_final("task_outbox_messages", ok).await.status,
+        "consumed"
+    );
+    let task: serde_json::Value =
+        serde_json::from_str(&h.state("task", "task/3/8").await.unwrap()).unwrap();
+    assert_eq!(
+        task["priority"], 4,
+        "a task before its threshold keeps its priority"
+    );
+    let dead = h.wait_final("task_outbox_messages", no_ids).await;
+    assert_eq!(dead.status, "dead");
+    assert!(dead.last_error.unwrap().contains("no positive task id"));
+    let dead = h.wait_final("task_outbox_messages", no_user).await;
+    assert_eq!(dead.status, "dead");
+    assert!(
+        dead.last_error
+            .unwrap()
+            .contains("user_id must be positive")
+    );
+    h.stop().await;
+}
+
+async fn retrying_handler_ends_dead_after_max_retry_with_none_of_its_writes(setup: Setup) {
+    let mut h = Harness::start(setup).await;
+    let id = h
+        .publish(
+            "probe.run",
+            json!({"set": {"leak": "yes"}, "emit": [{"event_type": "sink.note", "payload": {}}],
+                                     "action": "retry", "reason": "downstream busy"}),
+        )
+        .await;
+    let row = h.wait_final("probe_outbox_messages", id).await;
+    assert_eq!(row.status, "dead");
+    assert_eq!(row.retry_count, 3, "max_attempts = 3 attempts, then dead");
+    let err = row.last_error.unwrap();
+    assert!(
+        err.contains("retries exhausted") && err.contains("downstream busy"),
+        "{err}"
+    );
+    assert_eq!(
+        h.state("probe", "leak").await,
+        None,
+        "a retried invocation's writes are dropped"
+    );
+    assert!(
+        h.rows("sink_outbox_messages").await.is_empty(),
+        "a retried invocation's emits are dropped"
+    );
+    h.stop().await;
+}
+
+async fn trapping_handler_is_retried_while_other_routes_keep_serving(setup: Setup) {
+    let mut h = Harness::start(setup).await;
+    let trap = h
+        .publish(
+            "probe.run",
+            json!({"set": {"trap-leak": "1"}, "action": "trap"}),
+        )
+        .await;
+    let mut others = Vec::new();
+    for i in 0..20 {
+        others.push(
+            h.publish(
+                "task.record.requested",
+                json!({"id": 100 + i, "user_id": 1, "priority": 2}),
+            )
+            .await,
+        );
+    }
+    for id in others {
+        assert_eq!(
+            h.wait_final("task_outbox_messages", id).await.status,
+            "consumed"
+        );
+    }
+    let row = h
+        .wait_row("probe_outbox_messages", trap, |r| r.retry_count >= 1)
+        .await;
+    assert!(
+        row.last_error
+            .clone()
+            .unwrap()
+            .contains("trap: wasm `unreachable`"),
+        "{row:?}"
+    );
+    let row = h.wait_final("probe_outbox_messages", trap).await;
+    assert_eq!(row.status, "dead");
+    assert_eq!(h.state("probe", "trap-leak").await, None);
+    h.stop().await;
+}
+
+async fn emitted_event_lands_in_its_owner_table_and_is_consumed_there(setup: Setup) {
+    let mut h = Harness::start(setup).await;
+    let id = h
+        .publish("probe.run", json!({"set": {"parent": "done"},
+            "emit": [{"event_type": "sink.note", "key": "k1", "payload": {"set": {"child": "done"}}}]}))
+        .await;
+    assert_eq!(
+        h.wait_final("probe_outbox_messages", id).await.status,
+        "consumed"
+    );
+    let sink = h.rows("sink_outbox_messages").await;
+    assert_eq!(
+        sink.len(),
+        1,
+        "the follow-up is in the sink service's own table"
+    );
+    assert_eq!(sink[0].biz_type, "sink.note");
+    let wrapper: serde_json::Value = serde_json::from_str(&sink[0].payload).unwrap();
+    assert_eq!(wrapper["event_type"], "sink.note");
+    assert_eq!(wrapper["event_version"], "v1");
+    assert!(
+        h.rows("probe_outbox_messages")
+            .await
+            .iter()
+            .all(|r| r.biz_type == "probe.run")
+    );
+    h.wait_row("sink_outbox_messages", 1, |r| r.status == "consumed")
+        .await;
+    assert_eq!(h.state("sink", "child").await.as_deref(), Some("done"));
+    assert_eq!(h.state("probe", "parent").await.as_deref(), Some("done"));
+    h.stop().await;
+}
+
+async fn a_failed_commit_keeps_neither_the_consume_nor_the_emit(setup: Setup) {
+    let mut h = Harness::start(setup).await;
+    // Make the consume transaction fail at its last statement (the emit's insert).
+    h.refuse_inserts("sink_outbox_messages").await;
+    let id = h
+        .publish(
+            "probe.run",
+            json!({"set": {"s": "1"}, "emit": [{"event_type": "sink.note", "payload": {}}]}),
+        )
+        .await;
+    // The consumer keeps retrying the same batch; while it fails nothing of it is visible.
+    h.wait_row("probe_outbox_messages", id, |r| r.status == "published")
+        .await;
+    for _ in 0..5 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let row = h.row("probe_outbox_messages", id).await.unwrap();
+        assert_eq!(
+            row.status, "published",
+            "the consumed mark must roll back with the emit"
+        );
+        assert!(h.rows("sink_outbox_messages").await.is_empty());
+        assert_eq!(h.state("probe", "s").await, None);
+    }
+    h.allow_inserts("sink_outbox_messages").await;
+    assert_eq!(
+        h.wait_final("probe_outbox_messages", id).await.status,
+        "consumed"
+    );
+    assert_eq!(h.rows("sink_outbox_messages").await.len(), 1);
+    assert_eq!(h.state("probe", "s").await.as_deref(), Some("1"));
+    h.stop().await;
+}
+
+async fn the_same_envelope_delivered_twice_is_applied_once(setup: Setup) {
+    let mut h = Harness::start(setup).await;
+    let id = h.publish("probe.run", json!({"incr": ["applied"]})).await;
+    assert_eq!(
+        h.wait_final("probe_outbox_messages", id).await.status,
+        "consumed"
+    );
+    let probe = h.host.catalog().service("probe").unwrap().clone();
+    let envelope = json!({"outbox_id": id, "event_id": id.to_string(), "event_type": "probe.run",
+        "event_version": "v1", "service_name": "probe", "aggregate_id": "",
+        "payload": {"incr": ["applied"]}});
+    redeliver(&h, &probe, &envelope).await;
+    redeliver(&h, &probe, &envelope).await;
+    // A marker behind the duplicates in the same queue: once it is consumed, they were seen.
+    let marker = h
+        .publish("probe.run", json!({"set": {"marker": "1"}}))
+        .await;
+    h.wait_final("probe_outbox_messages", marker).await;
+    assert_eq!(
+        h.state("probe", "applied").await.as_deref(),
+        Some("1"),
+        "applied exactly once"
+    );
+    h.stop().await;
+}
+
+async fn redeliver(h: &Harness, service: &Service, envelope: &serde_json::Value) {
+    let msg = Message {
+        key: String::new(),
+        value: envelope.to_string().into_bytes(),
+        event_type: "probe.run".into(),
+    };
+    for r in h.transport.publish(service, vec![msg]).await {
+        r.unwrap();
+    }
+}
+
+async fn unknown_event_type_is_dead_saying_no_handler_is_registered(setup: Setup) {
+    let mut h = Harness::start(setup).await;
+    // Written by another producer with plain SQL: an event type nobody routes.
+    let wrapper = r#"{"event_type":"probe.unknown","payload":{}}"#;
+    let id = h
+        .insert_raw("probe_outbox_messages", "probe.unknown", wrapper, 20)
+        .await;
+    h.host.outbox().wake("probe");
+    let row = h.wait_final("probe_outbox_messages", id).await;
+    assert_eq!(row.status, "dead");
+    assert!(
+        row.last_error
+            .unwrap()
+            .contains("no handler registered for event type \"probe.unknown\"")
+    );
+    h.stop().await;
+}
+
+async fn row_with_a_broken_wrapper_ends_dead_with_the_reason(setup: Setup) {
+    let mut h = Harness::start(setup).await;
+    let id = h
+        .insert_raw("probe_outbox_messages", "probe.run", "not json", 2)
+        .await;
+    h.host.outbox().wake("probe");
+    let row = h.wait_final("probe_outbox_messages", id).await;
+    assert_eq!(row.status, "dead");
+    assert!(row.last_error.unwrap().contains("payload wrapper rejected"));
+    h.stop().await;
+}
+
+async fn enqueue_joins_the_callers_transaction(setup: Setup) {
+    let mut h = Harness::start(setup).await;
+    let outbox = h.host.outbox();
+    let crate::support::TestDb::Sqlite(pool) = h.db.clone();
+    let mut tx = pool.begin().await.unwrap();
+    let ticket = outbox
+        .enqueue(
+            &mut tx,
+            switchyard::NewEvent::new("probe.run", json!({"set": {"a": "1"}})),
+        )
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert!(
+        h.row("probe_outbox_messages", ticket.outbox_id)
+            .await
+            .is_none(),
+        "rolled back with the caller"
+    );
+    let mut tx = pool.begin().await.unwrap();
+    let ticket = outbox
+        .enqueue(
+            &mut tx,
+            switchyard::NewEvent::new("probe.run", json!({"set": {"a": "2"}})),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let id = ticket.outbox_id;
+    ticket.wake();
+    assert_eq!(
+        h.wait_final("probe_outbox_messages", id).await.status,
+        "consumed"
+    );
+    assert_eq!(h.state("probe", "a").await.as_deref(), Some("2"));
+    let err = outbox
+        .enqueue(
+            &mut *pool.acquire().await.unwrap(),
+            switchyard::NewEvent::new("nobody.owns", json!({})),
+        )
+        .await;
+    assert!(err.unwrap_err().to_string().contains("nobody.owns"));
+    h.stop().await;
+}

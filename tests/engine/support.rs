@@ -1,0 +1,333 @@
+//! Shared test harness: a fresh database (SQLite file, or a fresh MariaDB/PostgreSQL database
+//! on the real servers), a config wiring the real `task` component and the `probe` test
+//! component, the host started on the chosen transport, and helpers that read rows back with
+//! plain SQL.
+//!
+//! Every engine test is written once as `async fn name(setup: Setup)` and instantiated for
+//! each backend × transport by [`engine_suite!`].
+
+use sqlx::{Row, SqlitePool};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard::config::Config;
+use switchyard::transport::Transport;
+use switchyard::transport::embedded::EmbeddedTransport;
+use switchyard::{Running, Switchyard};
+
+/// How long a test waits for the host to reach a state before failing.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Which database the host runs on in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+}
+
+/// Which transport carries envelopes in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    Embedded,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    pub backend: Backend,
+    pub transport: TransportKind,
+}
+
+impl Setup {
+    pub const SQLITE_EMBEDDED: Setup = Setup {
+        backend: Backend::Sqlite,
+        transport: TransportKind::Embedded,
+    };
+}
+
+/// Instantiates each listed `async fn test(setup: Setup)` once per backend × transport, as
+/// `<setup>::<test>`, so the whole suite runs everywhere without copies.
+#[macro_export]
+macro_rules! engine_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::support::Setup::SQLITE_EMBEDDED).await } )*
+        }
+    };
+}
+
+/// A built component; panics with the fix if it is missing.
+pub fn component(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../build/components")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "component {} is missing: run scripts/build-components.sh (the README's test command does)",
+        path.display()
+    );
+    path.canonicalize().unwrap()
+}
+
+/// Config text for the test services: `task` (real component), `probe` and `sink` (probe).
+pub fn config_text(database_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+database_url = "{database_url}"
+
+[retry]
+max_attempts = 3
+backoff_base_ms = 10
+backoff_max_ms = 40
+
+[relay]
+poll_interval_ms = 250
+
+[services.task]
+[services.probe]
+[services.sink]
+
+[[routes]]
+event_type = "task.urgency.promote.requested"
+service = "task"
+component = "{task}"
+
+[[routes]]
+event_type = "task.record.requested"
+service = "task"
+component = "{task}"
+
+[[routes]]
+event_type = "probe.run"
+service = "probe"
+component = "{probe}"
+
+[[routes]]
+event_type = "sink.note"
+service = "sink"
+component = "{probe}"
+{extra}
+"#,
+        task = component("task").display(),
+        probe = component("probe").display(),
+    )
+}
+
+/// Plain-SQL access to the test database, independent of the host's store.
+#[derive(Clone)]
+pub enum TestDb {
+    Sqlite(SqlitePool),
+}
+
+pub struct Harness {
+    /// Keeps a SQLite database directory alive for the test.
+    pub _dir: tempfile::TempDir,
+    #[allow(dead_code, reason = "read by backend- and transport-specific tests")]
+    pub setup: Setup,
+    pub host: Switchyard,
+    pub transport: Arc<dyn Transport>,
+    pub running: Option<Running>,
+    pub db: TestDb,
+}
+
+impl Harness {
+    /// A migrated, started host on a fresh database.
+    pub async fn start(setup: Setup) -> Harness {
+        Self::start_with(setup, "").await
+    }
+
+    pub async fn start_with(setup: Setup, extra: &str) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, db) = match setup.backend {
+            Backend::Sqlite => {
+                let path = dir.path().join("switchyard.db");
+                let url = format!("sqlite://{}", path.display());
+                let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true);
+                (
+                    url,
+                    TestDb::Sqlite(SqlitePool::connect_with(opts).await.unwrap()),
+                )
+            }
+        };
+        let config = Config::parse(
+            &config_text(&url, extra),
+            Path::new("test.toml"),
+            dir.path().to_owned(),
+        )
+        .unwrap();
+        let host = Switchyard::open(config).await.unwrap();
+        host.migrate().await.unwrap();
+        let transport: Arc<dyn Transport> = match setup.transport {
+            TransportKind::Embedded => Arc::new(EmbeddedTransport::new()),
+        };
+        let running = host.start(transport.clone()).await.unwrap();
+        Harness {
+            _dir: dir,
+            setup,
+            host,
+            transport,
+            running: Some(running),
+            db,
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            assert!(
+                r.shutdown(Duration::from_secs(10)).await,
+                "host did not stop within its grace period"
+            );
+        }
+    }
+
+    /// Waits until the row reaches a final status, and returns it.
+    pub async fn wait_final(&self, table: &str, id: i64) -> RowView {
+        self.wait_row(table, id, |r| r.status == "consumed" || r.status == "dead")
+            .await
+    }
+
+    pub async fn wait_row(&self, table: &str, id: i64, done: impl Fn(&RowView) -> bool) -> RowView {
+        let started = Instant::now();
+        loop {
+            let row = self.row(table, id).await;
+            if let Some(r) = &row
+                && done(r)
+            {
+                return r.clone();
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "row {id} of {table} did not reach the expected state: {row:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn row(&self, table: &str, id: i64) -> Option<RowView> {
+        let sql = format!(
+            "SELECT status, retry_count, last_error, handler_version, biz_type, payload FROM {table} WHERE id = ?"
+        );
+        match &self.db {
+            TestDb::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .unwrap()
+                .map(|r| RowView {
+                    status: r.get(0),
+                    retry_count: r.get(1),
+                    last_error: r.get(2),
+                    handler_version: r.get(3),
+                    biz_type: r.get(4),
+                    payload: r.get(5),
+                }),
+        }
+    }
+
+    pub async fn ids(&self, table: &str) -> Vec<i64> {
+        let sql = format!("SELECT id FROM {table} ORDER BY id");
+        match &self.db {
+            TestDb::Sqlite(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(pool)
+                .await
+                .unwrap(),
+        }
+    }
+
+    pub async fn rows(&self, table: &str) -> Vec<RowView> {
+        let mut out = Vec::new();
+        for id in self.ids(table).await {
+            out.push(self.row(table, id).await.unwrap());
+        }
+        out
+    }
+
+    pub async fn state(&self, service: &str, key: &str) -> Option<String> {
+        let sql = "SELECT value FROM switchyard_state WHERE service = ? AND state_key = ?";
+        let v: Option<Vec<u8>> = match &self.db {
+            TestDb::Sqlite(pool) => sqlx::query_scalar(sql)
+                .bind(service)
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+                .unwrap(),
+        };
+        v.map(|b| String::from_utf8(b).unwrap())
+    }
+
+    pub async fn publish(&self, event_type: &str, payload: serde_json::Value) -> i64 {
+        self.host
+            .publish(switchyard::NewEvent::new(event_type, payload))
+            .await
+            .unwrap()
+    }
+
+    /// Inserts a due `pending` row with SmartFlow's columns only, as a foreign producer would.
+    pub async fn insert_raw(
+        &self,
+        table: &str,
+        biz_type: &str,
+        payload: &str,
+        max_retry: i32,
+    ) -> i64 {
+        let sql = format!(
+            "INSERT INTO {table} (biz_type, service_name, topic, message_key, payload, status, retry_count, \
+             max_retry, next_retry_at) VALUES (?, '', 't', '', ?, 'pending', 0, ?, '2000-01-01 00:00:00') RETURNING id"
+        );
+        match &self.db {
+            TestDb::Sqlite(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(biz_type)
+                .bind(payload)
+                .bind(max_retry)
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        }
+    }
+
+    /// Makes every insert into `table` fail (a trigger), so a transaction that inserts there
+    /// rolls back; [`Harness::allow_inserts`] undoes it.
+    pub async fn refuse_inserts(&self, table: &str) {
+        let sql = format!(
+            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+        );
+        match &self.db {
+            TestDb::Sqlite(pool) => {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    pub async fn allow_inserts(&self, table: &str) {
+        let sql = format!("DROP TRIGGER refuse_{table}");
+        match &self.db {
+            TestDb::Sqlite(pool) => {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RowView {
+    pub status: String,
+    pub retry_count: i32,
+    pub last_error: Option<String>,
+    pub handler_version: Option<String>,
+    pub biz_type: String,
+    pub payload: String,
+}
+
+/// blake3 of a component file: what `handler_version` must record.
+pub fn hash_of(path: &Path) -> String {
+    blake3::hash(&std::fs::read(path).unwrap())
+        .to_hex()
+        .to_string()
+}
