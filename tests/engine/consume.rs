@@ -339,7 +339,7 @@ async fn enqueue_joins_the_callers_transaction(setup: Setup) {
     assert_eq!(h.state("probe", "a").await.as_deref(), Some("2"));
     let err = outbox
         .enqueue(
-            &mut *pool.acquire().await.unwrap(),
+            &mut pool.acquire().await.unwrap(),
             switchyard::NewEvent::new("nobody.owns", json!({})),
         )
         .await;

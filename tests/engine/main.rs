@@ -1,8 +1,8 @@
 //! Integration tests: a real SQLite file, real components built from `plugins/` and
+//! `tests/components/`, the host's own relay and consumer. One module per topic.
 
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! `tests/components/`, the host's own relay and consumer. One module per topic.
 
 mod config_errors;
 mod consume;
