@@ -237,6 +237,27 @@ pub struct LimitsConfig {
     /// Largest state value or emitted payload, bytes. Default 1 MiB.
     #[serde(default = "default_max_value_bytes")]
     pub max_value_bytes: usize,
+    /// Guest output kept per invocation (stdout, stderr and `log` together), bytes; the rest is
+    /// dropped and counted. Default 64 KiB.
+    #[serde(default = "default_max_log_bytes")]
+    pub max_log_bytes: usize,
+    /// Table elements a component instance may grow its tables to. Default 10000.
+    #[serde(default = "default_max_table_elements")]
+    pub max_table_elements: usize,
+    /// A route whose every invocation fails for this long is reported unhealthy (log, metric,
+    /// `status`), without being stopped. Milliseconds, default 60000.
+    #[serde(default = "default_unhealthy_after_ms")]
+    pub unhealthy_after_ms: u64,
+}
+
+fn default_max_log_bytes() -> usize {
+    64 << 10
+}
+fn default_max_table_elements() -> usize {
+    10_000
+}
+fn default_unhealthy_after_ms() -> u64 {
+    60_000
 }
 
 fn default_deadline_ms() -> u64 {
@@ -259,6 +280,9 @@ impl Default for LimitsConfig {
             memory_bytes: default_memory_bytes(),
             max_emits: default_max_emits(),
             max_value_bytes: default_max_value_bytes(),
+            max_log_bytes: default_max_log_bytes(),
+            max_table_elements: default_max_table_elements(),
+            unhealthy_after_ms: default_unhealthy_after_ms(),
         }
     }
 }
@@ -285,6 +309,59 @@ pub struct RouteConfig {
     pub service: String,
     /// Path to the `.wasm` component, relative to the config file.
     pub component: PathBuf,
+    /// Overrides of `[limits]` for this route only, e.g.
+    /// `limits = { deadline_ms = 200, memory_bytes = 16777216, fuel = 50000000 }`.
+    #[serde(default)]
+    pub limits: RouteLimits,
+    /// Named configuration values the handler may read, exposed as WASI environment variables
+    /// (`std::env::var` in Rust). Nothing else of the host's environment is visible.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Host directories the handler may read (never write), e.g.
+    /// `preopened_dirs = [{ host = "data", guest = "/data" }]`; `host` is relative to the
+    /// config file. Default: none, so every filesystem call fails.
+    #[serde(default)]
+    pub preopened_dirs: Vec<PreopenedDir>,
+}
+
+/// Per-route overrides of [`LimitsConfig`]; unset fields take the global value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimits {
+    /// Wall-clock budget of one invocation, milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Linear memory cap, bytes.
+    pub memory_bytes: Option<usize>,
+    /// Emits per invocation.
+    pub max_emits: Option<u32>,
+    /// Largest state value or emitted payload, bytes.
+    pub max_value_bytes: Option<usize>,
+    /// Deterministic budget: WebAssembly instructions (wasmtime fuel units) one invocation may
+    /// execute. Unset means unmetered (metering costs throughput; see docs/SECURITY.md).
+    pub fuel: Option<u64>,
+}
+
+/// A read-only directory granted to a route's handler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreopenedDir {
+    /// Directory on the host, relative to the config file.
+    pub host: PathBuf,
+    /// Path the guest sees, e.g. `/data`.
+    pub guest: String,
+}
+
+impl LimitsConfig {
+    /// The limits of one route: the global ones with the route's overrides applied.
+    pub fn for_route(&self, route: &RouteLimits) -> LimitsConfig {
+        LimitsConfig {
+            deadline_ms: route.deadline_ms.unwrap_or(self.deadline_ms),
+            memory_bytes: route.memory_bytes.unwrap_or(self.memory_bytes),
+            max_emits: route.max_emits.unwrap_or(self.max_emits),
+            max_value_bytes: route.max_value_bytes.unwrap_or(self.max_value_bytes),
+            ..self.clone()
+        }
+    }
 }
 
 impl Config {
@@ -382,6 +459,17 @@ impl Config {
                     event_type: route.event_type.clone(),
                     service: route.service.clone(),
                 });
+            }
+            for dir in &route.preopened_dirs {
+                let host = self.resolve(&dir.host);
+                if !host.is_dir() {
+                    return Err(ConfigError::Invalid(format!(
+                        "route for event type {:?} (service {:?}) grants directory {} which does not exist",
+                        route.event_type,
+                        route.service,
+                        host.display()
+                    )));
+                }
             }
             let path = self.resolve(&route.component);
             if !path.is_file() {

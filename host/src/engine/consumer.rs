@@ -262,7 +262,7 @@ async fn handle_one(
             0,
         );
     }
-    let Some(component) = shared.routes.get(&env.event_type) else {
+    let Some(route) = shared.routes.get(&env.event_type) else {
         let reason = format!(
             "no handler registered for event type {:?} in service {:?}",
             env.event_type, service.name
@@ -284,14 +284,17 @@ async fn handle_one(
         payload,
         attempt: u32::try_from(retry_count).unwrap_or(0).saturating_add(1),
     };
+    let max_retry = shared.config.retry.max_attempts as i32;
+    let component = &route.component;
     let out = shared
         .runtime
         .invoke(
-            &component,
+            component,
+            &route.policy,
             &shared.catalog,
             reader.clone(),
             event,
-            shared.config.retry.max_attempts as i32,
+            max_retry,
         )
         .await;
     let micros = out.elapsed.as_micros();

@@ -135,9 +135,8 @@ impl Switchyard {
     /// A component that fails to load (naming event type, service and file), a migration or
     /// transport failure.
     pub async fn start(&self, transport: Arc<dyn Transport>) -> anyhow::Result<Running> {
-        let runtime =
-            Runtime::new(self.config.limits.clone()).context("starting the WebAssembly runtime")?;
-        let routes = RouteTable::load(&runtime, &self.catalog)?;
+        let runtime = Runtime::new(&self.config).context("starting the WebAssembly runtime")?;
+        let routes = RouteTable::load(&runtime, &self.config, &self.catalog)?;
         self.migrate().await?;
         if transport.is_volatile() {
             // Whatever a previous run had queued in memory is gone: publish it again.

@@ -3,8 +3,9 @@
 //! Readers clone an `Arc` under a short read lock, so an invocation keeps the version it
 //! started with even if the table is swapped meanwhile (hot reload).
 
-use crate::catalog::{Catalog, Route};
-use crate::runtime::{LoadError, LoadedComponent, Runtime};
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::runtime::{LoadError, LoadedComponent, Policy, Runtime};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -19,8 +20,15 @@ pub struct RouteLoadError {
     pub source: LoadError,
 }
 
+/// What serves one event type: a component version and the route's policy.
+#[derive(Clone)]
+pub struct RouteEntry {
+    pub component: Arc<LoadedComponent>,
+    pub policy: Arc<Policy>,
+}
+
 pub struct RouteTable {
-    components: RwLock<HashMap<String, Arc<LoadedComponent>>>,
+    components: RwLock<HashMap<String, RouteEntry>>,
 }
 
 impl RouteTable {
@@ -28,27 +36,39 @@ impl RouteTable {
     ///
     /// # Errors
     /// The first route whose component does not load, naming event type, service and file.
-    pub fn load(runtime: &Runtime, catalog: &Catalog) -> Result<RouteTable, RouteLoadError> {
+    pub fn load(
+        runtime: &Runtime,
+        config: &Config,
+        catalog: &Catalog,
+    ) -> Result<RouteTable, RouteLoadError> {
         let mut by_path: HashMap<PathBuf, Arc<LoadedComponent>> = HashMap::new();
         let mut components = HashMap::new();
-        let mut routes: Vec<&Route> = catalog.routes().collect();
-        routes.sort_by(|a, b| a.event_type.cmp(&b.event_type));
-        for route in routes {
-            let loaded = match by_path.get(&route.component) {
+        for route in &config.routes {
+            let path = config.resolve(&route.component);
+            let service = catalog
+                .service(&route.service)
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            let loaded = match by_path.get(&path) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = runtime
-                        .load(&route.component)
-                        .map_err(|source| RouteLoadError {
-                            event_type: route.event_type.clone(),
-                            service: route.service.name.clone(),
-                            source,
-                        })?;
-                    by_path.insert(route.component.clone(), c.clone());
+                    let c = runtime.load(&path).map_err(|source| RouteLoadError {
+                        event_type: route.event_type.clone(),
+                        service,
+                        source,
+                    })?;
+                    by_path.insert(path, c.clone());
                     c
                 }
             };
-            components.insert(route.event_type.clone(), loaded);
+            let policy = Arc::new(Policy::for_route(config, route));
+            components.insert(
+                route.event_type.clone(),
+                RouteEntry {
+                    component: loaded,
+                    policy,
+                },
+            );
         }
         Ok(RouteTable {
             components: RwLock::new(components),
@@ -56,7 +76,7 @@ impl RouteTable {
     }
 
     /// The component currently serving an event type.
-    pub fn get(&self, event_type: &str) -> Option<Arc<LoadedComponent>> {
+    pub fn get(&self, event_type: &str) -> Option<RouteEntry> {
         self.components
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -71,7 +91,7 @@ impl RouteTable {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(k, c)| (k.clone(), c.clone()))
+            .map(|(k, e)| (k.clone(), e.component.clone()))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v

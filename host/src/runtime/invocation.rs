@@ -1,23 +1,29 @@
-//! One invocation: the per-`Store` state, the host imports, and the call itself.
+//! One invocation: the per-`Store` state, its limits, and the call itself.
 //!
-//! Everything the guest does through an import is buffered here: state writes in order, emits
-//! as ready-to-insert rows. The engine commits the buffer only for an `ack`; for anything else
-//! the buffer is dropped with the store.
+//! A fresh instance per event from the route's pre-instantiated component. Limits are set on
+//! every store: linear memory, tables and instance counts through a `ResourceLimiter`, a
+//! wall-clock deadline through the host's epoch ticker (the guest yields to the executor at
+//! every tick, so a spinning guest never starves other routes), optional fuel. Whatever the
+//! guest does, the outcome is data: a trap or a limit becomes a `Retry` with the reason.
 
-use super::bindings::switchyard::handler::{emit, log, state, types};
+use super::bindings::switchyard::handler::types;
 use super::loader::LoadedComponent;
+use super::output::CappedOutput;
+use super::policy::Policy;
 use crate::catalog::Catalog;
-use crate::config::LimitsConfig;
-use crate::store::{Effects, NewRow};
+use crate::store::Effects;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store, Trap};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// Bytes of guest log output kept per invocation; the rest is counted and dropped.
-const LOG_BUDGET_BYTES: usize = 64 * 1024;
+/// Core instances, tables and memories one component instance may create. A Rust component
+/// uses a handful of each; the caps stop a guest that instantiates in a loop.
+const MAX_INSTANCES: usize = 32;
+const MAX_TABLES: usize = 32;
+const MAX_MEMORIES: usize = 8;
 
 /// Committed (or batch-visible) state, as the engine lets a handler read it.
 #[async_trait]
@@ -62,11 +68,18 @@ pub struct InvocationOutput {
     pub elapsed: Duration,
 }
 
-/// Caps linear memory and tables, remembering which cap was hit so the reason is clear.
+/// Caps memory, tables and instance counts, remembering which cap was hit so the reason says so.
 struct Limiter {
     memory_bytes: usize,
     table_elements: usize,
     exceeded: Option<String>,
+}
+
+impl Limiter {
+    fn refuse(&mut self, reason: String) -> wasmtime::Result<bool> {
+        self.exceeded = Some(reason.clone());
+        Err(wasmtime::Error::msg(reason))
+    }
 }
 
 impl ResourceLimiter for Limiter {
@@ -77,12 +90,10 @@ impl ResourceLimiter for Limiter {
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
-            let reason = format!(
-                "memory limit exceeded: tried to grow linear memory from {current} to {desired} bytes, cap is {} bytes",
-                self.memory_bytes
-            );
-            self.exceeded = Some(reason.clone());
-            return Err(wasmtime::Error::msg(reason));
+            let cap = self.memory_bytes;
+            return self.refuse(format!(
+                "memory limit exceeded: linear memory would grow from {current} to {desired} bytes, cap is {cap} bytes"
+            ));
         }
         Ok(true)
     }
@@ -94,33 +105,44 @@ impl ResourceLimiter for Limiter {
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
-            let reason = format!(
-                "table limit exceeded: tried to grow a table from {current} to {desired} elements, cap is {}",
-                self.table_elements
-            );
-            self.exceeded = Some(reason.clone());
-            return Err(wasmtime::Error::msg(reason));
+            let cap = self.table_elements;
+            return self.refuse(format!(
+                "table limit exceeded: a table would grow from {current} to {desired} elements, cap is {cap}"
+            ));
         }
         Ok(true)
     }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
 }
 
-/// The `T` of every handler `Store`: WASI (nothing granted), limits, and the effect buffer.
+/// The `T` of every handler `Store`: WASI (only what the route grants), limits, and the effect
+/// buffer the imports fill.
 pub struct Invocation {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
-    service: String,
-    event_type: String,
-    outbox_id: i64,
-    version: String,
-    catalog: Arc<Catalog>,
-    reader: Arc<dyn StateReader>,
-    max_value_bytes: usize,
-    max_emits: u32,
-    max_retry: i32,
-    effects: Effects,
-    log_bytes: usize,
+    pub(super) policy: Arc<Policy>,
+    pub(super) service: String,
+    pub(super) event_type: String,
+    pub(super) outbox_id: i64,
+    pub(super) version: String,
+    pub(super) catalog: Arc<Catalog>,
+    pub(super) reader: Arc<dyn StateReader>,
+    pub(super) max_retry: i32,
+    pub(super) effects: Effects,
+    pub(super) log_bytes: usize,
+    pub(super) log_dropped: usize,
 }
 
 impl WasiView for Invocation {
@@ -132,174 +154,81 @@ impl WasiView for Invocation {
     }
 }
 
-impl types::Host for Invocation {}
-
-impl state::Host for Invocation {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
-        // Own writes first (latest wins), then what the engine says is visible.
-        if let Some((_, v)) = self.effects.writes.iter().rev().find(|(k, _)| *k == key) {
-            return Ok(Ok(v.clone()));
-        }
-        Ok(self.reader.get(&self.service, &key).await)
+/// Builds the guest's WASI context: the route's env and read-only dirs, captured stdio,
+/// no network. Nothing of the host's own environment, args or filesystem.
+fn wasi_for(policy: &Policy, output: &CappedOutput) -> Result<WasiCtx, String> {
+    let mut b = WasiCtxBuilder::new();
+    b.stdout(output.clone()).stderr(output.clone());
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    b.envs(&policy.env);
+    for (host, guest) in &policy.preopened_dirs {
+        b.preopened_dir(host, guest, FsPerms::ReadOnly)
+            .map_err(|e| format!("cannot open granted directory {}: {e}", host.display()))?;
     }
-
-    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
-        if let Err(e) = self.check_key(&key) {
-            return Ok(Err(e));
-        }
-        if value.len() > self.max_value_bytes {
-            return Ok(Err(format!(
-                "state value for {key:?} is {} bytes, limit is {} bytes",
-                value.len(),
-                self.max_value_bytes
-            )));
-        }
-        self.effects.writes.push((key, Some(value)));
-        Ok(Ok(()))
-    }
-
-    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), String>> {
-        if let Err(e) = self.check_key(&key) {
-            return Ok(Err(e));
-        }
-        self.effects.writes.push((key, None));
-        Ok(Ok(()))
-    }
-}
-
-impl Invocation {
-    fn check_key(&self, key: &str) -> Result<(), String> {
-        if key.is_empty() || key.len() > 512 {
-            return Err(format!(
-                "state key must be 1-512 bytes, got {} bytes",
-                key.len()
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl emit::Host for Invocation {
-    async fn emit(&mut self, event: emit::FollowUp) -> wasmtime::Result<Result<(), String>> {
-        if self.effects.emits.len() as u32 >= self.max_emits {
-            return Ok(Err(format!(
-                "emit limit reached: at most {} emits per invocation",
-                self.max_emits
-            )));
-        }
-        let route = match self.catalog.route(&event.event_type) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        if event.payload.len() > self.max_value_bytes {
-            return Ok(Err(format!(
-                "payload of {} is {} bytes, limit is {} bytes",
-                event.event_type,
-                event.payload.len(),
-                self.max_value_bytes
-            )));
-        }
-        let payload: serde_json::Value = match serde_json::from_slice(&event.payload) {
-            Ok(v) => v,
-            Err(e) => {
-                return Ok(Err(format!(
-                    "payload of {} is not JSON: {e}",
-                    event.event_type
-                )));
-            }
-        };
-        let version = if event.event_version.is_empty() {
-            "v1".to_owned()
-        } else {
-            event.event_version
-        };
-        let wrapper = crate::envelope::Wrapper {
-            event_id: None,
-            event_type: event.event_type.clone(),
-            event_version: Some(version),
-            aggregate_id: Some(event.aggregate_id),
-            payload,
-        };
-        let service = &route.service;
-        self.effects.emits.push(NewRow {
-            table: service.table.clone(),
-            biz_type: event.event_type,
-            service_name: service.name.clone(),
-            topic: service.topic.clone(),
-            message_key: event.message_key,
-            payload: wrapper.to_json(),
-            max_retry: self.max_retry,
-        });
-        Ok(Ok(()))
-    }
-}
-
-impl log::Host for Invocation {
-    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        self.log_bytes += message.len();
-        if self.log_bytes > LOG_BUDGET_BYTES {
-            return Ok(());
-        }
-        let (service, event_type, version, outbox_id) = (
-            &self.service,
-            &self.event_type,
-            &self.version,
-            self.outbox_id,
-        );
-        macro_rules! emit_log {
-            ($lvl:ident) => {
-                tracing::$lvl!(target: "switchyard::guest", %service, %event_type, %version, outbox_id, "{message}")
-            };
-        }
-        match level {
-            log::Level::Trace => emit_log!(trace),
-            log::Level::Debug => emit_log!(debug),
-            log::Level::Info => emit_log!(info),
-            log::Level::Warn => emit_log!(warn),
-            log::Level::Error => emit_log!(error),
-        }
-        Ok(())
-    }
+    Ok(b.build())
 }
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     engine: &wasmtime::Engine,
     component: &LoadedComponent,
+    policy: &Arc<Policy>,
     catalog: &Arc<Catalog>,
     reader: Arc<dyn StateReader>,
     event: EventData,
-    limits: &LimitsConfig,
     max_retry: i32,
-    tick: Duration,
+    fuel_enabled: bool,
 ) -> InvocationOutput {
     let started = Instant::now();
+    let output = CappedOutput::new(policy.limits.max_log_bytes);
+    let wasi = match wasi_for(policy, &output) {
+        Ok(w) => w,
+        Err(reason) => {
+            return InvocationOutput {
+                outcome: Outcome::Retry { reason },
+                effects: Effects::default(),
+                elapsed: started.elapsed(),
+            };
+        }
+    };
     let data = Invocation {
-        // Nothing granted: no preopened dirs, no env, no args, no sockets, no inherited stdio.
-        wasi: WasiCtxBuilder::new().build(),
+        wasi,
         table: ResourceTable::new(),
         limiter: Limiter {
-            memory_bytes: limits.memory_bytes,
-            table_elements: 100_000,
+            memory_bytes: policy.limits.memory_bytes,
+            table_elements: policy.limits.max_table_elements,
             exceeded: None,
         },
+        policy: policy.clone(),
         service: event.service.clone(),
         event_type: event.event_type.clone(),
         outbox_id: event.outbox_id,
         version: component.short_hash().to_owned(),
         catalog: catalog.clone(),
         reader,
-        max_value_bytes: limits.max_value_bytes,
-        max_emits: limits.max_emits,
         max_retry,
         effects: Effects::default(),
         log_bytes: 0,
+        log_dropped: 0,
     };
     let mut store = Store::new(engine, data);
     store.limiter(|s| &mut s.limiter);
-    let ticks = (limits.deadline_ms / tick.as_millis().max(1) as u64).max(1);
-    store.set_epoch_deadline(ticks);
-    store.epoch_deadline_trap();
+    if fuel_enabled {
+        // Fuel metering is engine-wide; an unmetered route simply gets a budget it cannot spend.
+        let _ = store.set_fuel(policy.fuel.unwrap_or(u64::MAX));
+    }
+    let deadline = Duration::from_millis(policy.limits.deadline_ms);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if started.elapsed() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            // Yield to the executor at every tick: a spinning guest shares its thread.
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
     let wit_event = types::Event {
         outbox_id: event.outbox_id,
         event_id: event.event_id,
@@ -321,12 +250,13 @@ pub(super) async fn run(
     .await;
     let elapsed = started.elapsed();
     let data = store.into_data();
+    log_output(&data, &output);
     let outcome = match result {
         Ok(types::Outcome::Ack) => Outcome::Ack,
         Ok(types::Outcome::Retry(r)) => Outcome::Retry { reason: r.reason },
         Ok(types::Outcome::Dead(reason)) => Outcome::Dead { reason },
         Err(e) => Outcome::Retry {
-            reason: classify_failure(&e, &data.limiter, limits.deadline_ms),
+            reason: classify_failure(&e, &data.limiter, &data.policy),
         },
     };
     let effects = if outcome == Outcome::Ack {
@@ -341,13 +271,36 @@ pub(super) async fn run(
     }
 }
 
+/// Writes the guest's captured stdout/stderr to `tracing`, tagged like its `log` calls.
+fn log_output(data: &Invocation, output: &CappedOutput) {
+    let (bytes, dropped) = output.take();
+    let (service, event_type, version, outbox_id) = (
+        &data.service,
+        &data.event_type,
+        &data.version,
+        data.outbox_id,
+    );
+    if !bytes.is_empty() {
+        let text = String::from_utf8_lossy(&bytes);
+        tracing::info!(target: "switchyard::guest", %service, %event_type, %version, outbox_id, stream = "stdio", "{}", text.trim_end());
+    }
+    let dropped = dropped + data.log_dropped;
+    if dropped > 0 {
+        tracing::warn!(target: "switchyard::guest", %service, %event_type, %version, outbox_id, dropped_bytes = dropped,
+            "guest output over the per-invocation cap was dropped");
+    }
+}
+
 /// Turns a wasmtime error into the reason recorded on the row.
-fn classify_failure(e: &wasmtime::Error, limiter: &Limiter, deadline_ms: u64) -> String {
+fn classify_failure(e: &wasmtime::Error, limiter: &Limiter, policy: &Policy) -> String {
     if let Some(reason) = &limiter.exceeded {
         return reason.clone();
     }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => format!("deadline exceeded after {deadline_ms} ms"),
+        Some(Trap::Interrupt) => {
+            format!("deadline exceeded after {} ms", policy.limits.deadline_ms)
+        }
+        Some(Trap::OutOfFuel) => format!("fuel budget of {} exhausted", policy.fuel.unwrap_or(0)),
         Some(Trap::StackOverflow) => "trap: stack overflow".to_owned(),
         Some(trap) => format!(
             "trap: {}",

@@ -1,59 +1,77 @@
 //! The sandbox: compiles handler components and runs one event through one of them.
 //!
 //! Owns wasmtime (engine, pooling allocator, epoch ticker, linker) and the host imports. Each
-//! invocation gets a fresh instance from a pre-instantiated component, with nothing of WASI
-//! granted, a memory cap and a deadline. It returns an outcome plus the invocation's effects as
-//! plain data; it never opens the database itself and reads state only through the
-//! [`StateReader`] the engine hands it.
+//! invocation gets a fresh instance from a pre-instantiated component, with only what its
+//! route's [`Policy`] grants, a memory cap and a deadline. It returns an outcome plus the
+//! invocation's effects as plain data; it never opens the database itself and reads state
+//! only through the [`StateReader`] the engine hands it.
 
 mod bindings;
+mod imports;
 mod invocation;
 mod loader;
+mod output;
+mod policy;
 
 pub use bindings::CONTRACT;
-pub use invocation::{Invocation, InvocationOutput, Outcome, StateReader};
+pub use invocation::{EventData, Invocation, InvocationOutput, Outcome, StateReader};
 pub use loader::{LoadError, LoadedComponent};
+pub use policy::Policy;
 
 use crate::catalog::Catalog;
-use crate::config::LimitsConfig;
+use crate::config::Config;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the epoch advances; the deadline granularity.
+/// How often the epoch advances: the deadline's granularity and how often a long-running guest
+/// yields its thread.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Instances alive at once across the host (one per in-flight invocation).
+const POOL_INSTANCES: u32 = 256;
 
 /// The wasmtime engine and linker shared by every route.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<Invocation>,
-    limits: LimitsConfig,
+    fuel_enabled: bool,
+    max_memory_bytes: usize,
     ticker_stop: Arc<AtomicBool>,
 }
 
 impl Runtime {
-    /// Builds the engine (pooling allocator, epoch interruption) and links the host imports
-    /// and WASI (with nothing granted).
+    /// Builds the engine (pooling allocator sized for the largest route's memory cap, epoch
+    /// interruption, fuel metering if any route sets a fuel budget) and links the host imports
+    /// and WASI.
     ///
     /// # Errors
     /// If wasmtime rejects the configuration (e.g. the pool cannot be reserved).
-    pub fn new(limits: LimitsConfig) -> anyhow::Result<Runtime> {
+    pub fn new(config: &Config) -> anyhow::Result<Runtime> {
+        let max_memory_bytes = config
+            .routes
+            .iter()
+            .filter_map(|r| r.limits.memory_bytes)
+            .chain([config.limits.memory_bytes])
+            .max()
+            .unwrap_or(config.limits.memory_bytes)
+            .max(1 << 20);
+        let fuel_enabled = config.routes.iter().any(|r| r.limits.fuel.is_some());
         let mut pool = PoolingAllocationConfig::new();
-        // One instance per in-flight invocation; a host runs one consumer per service.
-        pool.total_component_instances(256)
-            .total_core_instances(1024)
-            .total_memories(512)
-            .total_tables(512)
-            .total_stacks(256)
-            .max_memory_size(limits.memory_bytes.max(1 << 20));
-        let mut config = Config::new();
-        config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 4)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 2)
+            .total_stacks(POOL_INSTANCES)
+            .max_memory_size(max_memory_bytes);
+        let mut wasm = wasmtime::Config::new();
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
+            .consume_fuel(fuel_enabled)
             .wasm_component_model(true);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&wasm)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::ServiceHandler::add_to_linker::<
@@ -77,9 +95,34 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
-            limits,
+            fuel_enabled,
+            max_memory_bytes,
             ticker_stop,
         })
+    }
+
+    /// Whether a new config can run on this engine without a restart (pool size and fuel
+    /// metering are fixed when the engine is built).
+    ///
+    /// # Errors
+    /// A message saying which setting needs a restart.
+    pub fn accepts(&self, config: &Config) -> Result<(), String> {
+        for r in &config.routes {
+            let memory = r.limits.memory_bytes.unwrap_or(config.limits.memory_bytes);
+            if memory > self.max_memory_bytes {
+                return Err(format!(
+                    "route {:?} asks for {memory} bytes of memory, more than the {} this host reserved at start: restart to apply",
+                    r.event_type, self.max_memory_bytes
+                ));
+            }
+            if r.limits.fuel.is_some() && !self.fuel_enabled {
+                return Err(format!(
+                    "route {:?} sets a fuel budget but this host started without fuel metering: restart to apply",
+                    r.event_type
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Compiles and validates a component file (see [`LoadedComponent::load`]).
@@ -90,24 +133,25 @@ impl Runtime {
         LoadedComponent::load(&self.engine, &self.linker, path).map(Arc::new)
     }
 
-    /// Runs one event through a fresh instance of `component`.
+    /// Runs one event through a fresh instance of `component` under `policy`.
     pub async fn invoke(
         &self,
         component: &LoadedComponent,
+        policy: &Arc<Policy>,
         catalog: &Arc<Catalog>,
         reader: Arc<dyn StateReader>,
-        event: invocation::EventData,
+        event: EventData,
         max_retry: i32,
     ) -> InvocationOutput {
         invocation::run(
             &self.engine,
             component,
+            policy,
             catalog,
             reader,
             event,
-            &self.limits,
             max_retry,
-            EPOCH_TICK,
+            self.fuel_enabled,
         )
         .await
     }
@@ -118,5 +162,3 @@ impl Drop for Runtime {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
-
-pub use invocation::EventData;
