@@ -10,12 +10,19 @@
 //! - `task.urgency.promote.requested` (v1): SmartFlow's rule: clean the ids (positive, unique);
 //!   none left or `user_id <= 0` → dead; for each task whose urgency threshold has passed at
 //!   `triggered_at`, promote priority 2 → 1 and 4 → 3.
+//! - `task.upsert.requested` (v1, Switchyard addition, the start of SmartFlow's trigger chain):
+//!   record or update a task as seen at `checked_at`, applying the same promotion when its
+//!   threshold has passed; when the task thereby becomes important and urgent (priority 1, not
+//!   done, and it was not priority 1 before), emit `active_schedule.triggered` (version `"1"`,
+//!   `important_urgent_task` / `worker_due_job` / `task_item`) in the same transaction. A task
+//!   that stays urgent triggers nothing new, so a repeated upsert is harmless.
 
 mod bindings {
     wit_bindgen::generate!({ world: "service-handler", path: "../../wit" });
 }
 
 use bindings::exports::switchyard::handler::handler::Guest;
+use bindings::switchyard::handler::emit::{FollowUp, emit};
 use bindings::switchyard::handler::log::{Level, log};
 use bindings::switchyard::handler::state;
 use bindings::switchyard::handler::types::{Event, Outcome, RetryRequest};
@@ -36,6 +43,20 @@ struct Task {
     /// RFC 3339; `None` means the task never becomes urgent by time alone.
     #[serde(default)]
     urgency_threshold_at: Option<String>,
+    /// A done task never triggers the scheduler.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    done: bool,
+    /// The assistant conversation the task belongs to; the scheduler opens its preview there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conversation_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UpsertRequest {
+    #[serde(flatten)]
+    task: Task,
+    #[serde(default)]
+    checked_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +80,7 @@ impl Guest for Component {
         let result = match event.event_type.as_str() {
             "task.urgency.promote.requested" => promote(&event.payload),
             "task.record.requested" => record(&event.payload),
+            "task.upsert.requested" => upsert(&event.payload),
             other => Err(Failure::Dead(format!("task handler does not handle {other}"))),
         };
         match result {
@@ -142,6 +164,11 @@ fn promote(payload: &[u8]) -> Result<(), Failure> {
 fn record(payload: &[u8]) -> Result<(), Failure> {
     let task: Task = serde_json::from_slice(payload)
         .map_err(|e| Failure::Dead(format!("invalid task.record.requested payload: {e}")))?;
+    check_task(&task)?;
+    store_task(&task_key(task.user_id, task.id), &task)
+}
+
+fn check_task(task: &Task) -> Result<(), Failure> {
     if task.user_id <= 0 || task.id <= 0 {
         return Err(Failure::Dead("task id and user_id must be positive".into()));
     }
@@ -151,5 +178,54 @@ fn record(payload: &[u8]) -> Result<(), Failure> {
     if let Some(t) = task.urgency_threshold_at.as_deref() {
         parse_time("urgency_threshold_at", t)?;
     }
-    store_task(&task_key(task.user_id, task.id), &task)
+    Ok(())
+}
+
+fn upsert(payload: &[u8]) -> Result<(), Failure> {
+    let req: UpsertRequest = serde_json::from_slice(payload)
+        .map_err(|e| Failure::Dead(format!("invalid task.upsert.requested payload: {e}")))?;
+    let mut task = req.task;
+    check_task(&task)?;
+    let checked_at = match req.checked_at.as_deref() {
+        Some(t) if !t.is_empty() => parse_time("checked_at", t)?,
+        _ => return Err(Failure::Dead("checked_at is required (an RFC 3339 time)".into())),
+    };
+    let key = task_key(task.user_id, task.id);
+    let was_urgent = load_task(&key)?.is_some_and(|t| t.priority == 1 && !t.done);
+    if let Some(threshold) = task.urgency_threshold_at.as_deref()
+        && parse_time("urgency_threshold_at", threshold)? <= checked_at
+    {
+        task.priority = match task.priority {
+            2 => 1,
+            4 => 3,
+            p => p,
+        };
+    }
+    let is_urgent = task.priority == 1 && !task.done;
+    if is_urgent && !was_urgent {
+        let requested_at = checked_at
+            .format(&Rfc3339)
+            .map_err(|e| Failure::Dead(e.to_string()))?;
+        let trigger = serde_json::json!({
+            "trigger_id": format!("task-{}-{}-{}", task.user_id, task.id, checked_at.unix_timestamp()),
+            "user_id": task.user_id,
+            "trigger_type": "important_urgent_task",
+            "source": "worker_due_job",
+            "target_type": "task_item",
+            "target_id": task.id,
+            "requested_at": requested_at,
+            "conversation_id": task.conversation_id.clone().unwrap_or_default(),
+            "title": task.title,
+        });
+        emit(&FollowUp {
+            event_type: "active_schedule.triggered".into(),
+            event_version: "1".into(),
+            aggregate_id: task.id.to_string(),
+            message_key: task.user_id.to_string(),
+            payload: trigger.to_string().into_bytes(),
+        })
+        .map_err(|e| Failure::Retry(format!("emitting active_schedule.triggered: {e}")))?;
+        log(Level::Info, &format!("task {} of user {} became urgent", task.id, task.user_id));
+    }
+    store_task(&key, &task)
 }

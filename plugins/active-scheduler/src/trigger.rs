@@ -1,0 +1,129 @@
+//! The `active_schedule.triggered` payload and its checks (SmartFlow's enums). Pure: no host
+//! import, so every rule is unit-tested here.
+
+use serde::Deserialize;
+use smartflow_kit::{Step, dead, parse_payload, positive, required, required_time};
+use time::OffsetDateTime;
+
+pub const TRIGGER_TYPES: [&str; 2] = ["important_urgent_task", "unfinished_feedback"];
+pub const SOURCES: [&str; 3] = ["worker_due_job", "api_trigger", "user_feedback"];
+pub const TARGET_TYPES: [&str; 3] = ["task_pool", "schedule_event", "task_item"];
+
+#[derive(Deserialize)]
+struct Raw {
+    #[serde(default)]
+    trigger_id: String,
+    #[serde(default)]
+    user_id: i64,
+    #[serde(default)]
+    trigger_type: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    target_type: String,
+    #[serde(default)]
+    target_id: serde_json::Value,
+    requested_at: Option<String>,
+    #[serde(default)]
+    conversation_id: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    target_status: String,
+}
+
+/// A validated trigger.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    pub trigger_id: String,
+    pub user_id: i64,
+    pub trigger_type: String,
+    pub source: String,
+    pub target_type: String,
+    /// A positive number or a non-empty string, kept as text.
+    pub target_id: String,
+    pub requested_at: OffsetDateTime,
+    /// The assistant conversation a preview opens in; empty when the producer had none.
+    pub conversation_id: String,
+    /// What the target is called, for the notification text; may be empty.
+    pub title: String,
+    /// `open` (default), `done` or `cancelled`: the target's state when the trigger fired.
+    pub target_status: String,
+}
+
+fn one_of(field: &str, value: &str, allowed: &[&str]) -> Step<String> {
+    if allowed.contains(&value) {
+        Ok(value.to_owned())
+    } else {
+        dead(format!(
+            "{field} must be one of {}; got {value:?}",
+            allowed.join(", ")
+        ))
+    }
+}
+
+impl Trigger {
+    pub fn parse(event_type: &str, payload: &[u8]) -> Step<Trigger> {
+        let raw: Raw = parse_payload(event_type, payload)?;
+        let trigger_id = required("trigger_id", &raw.trigger_id)?.to_owned();
+        positive("user_id", raw.user_id)?;
+        let trigger_type = one_of("trigger_type", &raw.trigger_type, &TRIGGER_TYPES)?;
+        let source = one_of("source", &raw.source, &SOURCES)?;
+        let target_type = one_of("target_type", &raw.target_type, &TARGET_TYPES)?;
+        let target_id = match &raw.target_id {
+            serde_json::Value::Number(n) if n.as_i64().is_some_and(|v| v > 0) => n.to_string(),
+            serde_json::Value::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
+            other => {
+                return dead(format!(
+                    "target_id must be a positive number or a non-empty string; got {other}"
+                ));
+            }
+        };
+        let requested_at = required_time("requested_at", raw.requested_at.as_deref())?;
+        let target_status = match raw.target_status.as_str() {
+            "" => "open".to_owned(),
+            s => one_of("target_status", s, &["open", "done", "cancelled"])?,
+        };
+        Ok(Trigger {
+            trigger_id,
+            user_id: raw.user_id,
+            trigger_type,
+            source,
+            target_type,
+            target_id,
+            requested_at,
+            conversation_id: raw.conversation_id.trim().to_owned(),
+            title: raw.title.trim().to_owned(),
+            target_status,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: serde_json::Value) -> Step<Trigger> {
+        Trigger::parse("active_schedule.triggered", v.to_string().as_bytes())
+    }
+
+    fn valid() -> serde_json::Value {
+        json!({"trigger_id": "t1", "user_id": 3, "trigger_type": "important_urgent_task",
+               "source": "worker_due_job", "target_type": "task_item", "target_id": 7,
+               "requested_at": "2026-11-29T09:10:00Z"})
+    }
+
+    #[test]
+    fn every_enum_is_checked_by_name() {
+        for field in ["trigger_type", "source", "target_type"] {
+            let mut v = valid();
+            v[field] = json!("bogus");
+            let Err(smartflow_kit::Failure::Dead(reason)) = parse(v) else {
+                panic!("{field} accepted a bogus value")
+            };
+            assert!(reason.starts_with(&format!("{field} must be one of")), "{reason}");
+        }
+        assert!(parse(valid()).is_ok());
+    }
+}

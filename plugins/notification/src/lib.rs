@@ -1,0 +1,58 @@
+//! SmartFlow's `notification` service as a Switchyard handler component.
+//!
+//! Owns the delivery records and the webhook channels, kept in the service's private state
+//! store (layouts in [`delivery`] and [`channel`]). It is the only SmartFlow component built for
+//! the `notifying-handler` world: it imports `outbound-http`, so its route must grant the
+//! webhook's host:port (`allowed_hosts`) or the host refuses to load it.
+//!
+//! Events:
+//! - `notification.feishu.requested` (version `""` or `"1"` only): SmartFlow's rules, see
+//!   [`request`]; deduplicated on `dedupe_key`; the webhook is sent at once.
+//! - `notification.feishu.retry.requested` (Switchyard addition, `""` or `"1"`): the
+//!   component's own retry of a failed send (policy in [`delivery`]).
+//! - `notification.channel.configure.requested` (Switchyard addition, v1): sets the webhook
+//!   URL of a user, or the default one (`user_id` 0); see [`channel`].
+//!
+//! The webhook leaves the database, so it is at-least-once: a crash between the send and the
+//! commit sends it again on redelivery.
+
+mod bindings {
+    wit_bindgen::generate!({ world: "notifying-handler", path: "../../wit" });
+}
+mod channel;
+mod delivery;
+mod kv;
+mod request;
+
+use bindings::exports::switchyard::handler::handler::Guest;
+use bindings::switchyard::handler::types::{Event, Outcome, RetryRequest};
+use smartflow_kit::{Failure, check_v1, check_version_1, dead};
+
+struct Component;
+bindings::export!(Component with_types_in bindings);
+
+impl Guest for Component {
+    fn handle(event: Event) -> Outcome {
+        let (ty, version) = (event.event_type.as_str(), event.event_version.as_str());
+        let result = match ty {
+            "notification.feishu.requested" => {
+                check_version_1(ty, version).and_then(|()| delivery::requested(&event))
+            }
+            "notification.feishu.retry.requested" => {
+                check_version_1(ty, version).and_then(|()| delivery::retry(&event))
+            }
+            "notification.channel.configure.requested" => {
+                check_v1(ty, version).and_then(|()| channel::configure(&event))
+            }
+            other => dead(format!("the notification handler does not handle {other}")),
+        };
+        match result {
+            Ok(()) => Outcome::Ack,
+            Err(Failure::Dead(reason)) => Outcome::Dead(reason),
+            Err(Failure::Retry(reason)) => Outcome::Retry(RetryRequest {
+                reason,
+                delay_ms: Some(delivery::RETRY_DELAY_MS),
+            }),
+        }
+    }
+}
