@@ -105,6 +105,11 @@ pub enum TransportConfig {
     /// In-process queue per service (single host; the default, needs nothing installed).
     #[default]
     Embedded,
+    /// A topic and a consumer group per service on a Kafka cluster (`kind = "kafka"`); the
+    /// fields (brokers, partitions, replication_factor, manage_topics, topic_wait_ms,
+    /// session_timeout_ms, and librdkafka settings under `client` / `producer` / `consumer`)
+    /// are documented on [`KafkaConfig`](crate::transport::kafka::KafkaConfig).
+    Kafka(crate::transport::kafka::KafkaConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -423,6 +428,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         check_name("naming prefix", &self.naming.prefix, NameKind::Kafka)?;
+        if let TransportConfig::Kafka(kafka) = &self.transport {
+            kafka.validate().map_err(ConfigError::Invalid)?;
+        }
         if self.retry.max_attempts == 0 {
             return Err(ConfigError::Invalid(
                 "retry.max_attempts must be at least 1".into(),

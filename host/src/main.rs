@@ -165,7 +165,7 @@ async fn print_status(host: &Switchyard) -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.consumer.shutdown_grace_ms);
     let host = Switchyard::open(config).await?;
-    let running = host.start(host.configured_transport()).await?;
+    let running = host.start(host.configured_transport().await?).await?;
     let stop = CancellationToken::new();
     wait_for_signal(stop.clone()).await?;
     tracing::info!("shutting down: finishing in-flight batches");

@@ -79,7 +79,7 @@ async fn invalid_component_file_stops_the_host_from_starting() {
     );
     let config = Config::parse(&text, Path::new("t.toml"), dir.path().to_owned()).unwrap();
     let host = Switchyard::open(config).await.unwrap();
-    let err = match host.start(host.configured_transport()).await {
+    let err = match host.start(host.configured_transport().await.unwrap()).await {
         Ok(_) => panic!("a host with a garbage component must not start"),
         Err(e) => format!("{e:#}"),
     };

@@ -37,7 +37,7 @@ pub(super) async fn run(
         let Some(batch) = batch else { return };
         // Once a batch is taken it is finished even during shutdown: its outcomes commit.
         let span = tracing::info_span!("batch", service = %service.name, size = batch.len());
-        handle_batch(&shared, &service, &batch)
+        handle_batch(&shared, &service, &batch, subscription.as_mut())
             .instrument(span)
             .await;
         while let Err(e) = subscription.commit(&batch).await {
@@ -85,7 +85,12 @@ struct Pending<'a> {
     env: envelope::Envelope<'a>,
 }
 
-async fn handle_batch(shared: &Shared, service: &Arc<Service>, batch: &[Delivery]) {
+async fn handle_batch(
+    shared: &Shared,
+    service: &Arc<Service>,
+    batch: &[Delivery],
+    subscription: &mut dyn Subscription,
+) {
     let mut pending = Vec::with_capacity(batch.len());
     let mut seen = BTreeSet::new();
     for delivery in batch {
@@ -93,6 +98,8 @@ async fn handle_batch(shared: &Shared, service: &Arc<Service>, batch: &[Delivery
             Ok(env) => env,
             Err(e) => {
                 let reason = format!("undecodable envelope: {e}");
+                // Kept before the batch's commit, so the raw bytes never disappear.
+                subscription.dead_letter(delivery, &reason).await;
                 MessageSkipped {
                     service: &service.name,
                     origin: &delivery.origin,

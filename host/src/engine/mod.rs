@@ -20,6 +20,7 @@ use crate::runtime::Runtime;
 use crate::store::{self, Backoff, Store, TableStatus, now};
 use crate::transport::Transport;
 use crate::transport::embedded::EmbeddedTransport;
+use crate::transport::kafka::KafkaTransport;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,11 +122,20 @@ impl Switchyard {
         Ok(out)
     }
 
-    /// The transport named in the config.
-    pub fn configured_transport(&self) -> Arc<dyn Transport> {
-        match self.config.transport {
+    /// The transport named in the config. For Kafka this connects and makes sure every
+    /// service's topic exists (see [`KafkaTransport::connect`]).
+    ///
+    /// # Errors
+    /// Kafka settings librdkafka refuses, or a topic that cannot be created or never appears.
+    pub async fn configured_transport(&self) -> anyhow::Result<Arc<dyn Transport>> {
+        Ok(match &self.config.transport {
             TransportConfig::Embedded => Arc::new(EmbeddedTransport::new()),
-        }
+            TransportConfig::Kafka(kafka) => Arc::new(
+                KafkaTransport::connect(kafka, self.catalog.services())
+                    .await
+                    .with_context(|| format!("connecting to Kafka at {}", kafka.brokers))?,
+            ),
+        })
     }
 
     /// Migrates, compiles and validates every route's component, then starts a relay and a

@@ -5,6 +5,7 @@
 //! swapping the embedded queue for Kafka changes no engine code.
 
 pub mod embedded;
+pub mod kafka;
 
 use crate::catalog::Service;
 use async_trait::async_trait;
@@ -70,4 +71,10 @@ pub trait Subscription: Send {
 
     /// Acknowledges deliveries whose outcome has been committed to the database.
     async fn commit(&mut self, deliveries: &[Delivery]) -> Result<(), TransportError>;
+
+    /// Keeps the raw bytes of a message the engine could not decode (Kafka: copies them to
+    /// `<topic>.dlq`), before its offset is committed. Never fails the batch: a transport
+    /// that cannot keep them logs them. Default: nothing (the embedded queue only carries
+    /// envelopes this host encoded).
+    async fn dead_letter(&mut self, _delivery: &Delivery, _reason: &str) {}
 }
