@@ -11,7 +11,7 @@ pub mod outbox;
 mod relay;
 mod routes;
 
-pub use outbox::{EnqueueError, NewEvent, Outbox, Ticket, Wakers};
+pub use outbox::{EnqueueError, EnqueueOn, NewEvent, Outbox, Ticket, Wakers};
 pub use routes::{RouteLoadError, RouteTable};
 
 use crate::catalog::{Catalog, Service};
@@ -148,7 +148,10 @@ impl Switchyard {
         let runtime = Runtime::new(&self.config).context("starting the WebAssembly runtime")?;
         let routes = RouteTable::load(&runtime, &self.config, &self.catalog)?;
         self.migrate().await?;
-        if transport.is_volatile() {
+        let hosting = self.store.acquire_host().await?;
+        // On a shared database, `published` rows may be in flight in another host's memory:
+        // only the visibility timeout may hand them out again.
+        if transport.is_volatile() && hosting == store::Hosting::Exclusive {
             // Whatever a previous run had queued in memory is gone: publish it again.
             let t = now();
             for s in self.catalog.services() {

@@ -10,7 +10,8 @@
 
 use crate::catalog::{Catalog, Unrouted};
 use crate::envelope::Wrapper;
-use crate::store::{NewRow, StoreError, now, sqlite};
+use crate::store::{NewRow, StoreError, Timestamp, mysql, now, postgres, sqlite};
+use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -162,17 +163,20 @@ impl Outbox {
         })
     }
 
-    /// Inserts the event as a `pending` row on the caller's SQLite connection or transaction.
+    /// Inserts the event as a `pending` row on the caller's connection or transaction (SQLite,
+    /// MySQL/MariaDB or PostgreSQL: whatever [`EnqueueOn`] is implemented for).
     ///
     /// # Errors
     /// [`EnqueueError`]; the caller's transaction is left for the caller to roll back.
-    pub async fn enqueue(
+    pub async fn enqueue<C: EnqueueOn + ?Sized>(
         &self,
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut C,
         event: NewEvent,
     ) -> Result<Ticket, EnqueueError> {
         let row = self.row(event)?;
-        let ids = sqlite::insert_rows(conn, std::slice::from_ref(&row), now()).await?;
+        let ids = conn
+            .insert_outbox_rows(std::slice::from_ref(&row), now())
+            .await?;
         Ok(Ticket {
             outbox_id: ids[0],
             notify: self.wakers.get(&row.service_name),
@@ -185,3 +189,56 @@ impl Outbox {
         self.wakers.wake(service);
     }
 }
+
+/// A connection, pooled connection or open transaction that [`Outbox::enqueue`] can write on:
+/// the caller's own, so the event commits or rolls back with the caller's writes.
+#[async_trait]
+pub trait EnqueueOn: Send {
+    /// Inserts `pending` rows and returns their ids.
+    async fn insert_outbox_rows(
+        &mut self,
+        rows: &[NewRow],
+        now: Timestamp,
+    ) -> Result<Vec<i64>, StoreError>;
+}
+
+/// Implements [`EnqueueOn`] for a backend's connection, its transactions and pooled
+/// connections, all through that backend's `insert_rows`.
+macro_rules! enqueue_on {
+    ($conn:ty, $db:ty, $insert:path) => {
+        #[async_trait]
+        impl EnqueueOn for $conn {
+            async fn insert_outbox_rows(
+                &mut self,
+                rows: &[NewRow],
+                now: Timestamp,
+            ) -> Result<Vec<i64>, StoreError> {
+                $insert(self, rows, now).await
+            }
+        }
+        #[async_trait]
+        impl EnqueueOn for sqlx::Transaction<'_, $db> {
+            async fn insert_outbox_rows(
+                &mut self,
+                rows: &[NewRow],
+                now: Timestamp,
+            ) -> Result<Vec<i64>, StoreError> {
+                $insert(&mut *self, rows, now).await
+            }
+        }
+        #[async_trait]
+        impl EnqueueOn for sqlx::pool::PoolConnection<$db> {
+            async fn insert_outbox_rows(
+                &mut self,
+                rows: &[NewRow],
+                now: Timestamp,
+            ) -> Result<Vec<i64>, StoreError> {
+                $insert(&mut *self, rows, now).await
+            }
+        }
+    };
+}
+
+enqueue_on!(sqlx::SqliteConnection, sqlx::Sqlite, sqlite::insert_rows);
+enqueue_on!(sqlx::MySqlConnection, sqlx::MySql, mysql::insert_rows);
+enqueue_on!(sqlx::PgConnection, sqlx::Postgres, postgres::insert_rows);

@@ -93,7 +93,15 @@ fn until(t: Timestamp) -> Duration {
 /// One claim → publish → mark round. Returns whether the claim was full (more may be due).
 async fn relay_once(shared: &Shared, service: &Service) -> anyhow::Result<bool> {
     let limit = shared.config.relay.batch_size;
-    let rows = shared.store.claim_due(&service.table, now(), limit).await?;
+    let hold_keys = shared
+        .config
+        .services
+        .get(&service.name)
+        .is_some_and(|s| s.hold_key_order);
+    let rows = shared
+        .store
+        .claim_due(&service.table, now(), limit, hold_keys)
+        .await?;
     if rows.is_empty() {
         return Ok(false);
     }

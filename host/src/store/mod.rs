@@ -5,7 +5,10 @@
 //! validated it, so splicing it into SQL is safe. Each backend implements [`Store`] with the same
 //! semantics; the engine suite runs against each of them.
 
+pub mod mysql;
+pub mod postgres;
 pub mod sqlite;
+mod template;
 mod types;
 
 pub use types::*;
@@ -28,8 +31,24 @@ pub enum StoreError {
     #[error("migration of {target} failed: {source}")]
     Migrate { target: String, source: sqlx::Error },
     /// The database URL names a backend this build does not support.
-    #[error("unsupported database url {0:?}: use sqlite://PATH")]
+    #[error(
+        "unsupported database url {0:?}: use sqlite://PATH, mysql://USER@HOST/DB \
+         (mariadb:// too) or postgres://USER@HOST/DB"
+    )]
     UnsupportedUrl(String),
+    /// Another host already runs relays and consumers on this SQLite file.
+    #[error(
+        "another switchyard host is already running on {path}: SQLite is single-host (its lock \
+         file {lock} is held); stop the other host, or use MySQL/MariaDB or PostgreSQL to run \
+         several hosts on one database"
+    )]
+    HostLocked { path: String, lock: String },
+    /// The lock file of a SQLite database could not be created.
+    #[error("cannot create lock file {lock}: {source}")]
+    LockFile {
+        lock: String,
+        source: std::io::Error,
+    },
 }
 
 /// Shorthand for attaching the operation name to a sqlx error.
@@ -39,12 +58,27 @@ pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Whether a running host has its database to itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hosting {
+    /// The only host allowed (SQLite): rows left `published` at start belong to a previous
+    /// run of this host.
+    Exclusive,
+    /// Other hosts may run on the same database (MySQL, PostgreSQL): rows `published` at start
+    /// may be in flight in another host, and only the visibility timeout may requeue them.
+    Shared,
+}
+
 /// The operations the engine needs, identical across backends.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates or upgrades the host's own tables and each service's outbox table. Only adds:
     /// never renames or drops; running it twice is a no-op.
     async fn migrate(&self, services: &[Arc<Service>]) -> StoreResult<()>;
+
+    /// Called once when a host starts relays and consumers. A single-host backend refuses a
+    /// second host here (and holds its lock until the store is dropped).
+    async fn acquire_host(&self) -> StoreResult<Hosting>;
 
     /// Inserts new `pending` rows (used by `publish` and by emits), returning their ids.
     async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>>;
@@ -53,12 +87,15 @@ pub trait Store: Send + Sync + 'static {
     /// order) by marking them `published` in one statement, and returns them in id order.
     /// Marking before publishing is the lease: a relay that dies after claiming leaves rows
     /// `published`, which the visibility timeout hands out again; and a consumer's retry that
-    /// lands before the relay finishes is never overwritten.
+    /// lands before the relay finishes is never overwritten. Rows locked by another host's
+    /// claim are skipped, never waited for. With `hold_keys`, a row whose `message_key` has an
+    /// earlier row waiting for a retry (`pending`, not yet due) is held back too.
     async fn claim_due(
         &self,
         table: &str,
         now: Timestamp,
         limit: u32,
+        hold_keys: bool,
     ) -> StoreResult<Vec<OutboxRow>>;
 
     /// Records failed attempts (publish failures, undecodable rows, handler failures): `retry_count+1`, back to
@@ -111,6 +148,10 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        Ok(Arc::new(mysql::MySqlStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::connect(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

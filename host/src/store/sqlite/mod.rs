@@ -3,12 +3,15 @@
 //! Writes take SQLite's single write lock with `BEGIN IMMEDIATE`, so the status check and the
 //! writes of a consume transaction see the same snapshot. WAL mode lets the relay read while a
 //! consumer commits. `synchronous = FULL`: a commit survives power loss, not only a crash.
+//! Single host: a running host holds an exclusive lock on `<file>.host-lock`, and a second
+//! host started on the same file is refused with an error saying so (commands such as
+//! `publish` and `status` do not take it, so they work beside a running host).
 
 mod apply;
 
 use super::{
-    Backoff, NewRow, OutboxRow, RowState, Store, StoreError, StoreResult, TableStatus, Timestamp,
-    db,
+    Backoff, Hosting, NewRow, OutboxRow, RowState, Store, StoreError, StoreResult, TableStatus,
+    Timestamp, db,
 };
 use crate::catalog::Service;
 use crate::store::{AppliedBatch, ApplyReport};
@@ -31,6 +34,10 @@ const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
         2,
         include_str!("../../../../migrations/sqlite/outbox/0002_switchyard_columns.sql"),
     ),
+    (
+        3,
+        include_str!("../../../../migrations/sqlite/outbox/0003_publish_count.sql"),
+    ),
 ];
 
 /// Bound parameters per statement stay well under SQLite's limit (32766).
@@ -38,6 +45,10 @@ const ROWS_PER_INSERT: usize = 200;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file (`None` in memory), whose lock file marks the running host.
+    path: Option<std::path::PathBuf>,
+    /// The held lock file, released when the store is dropped (or the process dies).
+    host_lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 impl SqliteStore {
@@ -53,12 +64,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(false);
+        let file = options.get_filename();
+        let path = (!file.as_os_str().is_empty() && !file.to_string_lossy().starts_with(':'))
+            .then(|| file.to_owned());
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
             .map_err(db("connect sqlite"))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            path,
+            host_lock: std::sync::Mutex::new(None),
+        })
     }
 
     /// The pool, for callers that enqueue inside their own transactions.
@@ -167,6 +185,44 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn acquire_host(&self) -> StoreResult<Hosting> {
+        let Some(path) = &self.path else {
+            return Ok(Hosting::Exclusive); // in memory: nobody else can open it
+        };
+        let mut held = self.host_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_some() {
+            return Ok(Hosting::Exclusive);
+        }
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".host-lock");
+        let lock = std::path::PathBuf::from(lock_path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(|source| StoreError::LockFile {
+                lock: lock.display().to_string(),
+                source,
+            })?;
+        // An advisory lock held by the open file: the kernel releases it when the host exits,
+        // however it exits, so a crashed host never leaves a stale lock behind.
+        match file.try_lock() {
+            Ok(()) => {
+                *held = Some(file);
+                Ok(Hosting::Exclusive)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::HostLocked {
+                path: path.display().to_string(),
+                lock: lock.display().to_string(),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::LockFile {
+                lock: lock.display().to_string(),
+                source,
+            }),
+        }
+    }
+
     async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
         let mut conn = self.write_tx().await?;
         let mut tx = conn
@@ -183,11 +239,22 @@ impl Store for SqliteStore {
         table: &str,
         now: Timestamp,
         limit: u32,
+        hold_keys: bool,
     ) -> StoreResult<Vec<OutboxRow>> {
+        let hold = if hold_keys {
+            format!(
+                " AND NOT (c.message_key <> '' AND EXISTS (SELECT 1 FROM {table} e \
+                 WHERE e.message_key = c.message_key AND e.id < c.id \
+                 AND e.status = 'pending' AND e.next_retry_at > ?1))"
+            )
+        } else {
+            String::new()
+        };
         let sql = format!(
-            "UPDATE {table} SET status = 'published', published_at = ?1, updated_at = ?1 \
-             WHERE id IN (SELECT id FROM {table} WHERE status = 'pending' AND next_retry_at <= ?1 \
-             ORDER BY next_retry_at, id LIMIT ?2) \
+            "UPDATE {table} SET status = 'published', publish_count = publish_count + 1, \
+             published_at = ?1, updated_at = ?1 \
+             WHERE id IN (SELECT c.id FROM {table} c WHERE c.status = 'pending' \
+             AND c.next_retry_at <= ?1{hold} ORDER BY c.next_retry_at, c.id LIMIT ?2) \
              RETURNING id, biz_type, service_name, message_key, payload, retry_count"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))

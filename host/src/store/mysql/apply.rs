@@ -1,0 +1,280 @@
+//! The consume transaction on MySQL/MariaDB: outcomes, state writes and emits of one batch.
+//!
+//! The batch's rows are locked `FOR UPDATE` (in primary-key order, so two hosts applying
+//! overlapping batches queue up instead of deadlocking) before their status is re-read; a row
+//! another host already made final is skipped with its effects.
+
+use crate::store::{
+    AppliedBatch, ApplyReport, Backoff, RowOutcome, RowState, Status, StoreResult, Timestamp,
+    cut_error, db, later,
+};
+use sqlx::{AssertSqlSafe, MySql, MySqlConnection, QueryBuilder, Row};
+use std::collections::BTreeMap;
+
+/// A row's state with its own retry ceiling (SmartFlow's per-row `max_retry`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Locked {
+    pub state: RowState,
+    pub max_retry: i32,
+}
+
+/// States of `ids` in `table` on the caller's connection; `lock` takes their row locks.
+pub(super) async fn row_states(
+    conn: &mut MySqlConnection,
+    table: &str,
+    ids: &[i64],
+    lock: bool,
+) -> StoreResult<BTreeMap<i64, Locked>> {
+    let mut out = BTreeMap::new();
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    for chunk in sorted.chunks(1000) {
+        let mut q = QueryBuilder::<MySql>::new(format!(
+            "SELECT id, status, retry_count, max_retry FROM {table} WHERE id IN ("
+        ));
+        let mut sep = q.separated(", ");
+        for id in chunk {
+            sep.push_bind(*id);
+        }
+        q.push(") ORDER BY id");
+        if lock {
+            q.push(" FOR UPDATE");
+        }
+        for r in q
+            .build()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("read row statuses"))?
+        {
+            let status: String = r.get(1);
+            // An unknown status written by someone else is treated as final: never touch it.
+            let status = Status::parse(&status).unwrap_or(Status::Dead);
+            out.insert(
+                r.get::<i64, _>(0),
+                Locked {
+                    state: RowState {
+                        status,
+                        retry_count: r.get(2),
+                    },
+                    max_retry: r.get(3),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Failed attempts of rows the caller has NOT locked yet: locks them, then records each.
+/// Returns how many ended dead.
+pub(super) async fn fail_many(
+    conn: &mut MySqlConnection,
+    table: &str,
+    failures: &[(i64, String)],
+    policy: &Backoff,
+    now: Timestamp,
+) -> StoreResult<u64> {
+    let ids: Vec<i64> = failures.iter().map(|(id, _)| *id).collect();
+    let states = row_states(conn, table, &ids, true).await?;
+    let mut dead = 0;
+    for (id, reason) in failures {
+        if let Some(state) = states.get(id)
+            && fail_locked(conn, table, *id, *state, reason, policy, now).await?
+        {
+            dead += 1;
+        }
+    }
+    Ok(dead)
+}
+
+/// One failed attempt of a locked row: SmartFlow's `retry_count+1`, then dead or pending after
+/// the backoff. Returns whether the row is now dead; a final row is left alone.
+async fn fail_locked(
+    conn: &mut MySqlConnection,
+    table: &str,
+    id: i64,
+    row: Locked,
+    reason: &str,
+    policy: &Backoff,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    if row.state.status.is_final() {
+        return Ok(false);
+    }
+    let failures = row.state.retry_count.saturating_add(1);
+    let error = cut_error(reason);
+    if failures >= row.max_retry {
+        let sql = format!(
+            "UPDATE {table} SET status = 'dead', retry_count = ?, last_error = ?, updated_at = ? WHERE id = ?"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(failures)
+            .bind(cut_error(&format!(
+                "retries exhausted after {failures} attempts: {error}"
+            )))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("mark dead after retries"))?;
+        return Ok(true);
+    }
+    let next = later(now, policy.delay(failures as u32));
+    let sql = format!(
+        "UPDATE {table} SET status = 'pending', retry_count = ?, next_retry_at = ?, last_error = ?, \
+         updated_at = ? WHERE id = ?"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(failures)
+        .bind(next)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("schedule retry"))?;
+    Ok(false)
+}
+
+/// Applies a batch inside the caller's transaction.
+pub(super) async fn apply_batch(
+    conn: &mut MySqlConnection,
+    table: &str,
+    batch: &AppliedBatch,
+    policy: &Backoff,
+    now: Timestamp,
+) -> StoreResult<ApplyReport> {
+    let ids: Vec<i64> = batch.rows.iter().map(|(id, _)| *id).collect();
+    let current = row_states(conn, table, &ids, true).await?;
+    let mut report = ApplyReport::default();
+    // Final value per key, in batch order: later events overwrite earlier ones.
+    let mut writes: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
+    let mut emits = Vec::new();
+    let mut consumed: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    let mut dead: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (id, outcome) in &batch.rows {
+        let state = match current.get(id) {
+            Some(s) if !s.state.status.is_final() => *s,
+            _ => {
+                report.skipped += 1;
+                continue;
+            }
+        };
+        match outcome {
+            RowOutcome::Consumed { version, effects } => {
+                for (k, v) in &effects.writes {
+                    writes.insert(k, v.as_deref());
+                }
+                emits.extend(effects.emits.iter().cloned());
+                consumed.entry(version.as_str()).or_default().push(*id);
+                report.consumed += 1;
+            }
+            RowOutcome::Failed { reason } => {
+                if fail_locked(conn, table, *id, state, reason, policy, now).await? {
+                    report.dead += 1;
+                } else {
+                    report.retried += 1;
+                }
+            }
+            RowOutcome::Dead { reason } => {
+                dead.entry(cut_error(reason)).or_default().push(*id);
+                report.dead += 1;
+            }
+        }
+    }
+    for (reason, ids) in dead {
+        let mut q = QueryBuilder::<MySql>::new(format!(
+            "UPDATE {table} SET status = 'dead', last_error = "
+        ));
+        q.push_bind(reason)
+            .push(", updated_at = ")
+            .push_bind(now)
+            .push(" WHERE id IN (");
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(id);
+        }
+        q.push(")");
+        q.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("mark dead"))?;
+    }
+    for (version, ids) in consumed {
+        for chunk in ids.chunks(1000) {
+            let mut q = QueryBuilder::<MySql>::new(format!(
+                "UPDATE {table} SET status = 'consumed', consumed_at = "
+            ));
+            q.push_bind(now)
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(", handler_version = ")
+                .push_bind(version.to_owned())
+                .push(" WHERE id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            q.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(db("mark consumed"))?;
+        }
+    }
+    write_state(conn, &batch.service, &writes, now).await?;
+    if !emits.is_empty() {
+        super::insert_rows(conn, &emits, now).await?;
+        for e in &emits {
+            *report.emitted.entry(e.table.clone()).or_default() += 1;
+        }
+    }
+    Ok(report)
+}
+
+async fn write_state(
+    conn: &mut MySqlConnection,
+    service: &str,
+    writes: &BTreeMap<&str, Option<&[u8]>>,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let sets: Vec<(&str, &[u8])> = writes
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        .collect();
+    let deletes: Vec<&str> = writes
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+    for chunk in sets.chunks(500) {
+        let mut q = QueryBuilder::<MySql>::new(
+            "INSERT INTO switchyard_state (service, state_key, value, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, (k, v)| {
+            b.push_bind(service.to_owned())
+                .push_bind((*k).to_owned())
+                .push_bind(v.to_vec())
+                .push_bind(now);
+        });
+        q.push(" ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)");
+        q.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("write state"))?;
+    }
+    for chunk in deletes.chunks(500) {
+        let mut q = QueryBuilder::<MySql>::new("DELETE FROM switchyard_state WHERE service = ");
+        q.push_bind(service.to_owned()).push(" AND state_key IN (");
+        let mut sep = q.separated(", ");
+        for k in chunk {
+            sep.push_bind((*k).to_owned());
+        }
+        q.push(")");
+        q.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("delete state"))?;
+    }
+    Ok(())
+}
