@@ -302,6 +302,12 @@ pub struct ServiceConfig {
     pub topic: Option<String>,
     /// Consumer group. Default `<prefix>-<service>-outbox-consumer`.
     pub group: Option<String>,
+    /// Hold back later rows of a `message_key` while an earlier row of the same key waits for
+    /// a retry, so a failing event does not let later ones of its key overtake it. Rows with
+    /// an empty key are never held. Default `false` (SmartFlow's behaviour: a retried row is
+    /// published again after later rows of its key). See `docs/databases.md`.
+    #[serde(default)]
+    pub hold_key_order: bool,
 }
 
 /// `event_type -> service -> component file`.
