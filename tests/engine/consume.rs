@@ -1,6 +1,7 @@
 //! The skeleton's promises: publish → consumed, retries, traps, emits, redelivery, dead rows.
 
-use crate::support::{Harness, Setup, component, hash_of};
+use crate::support::{Harness, Setup, TestDb, component, hash_of};
+use switchyard::engine::EnqueueOn;
 use serde_json::json;
 use switchyard::catalog::Service;
 use switchyard::transport::Message;
@@ -304,8 +305,22 @@ async fn row_with_a_broken_wrapper_ends_dead_with_the_reason(setup: Setup) {
 
 async fn enqueue_joins_the_callers_transaction(setup: Setup) {
     let mut h = Harness::start(setup).await;
+    match h.db.clone() {
+        TestDb::Sqlite(pool) => enqueue_on_callers_pool(&h, &pool).await,
+        TestDb::MariaDb(pool, _) => enqueue_on_callers_pool(&h, &pool).await,
+        TestDb::Postgres(pool, _) => enqueue_on_callers_pool(&h, &pool).await,
+    }
+    h.stop().await;
+}
+
+/// The caller's own pool of whichever backend: a rolled-back enqueue leaves nothing, a
+/// committed one is consumed, an unrouted one is refused naming the type.
+async fn enqueue_on_callers_pool<DB: sqlx::Database>(h: &Harness, pool: &sqlx::Pool<DB>)
+where
+    for<'c> sqlx::Transaction<'c, DB>: EnqueueOn,
+    sqlx::pool::PoolConnection<DB>: EnqueueOn,
+{
     let outbox = h.host.outbox();
-    let crate::support::TestDb::Sqlite(pool) = h.db.clone();
     let mut tx = pool.begin().await.unwrap();
     let ticket = outbox
         .enqueue(
@@ -344,5 +359,4 @@ async fn enqueue_joins_the_callers_transaction(setup: Setup) {
         )
         .await;
     assert!(err.unwrap_err().to_string().contains("nobody.owns"));
-    h.stop().await;
 }

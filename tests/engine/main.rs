@@ -7,3 +7,4 @@
 mod config_errors;
 mod consume;
 mod support;
+mod testdb;

@@ -6,7 +6,6 @@
 //! Every engine test is written once as `async fn name(setup: Setup)` and instantiated for
 //! each backend × transport by [`engine_suite!`].
 
-use sqlx::{Row, SqlitePool};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +21,10 @@ pub const WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    /// A fresh database on the real MariaDB server (127.0.0.1:3306, root).
+    MariaDb,
+    /// A fresh database on the real PostgreSQL server (127.0.0.1:5432, postgres).
+    Postgres,
 }
 
 /// Which transport carries envelopes in a test.
@@ -41,6 +44,14 @@ impl Setup {
         backend: Backend::Sqlite,
         transport: TransportKind::Embedded,
     };
+    pub const MARIADB_EMBEDDED: Setup = Setup {
+        backend: Backend::MariaDb,
+        transport: TransportKind::Embedded,
+    };
+    pub const POSTGRES_EMBEDDED: Setup = Setup {
+        backend: Backend::Postgres,
+        transport: TransportKind::Embedded,
+    };
 }
 
 /// Instantiates each listed `async fn test(setup: Setup)` once per backend × transport, as
@@ -51,6 +62,14 @@ macro_rules! engine_suite {
         mod sqlite_embedded {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                async fn $name() { super::$name($crate::support::Setup::SQLITE_EMBEDDED).await } )*
+        }
+        mod mariadb_embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::support::Setup::MARIADB_EMBEDDED).await } )*
+        }
+        mod postgres_embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::support::Setup::POSTGRES_EMBEDDED).await } )*
         }
     };
 }
@@ -113,10 +132,7 @@ component = "{probe}"
 }
 
 /// Plain-SQL access to the test database, independent of the host's store.
-#[derive(Clone)]
-pub enum TestDb {
-    Sqlite(SqlitePool),
-}
+pub use crate::testdb::TestDb;
 
 pub struct Harness {
     /// Keeps a SQLite database directory alive for the test.
@@ -127,6 +143,8 @@ pub struct Harness {
     pub transport: Arc<dyn Transport>,
     pub running: Option<Running>,
     pub db: TestDb,
+    /// Held while the test uses a database server (see `testdb::SERVERS`).
+    pub _server: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
 }
 
 impl Harness {
@@ -137,19 +155,11 @@ impl Harness {
 
     pub async fn start_with(setup: Setup, extra: &str) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let (url, db) = match setup.backend {
-            Backend::Sqlite => {
-                let path = dir.path().join("switchyard.db");
-                let url = format!("sqlite://{}", path.display());
-                let opts = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(&path)
-                    .create_if_missing(true);
-                (
-                    url,
-                    TestDb::Sqlite(SqlitePool::connect_with(opts).await.unwrap()),
-                )
-            }
+        let server = match setup.backend {
+            Backend::Sqlite => None,
+            _ => Some(crate::testdb::SERVERS.clone().read_owned().await),
         };
+        let (url, db) = crate::testdb::fresh(setup.backend, dir.path()).await;
         let config = Config::parse(
             &config_text(&url, extra),
             Path::new("test.toml"),
@@ -169,6 +179,7 @@ impl Harness {
             transport,
             running: Some(running),
             db,
+            _server: server,
         }
     }
 
@@ -179,6 +190,7 @@ impl Harness {
                 "host did not stop within its grace period"
             );
         }
+        self.db.drop_database().await;
     }
 
     /// Waits until the row reaches a final status, and returns it.
@@ -205,34 +217,11 @@ impl Harness {
     }
 
     pub async fn row(&self, table: &str, id: i64) -> Option<RowView> {
-        let sql = format!(
-            "SELECT status, retry_count, last_error, handler_version, biz_type, payload FROM {table} WHERE id = ?"
-        );
-        match &self.db {
-            TestDb::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-                .unwrap()
-                .map(|r| RowView {
-                    status: r.get(0),
-                    retry_count: r.get(1),
-                    last_error: r.get(2),
-                    handler_version: r.get(3),
-                    biz_type: r.get(4),
-                    payload: r.get(5),
-                }),
-        }
+        self.db.row(table, id).await
     }
 
     pub async fn ids(&self, table: &str) -> Vec<i64> {
-        let sql = format!("SELECT id FROM {table} ORDER BY id");
-        match &self.db {
-            TestDb::Sqlite(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .fetch_all(pool)
-                .await
-                .unwrap(),
-        }
+        self.db.ids(table).await
     }
 
     pub async fn rows(&self, table: &str) -> Vec<RowView> {
@@ -244,15 +233,7 @@ impl Harness {
     }
 
     pub async fn state(&self, service: &str, key: &str) -> Option<String> {
-        let sql = "SELECT value FROM switchyard_state WHERE service = ? AND state_key = ?";
-        let v: Option<Vec<u8>> = match &self.db {
-            TestDb::Sqlite(pool) => sqlx::query_scalar(sql)
-                .bind(service)
-                .bind(key)
-                .fetch_optional(pool)
-                .await
-                .unwrap(),
-        };
+        let v = self.db.state(service, key).await;
         v.map(|b| String::from_utf8(b).unwrap())
     }
 
@@ -271,47 +252,17 @@ impl Harness {
         payload: &str,
         max_retry: i32,
     ) -> i64 {
-        let sql = format!(
-            "INSERT INTO {table} (biz_type, service_name, topic, message_key, payload, status, retry_count, \
-             max_retry, next_retry_at) VALUES (?, '', 't', '', ?, 'pending', 0, ?, '2000-01-01 00:00:00') RETURNING id"
-        );
-        match &self.db {
-            TestDb::Sqlite(pool) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(biz_type)
-                .bind(payload)
-                .bind(max_retry)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-        }
+        self.db.insert_raw(table, biz_type, payload, max_retry).await
     }
 
     /// Makes every insert into `table` fail (a trigger), so a transaction that inserts there
     /// rolls back; [`Harness::allow_inserts`] undoes it.
     pub async fn refuse_inserts(&self, table: &str) {
-        let sql = format!(
-            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
-        );
-        match &self.db {
-            TestDb::Sqlite(pool) => {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(pool)
-                    .await
-                    .unwrap();
-            }
-        }
+        self.db.refuse_inserts(table).await;
     }
 
     pub async fn allow_inserts(&self, table: &str) {
-        let sql = format!("DROP TRIGGER refuse_{table}");
-        match &self.db {
-            TestDb::Sqlite(pool) => {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(pool)
-                    .await
-                    .unwrap();
-            }
-        }
+        self.db.allow_inserts(table).await;
     }
 }
 

@@ -27,11 +27,11 @@ use std::time::Duration;
 const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
     (
         1,
-        include_str!("../../../../migrations/mysql/outbox/0001_smartflow_table.sql"),
+        include_str!("../../../../migrations/postgres/outbox/0001_smartflow_table.sql"),
     ),
     (
         2,
-        include_str!("../../../../migrations/mysql/outbox/0002_switchyard_columns.sql"),
+        include_str!("../../../../migrations/postgres/outbox/0002_switchyard_columns.sql"),
     ),
 ];
 
@@ -158,7 +158,7 @@ async fn has_index(conn: &mut PgConnection, table: &str, columns: &[String]) -> 
 #[async_trait]
 impl Store for PgStore {
     async fn migrate(&self, services: &[Arc<Service>]) -> StoreResult<()> {
-        sqlx::migrate!("../migrations/mysql")
+        sqlx::migrate!("../migrations/postgres")
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::Migrate {
