@@ -6,4 +6,5 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 scripts/build-components.sh >/dev/null
+scripts/databases.sh   # MariaDB and PostgreSQL up (started if down), or a loud failure
 cargo test --workspace "$@"
