@@ -6,5 +6,6 @@
 
 mod config_errors;
 mod consume;
+mod kafka;
 mod support;
 mod testdb;

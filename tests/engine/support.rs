@@ -31,6 +31,9 @@ pub enum Backend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
     Embedded,
+    /// The real broker at `SWITCHYARD_KAFKA_BROKERS` (default 127.0.0.1:9092, started by
+    /// `scripts/kafka.sh start`), topics under a fresh prefix per test.
+    Kafka,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +55,14 @@ impl Setup {
         backend: Backend::Postgres,
         transport: TransportKind::Embedded,
     };
+    pub const SQLITE_KAFKA: Setup = Setup {
+        backend: Backend::Sqlite,
+        transport: TransportKind::Kafka,
+    };
+    pub const MARIADB_KAFKA: Setup = Setup {
+        backend: Backend::MariaDb,
+        transport: TransportKind::Kafka,
+    };
 }
 
 /// Instantiates each listed `async fn test(setup: Setup)` once per backend × transport, as
@@ -70,6 +81,14 @@ macro_rules! engine_suite {
         mod postgres_embedded {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                async fn $name() { super::$name($crate::support::Setup::POSTGRES_EMBEDDED).await } )*
+        }
+        mod sqlite_kafka {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::support::Setup::SQLITE_KAFKA).await } )*
+        }
+        mod mariadb_kafka {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::support::Setup::MARIADB_KAFKA).await } )*
         }
     };
 }
@@ -154,6 +173,16 @@ impl Harness {
     }
 
     pub async fn start_with(setup: Setup, extra: &str) -> Harness {
+        Self::start_edited(setup, extra, |text| text).await
+    }
+
+    /// As [`Harness::start_with`], with the whole config text passed through `edit` first
+    /// (to change a value `config_text` already sets).
+    pub async fn start_edited(
+        setup: Setup,
+        extra: &str,
+        edit: impl Fn(String) -> String,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let server = match setup.backend {
             Backend::Sqlite => None,
@@ -161,7 +190,13 @@ impl Harness {
         };
         let (url, db) = crate::testdb::fresh(setup.backend, dir.path()).await;
         let config = Config::parse(
-            &config_text(&url, extra),
+            &edit(match setup.transport {
+                TransportKind::Embedded => config_text(&url, extra),
+                TransportKind::Kafka => config_text(
+                    &url,
+                    &format!("{extra}\n{}", crate::kafka::config_extra()),
+                ),
+            }),
             Path::new("test.toml"),
             dir.path().to_owned(),
         )
@@ -170,6 +205,7 @@ impl Harness {
         host.migrate().await.unwrap();
         let transport: Arc<dyn Transport> = match setup.transport {
             TransportKind::Embedded => Arc::new(EmbeddedTransport::new()),
+            TransportKind::Kafka => host.configured_transport().await.unwrap(),
         };
         let running = host.start(transport.clone()).await.unwrap();
         Harness {
