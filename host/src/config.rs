@@ -333,6 +333,13 @@ pub struct RouteConfig {
     /// config file. Default: none, so every filesystem call fails.
     #[serde(default)]
     pub preopened_dirs: Vec<PreopenedDir>,
+    /// Grants the `outbound-http` import (wit/outbound-http.wit) for exactly these
+    /// `host:port` targets, e.g. `allowed_hosts = ["open.feishu.cn:443", "127.0.0.1:8080"]`
+    /// (write the port even when it is the scheme's default). Default: empty, so the import is
+    /// not linked and a component that imports it is refused at start. A request to any other
+    /// host:port is refused at call time with an error the handler sees.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Per-route overrides of [`LimitsConfig`]; unset fields take the global value.
@@ -485,6 +492,9 @@ impl Config {
                     )));
                 }
             }
+            for host in &route.allowed_hosts {
+                check_allowed_host(&route.event_type, host)?;
+            }
             let path = self.resolve(&route.component);
             if !path.is_file() {
                 return Err(ConfigError::MissingComponent {
@@ -495,6 +505,23 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// An `allowed_hosts` entry must be `host:port`, with no scheme or path, so the grant is exact.
+fn check_allowed_host(event_type: &str, entry: &str) -> Result<(), ConfigError> {
+    let ok = entry.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains(['/', '@', ' '])
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "route for event type {event_type:?}: allowed_hosts entry {entry:?} must be host:port \
+             with no scheme or path, e.g. \"open.feishu.cn:443\" or \"127.0.0.1:8080\""
+        )))
     }
 }
 

@@ -7,5 +7,11 @@
 mod config_errors;
 mod consume;
 mod kafka;
+mod smartflow_agent;
+mod smartflow_chain;
+mod smartflow_notification;
+mod smartflow_scheduler;
+mod smartflow_support;
+mod smartflow_task_memory;
 mod support;
 mod testdb;

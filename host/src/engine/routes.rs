@@ -41,7 +41,9 @@ impl RouteTable {
         config: &Config,
         catalog: &Catalog,
     ) -> Result<RouteTable, RouteLoadError> {
-        let mut by_path: HashMap<PathBuf, Arc<LoadedComponent>> = HashMap::new();
+        // Keyed by file and whether outbound HTTP is granted: the same file is linked
+        // differently for a route that grants it and one that does not.
+        let mut by_path: HashMap<(PathBuf, bool), Arc<LoadedComponent>> = HashMap::new();
         let mut components = HashMap::new();
         for route in &config.routes {
             let path = config.resolve(&route.component);
@@ -49,19 +51,22 @@ impl RouteTable {
                 .service(&route.service)
                 .map(|s| s.name.clone())
                 .unwrap_or_default();
-            let loaded = match by_path.get(&path) {
+            let policy = Arc::new(Policy::for_route(config, route));
+            let cache_key = (path, !policy.allowed_hosts.is_empty());
+            let loaded = match by_path.get(&cache_key) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = runtime.load(&path).map_err(|source| RouteLoadError {
-                        event_type: route.event_type.clone(),
-                        service,
-                        source,
-                    })?;
-                    by_path.insert(path, c.clone());
+                    let c = runtime
+                        .load_for(&cache_key.0, &policy)
+                        .map_err(|source| RouteLoadError {
+                            event_type: route.event_type.clone(),
+                            service,
+                            source,
+                        })?;
+                    by_path.insert(cache_key, c.clone());
                     c
                 }
             };
-            let policy = Arc::new(Policy::for_route(config, route));
             components.insert(
                 route.event_type.clone(),
                 RouteEntry {

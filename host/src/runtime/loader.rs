@@ -26,6 +26,16 @@ pub enum LoadError {
         contract: &'static str,
         reason: String,
     },
+    /// It imports a capability its route does not grant (granted, never filtered).
+    #[error(
+        "component {path} imports {capability} but its route does not grant it: add the hosts it \
+         may reach to the route's allowed_hosts (e.g. allowed_hosts = [\"open.feishu.cn:443\"]) or \
+         build it for the service-handler world"
+    )]
+    NotGranted {
+        path: PathBuf,
+        capability: &'static str,
+    },
 }
 
 /// A compiled, validated, pre-instantiated component version.
@@ -42,6 +52,7 @@ impl LoadedComponent {
         engine: &Engine,
         linker: &Linker<Invocation>,
         path: &Path,
+        http_granted: bool,
     ) -> Result<LoadedComponent, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
@@ -52,6 +63,18 @@ impl LoadedComponent {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         })?;
+        // Checked by name before linking, so the error says which grant is missing rather than
+        // "no matching implementation in the linker".
+        let imports_http = component
+            .component_type()
+            .imports(engine)
+            .any(|(name, _)| name == super::bindings::OUTBOUND_HTTP);
+        if imports_http && !http_granted {
+            return Err(LoadError::NotGranted {
+                path: path.to_owned(),
+                capability: super::bindings::OUTBOUND_HTTP,
+            });
+        }
         let contract_err = |e: wasmtime::Error| LoadError::Contract {
             path: path.to_owned(),
             contract: super::CONTRACT,

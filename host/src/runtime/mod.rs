@@ -10,6 +10,7 @@ mod bindings;
 mod imports;
 mod invocation;
 mod loader;
+mod outbound_http;
 mod output;
 mod policy;
 
@@ -37,6 +38,8 @@ const POOL_INSTANCES: u32 = 256;
 pub struct Runtime {
     engine: Engine,
     linker: Linker<Invocation>,
+    /// `linker` plus `outbound-http`: used only for routes that grant it (`allowed_hosts`).
+    http_linker: Linker<Invocation>,
     fuel_enabled: bool,
     max_memory_bytes: usize,
     ticker_stop: Arc<AtomicBool>,
@@ -72,12 +75,21 @@ impl Runtime {
             .consume_fuel(fuel_enabled)
             .wasm_component_model(true);
         let engine = Engine::new(&wasm)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::ServiceHandler::add_to_linker::<
+        let base_linker = || -> anyhow::Result<Linker<Invocation>> {
+            let mut linker = Linker::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            bindings::ServiceHandler::add_to_linker::<
+                Invocation,
+                wasmtime::component::HasSelf<Invocation>,
+            >(&mut linker, |s| s)?;
+            Ok(linker)
+        };
+        let linker = base_linker()?;
+        let mut http_linker = base_linker()?;
+        bindings::notifying::switchyard::handler::outbound_http::add_to_linker::<
             Invocation,
             wasmtime::component::HasSelf<Invocation>,
-        >(&mut linker, |s| s)?;
+        >(&mut http_linker, |s| s)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let stop = ticker_stop.clone();
@@ -95,6 +107,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
+            http_linker,
             fuel_enabled,
             max_memory_bytes,
             ticker_stop,
@@ -130,7 +143,27 @@ impl Runtime {
     /// # Errors
     /// [`LoadError`] naming the file and what is wrong with it.
     pub fn load(&self, path: &std::path::Path) -> Result<Arc<LoadedComponent>, LoadError> {
-        LoadedComponent::load(&self.engine, &self.linker, path).map(Arc::new)
+        LoadedComponent::load(&self.engine, &self.linker, path, false).map(Arc::new)
+    }
+
+    /// Like [`Runtime::load`], linking the capabilities `policy` grants: `outbound-http` only
+    /// when the route lists `allowed_hosts`. A component importing a capability its route does
+    /// not grant is refused ([`LoadError::NotGranted`]).
+    ///
+    /// # Errors
+    /// [`LoadError`] naming the file and what is wrong with it.
+    pub fn load_for(
+        &self,
+        path: &std::path::Path,
+        policy: &Policy,
+    ) -> Result<Arc<LoadedComponent>, LoadError> {
+        let granted = !policy.allowed_hosts.is_empty();
+        let linker = if granted {
+            &self.http_linker
+        } else {
+            &self.linker
+        };
+        LoadedComponent::load(&self.engine, linker, path, granted).map(Arc::new)
     }
 
     /// Runs one event through a fresh instance of `component` under `policy`.

@@ -16,6 +16,9 @@ pub struct Policy {
     pub env: Vec<(String, String)>,
     /// Read-only directories: (host path, guest path).
     pub preopened_dirs: Vec<(PathBuf, String)>,
+    /// `host:port` targets the `outbound-http` import may reach; empty = not granted (the
+    /// import is not linked and a component importing it is refused at load).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Policy {
@@ -33,6 +36,7 @@ impl Policy {
                 .iter()
                 .map(|d| (config.resolve(&d.host), d.guest.clone()))
                 .collect(),
+            allowed_hosts: route.allowed_hosts.clone(),
         }
     }
 
@@ -43,6 +47,7 @@ impl Policy {
             fuel: None,
             env: Vec::new(),
             preopened_dirs: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -33,7 +33,9 @@ impl Guest for Component {
         let result = check_version_1(&event.event_type, &event.event_version).and_then(|()| {
             match event.event_type.as_str() {
                 "active_schedule.triggered" => handle_trigger(&event),
-                other => dead(format!("the active-scheduler handler does not handle {other}")),
+                other => dead(format!(
+                    "the active-scheduler handler does not handle {other}"
+                )),
             }
         });
         match result {

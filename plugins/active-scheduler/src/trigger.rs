@@ -122,7 +122,10 @@ mod tests {
             let Err(smartflow_kit::Failure::Dead(reason)) = parse(v) else {
                 panic!("{field} accepted a bogus value")
             };
-            assert!(reason.starts_with(&format!("{field} must be one of")), "{reason}");
+            assert!(
+                reason.starts_with(&format!("{field} must be one of")),
+                "{reason}"
+            );
         }
         assert!(parse(valid()).is_ok());
     }

@@ -25,5 +25,8 @@ pub fn persist(event: &Event) -> Step<()> {
     if let Err(e) = serde_json::from_str::<serde_json::Value>(&snap.snapshot_json) {
         return dead(format!("snapshot_json is not JSON text: {e}"));
     }
-    kv::put(&format!("snapshot/{}", seg(snap.conversation_id.trim())), &snap)
+    kv::put(
+        &format!("snapshot/{}", seg(snap.conversation_id.trim())),
+        &snap,
+    )
 }

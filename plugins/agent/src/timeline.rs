@@ -43,12 +43,22 @@ pub struct Entry {
 impl Entry {
     /// Two rows are "the same row" when everything but the seq matches.
     fn same_row(&self, other: &Entry) -> bool {
-        Entry { seq: 0, ..self.clone() } == Entry { seq: 0, ..other.clone() }
+        Entry {
+            seq: 0,
+            ..self.clone()
+        } == Entry {
+            seq: 0,
+            ..other.clone()
+        }
     }
 
     /// FNV-1a 64 of the row without its seq: stable across builds, no dependency needed.
     fn fingerprint(&self) -> u64 {
-        let bytes = serde_json::to_vec(&Entry { seq: 0, ..self.clone() }).unwrap_or_default();
+        let bytes = serde_json::to_vec(&Entry {
+            seq: 0,
+            ..self.clone()
+        })
+        .unwrap_or_default();
         bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
         })

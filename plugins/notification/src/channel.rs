@@ -1,7 +1,9 @@
 //! Webhook channels: where a user's Feishu notifications go.
 //!
 //! State layout: `channel/<user_id>` → [`Channel`]; `channel/0` is the default for users
-//! without their own. Only the URL's shape is checked here; whether the host may be reached is
+//! without their own. When neither exists, the route's configuration value
+//! `FEISHU_WEBHOOK_URL` (a granted env entry, `env = { FEISHU_WEBHOOK_URL = "..." }`) is used.
+//! Only the URL's shape is checked here; whether the host may be reached is
 //! the host's decision (the route's `allowed_hosts`), made at send time.
 
 use crate::bindings::switchyard::handler::types::Event;
@@ -45,10 +47,16 @@ pub fn configure(event: &Event) -> Step<()> {
     )
 }
 
-/// The user's channel, else the default one.
+/// The user's channel, else the default one, else the route's `FEISHU_WEBHOOK_URL`.
 pub fn for_user(user_id: i64) -> Step<Option<Channel>> {
-    match kv::get(&format!("channel/{user_id}"))? {
-        Some(c) => Ok(Some(c)),
-        None => kv::get("channel/0"),
+    if let Some(c) = kv::get(&format!("channel/{user_id}"))? {
+        return Ok(Some(c));
     }
+    if let Some(c) = kv::get("channel/0")? {
+        return Ok(Some(c));
+    }
+    Ok(std::env::var("FEISHU_WEBHOOK_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .map(|webhook_url| Channel { webhook_url }))
 }

@@ -75,7 +75,10 @@ pub fn requested(event: &Event) -> Step<()> {
     if kv::get::<Delivery>(&key)?.is_some() {
         log(
             Level::Info,
-            &format!("notification {:?} already recorded: not sent again", req.dedupe_key),
+            &format!(
+                "notification {:?} already recorded: not sent again",
+                req.dedupe_key
+            ),
         );
         return Ok(());
     }
@@ -144,7 +147,7 @@ fn webhook_for(user_id: i64) -> Step<String> {
         Some(c) => Ok(c.webhook_url),
         None => dead(format!(
             "no Feishu webhook configured for user {user_id} and no default: publish \
-             notification.channel.configure.requested first"
+             notification.channel.configure.requested or set FEISHU_WEBHOOK_URL in the route's env"
         )),
     }
 }
@@ -163,7 +166,9 @@ fn send(delivery: &mut Delivery, webhook: &str, number: u32) -> Result<(), Strin
     });
     let outcome = match result {
         Err(e) => Err(e),
-        Ok(r) if !(200..300).contains(&r.status) => Err(format!("webhook answered HTTP {}", r.status)),
+        Ok(r) if !(200..300).contains(&r.status) => {
+            Err(format!("webhook answered HTTP {}", r.status))
+        }
         Ok(r) => match serde_json::from_slice::<serde_json::Value>(&r.body)
             .ok()
             .and_then(|v| v.get("code").and_then(serde_json::Value::as_i64))

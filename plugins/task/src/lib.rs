@@ -81,12 +81,17 @@ impl Guest for Component {
             "task.urgency.promote.requested" => promote(&event.payload),
             "task.record.requested" => record(&event.payload),
             "task.upsert.requested" => upsert(&event.payload),
-            other => Err(Failure::Dead(format!("task handler does not handle {other}"))),
+            other => Err(Failure::Dead(format!(
+                "task handler does not handle {other}"
+            ))),
         };
         match result {
             Ok(()) => Outcome::Ack,
             Err(Failure::Dead(reason)) => Outcome::Dead(reason),
-            Err(Failure::Retry(reason)) => Outcome::Retry(RetryRequest { reason, delay_ms: None }),
+            Err(Failure::Retry(reason)) => Outcome::Retry(RetryRequest {
+                reason,
+                delay_ms: None,
+            }),
         }
     }
 }
@@ -122,10 +127,16 @@ fn store_task(key: &str, task: &Task) -> Result<(), Failure> {
 }
 
 fn promote(payload: &[u8]) -> Result<(), Failure> {
-    let req: PromoteRequest = serde_json::from_slice(payload)
-        .map_err(|e| Failure::Dead(format!("invalid task.urgency.promote.requested payload: {e}")))?;
+    let req: PromoteRequest = serde_json::from_slice(payload).map_err(|e| {
+        Failure::Dead(format!(
+            "invalid task.urgency.promote.requested payload: {e}"
+        ))
+    })?;
     if req.user_id <= 0 {
-        return Err(Failure::Dead(format!("user_id must be positive, got {}", req.user_id)));
+        return Err(Failure::Dead(format!(
+            "user_id must be positive, got {}",
+            req.user_id
+        )));
     }
     let mut ids: Vec<i64> = Vec::with_capacity(req.task_ids.len());
     for id in req.task_ids {
@@ -143,8 +154,12 @@ fn promote(payload: &[u8]) -> Result<(), Failure> {
     let mut promoted = 0;
     for id in ids {
         let key = task_key(req.user_id, id);
-        let Some(mut task) = load_task(&key)? else { continue };
-        let Some(threshold) = task.urgency_threshold_at.as_deref() else { continue };
+        let Some(mut task) = load_task(&key)? else {
+            continue;
+        };
+        let Some(threshold) = task.urgency_threshold_at.as_deref() else {
+            continue;
+        };
         if parse_time("urgency_threshold_at", threshold)? > now {
             continue;
         }
@@ -157,7 +172,10 @@ fn promote(payload: &[u8]) -> Result<(), Failure> {
         store_task(&key, &task)?;
         promoted += 1;
     }
-    log(Level::Info, &format!("promoted {promoted} task(s) of user {}", req.user_id));
+    log(
+        Level::Info,
+        &format!("promoted {promoted} task(s) of user {}", req.user_id),
+    );
     Ok(())
 }
 
@@ -173,7 +191,10 @@ fn check_task(task: &Task) -> Result<(), Failure> {
         return Err(Failure::Dead("task id and user_id must be positive".into()));
     }
     if !(1..=4).contains(&task.priority) {
-        return Err(Failure::Dead(format!("priority must be 1..=4, got {}", task.priority)));
+        return Err(Failure::Dead(format!(
+            "priority must be 1..=4, got {}",
+            task.priority
+        )));
     }
     if let Some(t) = task.urgency_threshold_at.as_deref() {
         parse_time("urgency_threshold_at", t)?;
@@ -188,7 +209,11 @@ fn upsert(payload: &[u8]) -> Result<(), Failure> {
     check_task(&task)?;
     let checked_at = match req.checked_at.as_deref() {
         Some(t) if !t.is_empty() => parse_time("checked_at", t)?,
-        _ => return Err(Failure::Dead("checked_at is required (an RFC 3339 time)".into())),
+        _ => {
+            return Err(Failure::Dead(
+                "checked_at is required (an RFC 3339 time)".into(),
+            ));
+        }
     };
     let key = task_key(task.user_id, task.id);
     let was_urgent = load_task(&key)?.is_some_and(|t| t.priority == 1 && !t.done);
@@ -225,7 +250,10 @@ fn upsert(payload: &[u8]) -> Result<(), Failure> {
             payload: trigger.to_string().into_bytes(),
         })
         .map_err(|e| Failure::Retry(format!("emitting active_schedule.triggered: {e}")))?;
-        log(Level::Info, &format!("task {} of user {} became urgent", task.id, task.user_id));
+        log(
+            Level::Info,
+            &format!("task {} of user {} became urgent", task.id, task.user_id),
+        );
     }
     store_task(&key, &task)
 }
