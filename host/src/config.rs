@@ -88,6 +88,9 @@ pub struct Config {
     /// Sandbox limits applied to every invocation.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The running host's HTTP endpoint (`/routes`, `/metrics`, `/healthz`).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Services by name (`[services.task]`); an empty table takes every default name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -110,6 +113,14 @@ pub enum TransportConfig {
     /// session_timeout_ms, and librdkafka settings under `client` / `producer` / `consumer`)
     /// are documented on [`KafkaConfig`](crate::transport::kafka::KafkaConfig).
     Kafka(crate::transport::kafka::KafkaConfig),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to serve on, e.g. `127.0.0.1:9898`. Default: none (no endpoint). `switchyard
+    /// status` reads each route's version, load time, reload error and health from it.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

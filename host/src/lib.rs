@@ -3,6 +3,7 @@
 //!
 //! See `ARCHITECTURE.md` for the module map and the invariants each module keeps.
 
+pub mod admin;
 pub mod catalog;
 pub mod config;
 pub mod engine;

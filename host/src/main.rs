@@ -159,7 +159,63 @@ async fn print_status(host: &Switchyard) -> anyhow::Result<()> {
             count("dead")
         );
     }
+    if let Some(addr) = host.config().admin.listen {
+        print_routes(addr).await;
+    }
     Ok(())
+}
+
+/// Asks a running host's admin endpoint for each route's version, load time, reload error
+/// and health.
+async fn print_routes(addr: std::net::SocketAddr) {
+    let url = format!("http://{addr}/routes");
+    let fetched = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<Vec<switchyard::engine::RouteStatus>> {
+            let body = ureq::get(&url).call()?.body_mut().read_to_string()?;
+            Ok(serde_json::from_str(&body)?)
+        },
+    )
+    .await;
+    let routes = match fetched {
+        Ok(Ok(routes)) => routes,
+        Ok(Err(e)) => {
+            println!("\nroutes: no running host answers at {addr} ({e})");
+            return;
+        }
+        Err(e) => {
+            println!("\nroutes: {e}");
+            return;
+        }
+    };
+    println!(
+        "\n{:<36} {:<16} {:<14} {:<10} {:<9} last reload error",
+        "route", "service", "version", "loaded", "health"
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    for r in routes {
+        let health = if r.health.unhealthy {
+            "UNHEALTHY"
+        } else if r.health.consecutive_failures > 0 {
+            "failing"
+        } else {
+            "ok"
+        };
+        println!(
+            "{:<36} {:<16} {:<14} {:<10} {:<9} {}",
+            r.event_type,
+            r.service,
+            &r.version[..12.min(r.version.len())],
+            format!(
+                "{:.0}s ago",
+                now_ms.saturating_sub(r.loaded_at_ms) as f64 / 1000.0
+            ),
+            health,
+            r.last_reload_error.as_deref().unwrap_or("-")
+        );
+    }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

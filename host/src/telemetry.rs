@@ -117,3 +117,43 @@ impl StaleRowsRequeued<'_> {
         }
     }
 }
+
+/// A route has failed every invocation for longer than its window.
+pub struct RouteUnhealthy<'a> {
+    pub service: &'a str,
+    pub event_type: &'a str,
+    pub failures: u64,
+    pub last_reason: &'a str,
+}
+
+impl RouteUnhealthy<'_> {
+    pub fn emit(&self) {
+        tracing::error!(
+            service = self.service,
+            event_type = self.event_type,
+            failures = self.failures,
+            last_reason = self.last_reason,
+            "route unhealthy: every invocation is failing"
+        );
+        metrics::gauge!("switchyard_route_unhealthy", "event_type" => self.event_type.to_owned())
+            .set(1.0);
+    }
+}
+
+/// An unhealthy route succeeded again.
+pub struct RouteRecovered<'a> {
+    pub service: &'a str,
+    pub event_type: &'a str,
+}
+
+impl RouteRecovered<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            service = self.service,
+            event_type = self.event_type,
+            "route recovered"
+        );
+        metrics::gauge!("switchyard_route_unhealthy", "event_type" => self.event_type.to_owned())
+            .set(0.0);
+    }
+}

@@ -53,7 +53,9 @@ async fn sandbox() -> Sandbox {
 
 /// Runs one attack to its final state; returns (status, last_error).
 async fn attack(h: &Harness, event_type: &str, attack: &str, arg: &str) -> (String, String) {
-    let id = h.publish(event_type, json!({"attack": attack, "arg": arg})).await;
+    let id = h
+        .publish(event_type, json!({"attack": attack, "arg": arg}))
+        .await;
     let row = h.wait_final(TABLE, id).await;
     (row.status, row.last_error.unwrap_or_default())
 }
@@ -65,16 +67,29 @@ async fn an_infinite_loop_hits_its_deadline_while_another_route_keeps_its_pace()
     // Baseline: the well-behaved route alone.
     let baseline = consume_tasks(h, 0).await;
     let looping = h.publish("hostile.run", json!({"attack": "loop"})).await;
-    h.wait_row(TABLE, looping, |r| r.status == "published").await;
+    h.wait_row(TABLE, looping, |r| r.status == "published")
+        .await;
     let with_hostile = consume_tasks(h, 1000).await;
     // The loop's first attempt (2 s deadline) is still running: the other route did not wait.
     let row = h.row(TABLE, looping).await.unwrap();
-    assert_eq!((row.status.as_str(), row.retry_count), ("published", 0), "{row:?}");
+    assert_eq!(
+        (row.status.as_str(), row.retry_count),
+        ("published", 0),
+        "{row:?}"
+    );
     println!("50 task events: {baseline:?} alone, {with_hostile:?} beside an infinite loop");
     let row = h.wait_final(TABLE, looping).await;
     assert_eq!(row.status, "dead");
-    assert!(row.last_error.unwrap().contains("deadline exceeded after 2000 ms"));
-    assert_eq!(h.state("hostile", "hostile-was-here").await, None, "nothing of a failed invocation is kept");
+    assert!(
+        row.last_error
+            .unwrap()
+            .contains("deadline exceeded after 2000 ms")
+    );
+    assert_eq!(
+        h.state("hostile", "hostile-was-here").await,
+        None,
+        "nothing of a failed invocation is kept"
+    );
     s.h.stop().await;
 }
 
@@ -82,10 +97,19 @@ async fn consume_tasks(h: &Harness, first_id: i64) -> std::time::Duration {
     let started = Instant::now();
     let mut ids = Vec::new();
     for i in 0..50 {
-        ids.push(h.publish("task.record.requested", json!({"id": first_id + i + 1, "user_id": 1, "priority": 2})).await);
+        ids.push(
+            h.publish(
+                "task.record.requested",
+                json!({"id": first_id + i + 1, "user_id": 1, "priority": 2}),
+            )
+            .await,
+        );
     }
     for id in ids {
-        assert_eq!(h.wait_final("task_outbox_messages", id).await.status, "consumed");
+        assert_eq!(
+            h.wait_final("task_outbox_messages", id).await.status,
+            "consumed"
+        );
     }
     started.elapsed()
 }
@@ -95,7 +119,10 @@ async fn resource_bombs_end_with_the_limit_that_stopped_them() {
     let mut s = sandbox().await;
     let (status, err) = attack(&s.h, "hostile.run", "memory", "").await;
     assert_eq!(status, "dead");
-    assert!(err.contains("memory limit exceeded") && err.contains("16777216"), "{err}");
+    assert!(
+        err.contains("memory limit exceeded") && err.contains("16777216"),
+        "{err}"
+    );
     let (_, err) = attack(&s.h, "hostile.run", "recurse", "").await;
     assert!(err.contains("stack overflow"), "{err}");
     let (_, err) = attack(&s.h, "hostile.run", "table", "").await;
@@ -104,8 +131,13 @@ async fn resource_bombs_end_with_the_limit_that_stopped_them() {
     assert!(err.contains("fuel budget of 1000000 exhausted"), "{err}");
     assert_eq!(s.h.state("hostile", "hostile-was-here").await, None);
     // The host is still serving.
-    let id = s.h.publish("probe.run", json!({"set": {"alive": "yes"}})).await;
-    assert_eq!(s.h.wait_final("probe_outbox_messages", id).await.status, "consumed");
+    let id =
+        s.h.publish("probe.run", json!({"set": {"alive": "yes"}}))
+            .await;
+    assert_eq!(
+        s.h.wait_final("probe_outbox_messages", id).await.status,
+        "consumed"
+    );
     s.h.stop().await;
 }
 
@@ -115,11 +147,20 @@ async fn host_imports_refuse_floods_oversized_values_and_unrouted_types() {
     let (status, err) = attack(&s.h, "hostile.run", "emit-flood", "sink.note").await;
     assert_eq!(status, "dead");
     assert!(err.contains("emit 10 refused: emit limit reached"), "{err}");
-    assert!(s.h.rows("sink_outbox_messages").await.is_empty(), "a dead invocation's emits are dropped");
+    assert!(
+        s.h.rows("sink_outbox_messages").await.is_empty(),
+        "a dead invocation's emits are dropped"
+    );
     let (_, err) = attack(&s.h, "hostile.run", "emit-flood", "nobody.routes.this").await;
-    assert!(err.contains("emit 0 refused") && err.contains("\"nobody.routes.this\" is not routed"), "{err}");
+    assert!(
+        err.contains("emit 0 refused") && err.contains("\"nobody.routes.this\" is not routed"),
+        "{err}"
+    );
     let (_, err) = attack(&s.h, "hostile.run", "oversized-state", "").await;
-    assert!(err.contains("state refused") && err.contains("limit is 65536 bytes"), "{err}");
+    assert!(
+        err.contains("state refused") && err.contains("limit is 65536 bytes"),
+        "{err}"
+    );
     // A log flood is cut at the cap, not an error: the invocation still succeeds.
     let (status, _) = attack(&s.h, "hostile.run", "log-flood", "").await;
     assert_eq!(status, "consumed");
@@ -135,7 +176,10 @@ async fn nothing_outside_the_sandbox_is_reachable_without_a_grant() {
     let (_, err) = attack(&s.h, "hostile.run", "read-file", secret.to_str().unwrap()).await;
     assert!(err.starts_with("read-file failed"), "{err}");
     let (_, err) = attack(&s.h, "hostile.run", "read-file", "/data/x.txt").await;
-    assert!(err.starts_with("read-file failed"), "another route's grant is not this route's: {err}");
+    assert!(
+        err.starts_with("read-file failed"),
+        "another route's grant is not this route's: {err}"
+    );
     let (_, err) = attack(&s.h, "hostile.run", "env", "HOME").await;
     assert!(err.starts_with("env failed"), "{err}");
     let (_, err) = attack(&s.h, "hostile.run", "env", "GREETING").await;
@@ -143,7 +187,10 @@ async fn nothing_outside_the_sandbox_is_reachable_without_a_grant() {
     let (_, err) = attack(&s.h, "hostile.run", "connect", &addr).await;
     assert!(err.starts_with("connect failed"), "{err}");
     listener.set_nonblocking(true).unwrap();
-    assert!(listener.accept().is_err(), "no connection may reach the listener");
+    assert!(
+        listener.accept().is_err(),
+        "no connection may reach the listener"
+    );
     s.h.stop().await;
 }
 
@@ -153,11 +200,87 @@ async fn grants_open_exactly_what_they_name() {
     let (_, err) = attack(&s.h, "granted.run", "env", "GREETING").await;
     assert_eq!(err, "env GREETING=hello");
     let (_, err) = attack(&s.h, "granted.run", "env", "HOME").await;
-    assert!(err.starts_with("env failed"), "only named values are visible: {err}");
+    assert!(
+        err.starts_with("env failed"),
+        "only named values are visible: {err}"
+    );
     let (_, err) = attack(&s.h, "granted.run", "read-file", "/data/x.txt").await;
     assert_eq!(err, "read 5 bytes of /data/x.txt");
     let (_, err) = attack(&s.h, "granted.run", "write-file", "/data/x.txt").await;
-    assert!(err.starts_with("write-file failed"), "preopened dirs are read-only: {err}");
-    assert_eq!(std::fs::read(s._data.path().join("x.txt")).unwrap(), b"hello");
+    assert!(
+        err.starts_with("write-file failed"),
+        "preopened dirs are read-only: {err}"
+    );
+    assert_eq!(
+        std::fs::read(s._data.path().join("x.txt")).unwrap(),
+        b"hello"
+    );
     s.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_that_always_fails_is_reported_unhealthy_without_stopping_others() {
+    let data = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n[limits]\nunhealthy_after_ms = 0\n",
+        hostile_routes(data.path())
+    );
+    let mut h = Harness::start_with(Setup::SQLITE_EMBEDDED, &extra).await;
+    let addr = h.running.as_ref().unwrap().admin_addr().unwrap();
+    let (status, _) = attack(&h, "hostile.run", "recurse", "").await;
+    assert_eq!(status, "dead");
+    let id = h.publish("probe.run", json!({})).await;
+    assert_eq!(
+        h.wait_final("probe_outbox_messages", id).await.status,
+        "consumed"
+    );
+    let routes: serde_json::Value = tokio::task::spawn_blocking(move || {
+        let body = ureq::get(&format!("http://{addr}/routes"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    })
+    .await
+    .unwrap();
+    let route = |t: &str| {
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["event_type"] == t)
+            .unwrap()
+            .clone()
+    };
+    let hostile = route("hostile.run");
+    assert_eq!(hostile["health"]["unhealthy"], true, "{hostile}");
+    assert_eq!(hostile["health"]["consecutive_failures"], 3);
+    assert!(
+        hostile["health"]["last_failure"]
+            .as_str()
+            .unwrap()
+            .contains("stack overflow")
+    );
+    assert_eq!(
+        hostile["version"],
+        crate::support::hash_of(&component("hostile"))
+    );
+    assert_eq!(route("probe.run")["health"]["unhealthy"], false);
+    let metrics = tokio::task::spawn_blocking(move || {
+        ureq::get(&format!("http://{addr}/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains("switchyard_route_unhealthy{event_type=\"hostile.run\"} 1"),
+        "{metrics}"
+    );
+    h.stop().await;
 }

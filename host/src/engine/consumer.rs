@@ -319,5 +319,12 @@ async fn handle_one(
         Outcome::Retry { reason } => RowOutcome::Failed { reason },
         Outcome::Dead { reason } => RowOutcome::Dead { reason },
     };
+    let failure = match &outcome {
+        RowOutcome::Failed { reason } => Some(reason.as_str()),
+        _ => None,
+    };
+    shared
+        .health
+        .record(&service.name, &env.event_type, failure);
     (outcome, component.hash.clone(), micros)
 }

@@ -7,6 +7,7 @@
 //! commit in one transaction before the transport is acknowledged.
 
 mod consumer;
+pub mod health;
 pub mod outbox;
 mod relay;
 mod routes;
@@ -37,6 +38,7 @@ pub(crate) struct Shared {
     pub routes: RouteTable,
     pub wakers: Arc<Wakers>,
     pub backoff: Backoff,
+    pub health: health::RouteHealth,
 }
 
 /// A configured host: database and routing, not yet running.
@@ -166,6 +168,9 @@ impl Switchyard {
             runtime,
             routes,
             wakers: self.wakers.clone(),
+            health: health::RouteHealth::new(Duration::from_millis(
+                self.config.limits.unhealthy_after_ms,
+            )),
             backoff: Backoff {
                 base: Duration::from_millis(self.config.retry.backoff_base_ms),
                 max: Duration::from_millis(self.config.retry.backoff_max_ms),
@@ -194,6 +199,12 @@ impl Switchyard {
                 stop.child_token(),
             ));
         }
+        let admin_addr = match self.config.admin.listen {
+            Some(addr) => Some(
+                crate::admin::serve(addr, StatusHandle(shared.clone()), stop.child_token()).await?,
+            ),
+            None => None,
+        };
         tracing::info!(
             services = self.catalog.services().count(),
             routes = shared.routes.snapshot().len(),
@@ -203,7 +214,55 @@ impl Switchyard {
             shared,
             stop,
             tasks,
+            admin_addr,
         })
+    }
+}
+
+/// One route as `/routes` and `switchyard status` show it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RouteStatus {
+    pub event_type: String,
+    pub service: String,
+    pub component: String,
+    /// blake3 of the component file serving the route now.
+    pub version: String,
+    /// When that version was loaded (unix ms).
+    pub loaded_at_ms: u64,
+    /// The last failed reload of this route's file, if it has not been fixed since.
+    pub last_reload_error: Option<String>,
+    pub health: health::RouteHealthView,
+}
+
+/// A read-only view of a running host, for the admin endpoint.
+#[derive(Clone)]
+pub struct StatusHandle(Arc<Shared>);
+
+impl StatusHandle {
+    pub fn routes(&self) -> Vec<RouteStatus> {
+        let shared = &self.0;
+        shared
+            .routes
+            .snapshot()
+            .into_iter()
+            .map(|(event_type, component)| RouteStatus {
+                service: shared
+                    .catalog
+                    .route(&event_type)
+                    .map(|r| r.service.name.clone())
+                    .unwrap_or_default(),
+                component: component.path.display().to_string(),
+                version: component.hash.clone(),
+                loaded_at_ms: component
+                    .loaded_at
+                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                last_reload_error: None,
+                health: shared.health.view(&event_type),
+                event_type,
+            })
+            .collect()
     }
 }
 
@@ -212,9 +271,20 @@ pub struct Running {
     shared: Arc<Shared>,
     stop: CancellationToken,
     tasks: JoinSet<()>,
+    admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl Running {
+    /// Where the admin endpoint listens (with the real port when configured as port 0).
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin_addr
+    }
+
+    /// A read-only view for status reporting.
+    pub fn status(&self) -> StatusHandle {
+        StatusHandle(self.shared.clone())
+    }
+
     /// Each route's current component version.
     pub fn routes(&self) -> Vec<(String, Arc<crate::runtime::LoadedComponent>)> {
         self.shared.routes.snapshot()

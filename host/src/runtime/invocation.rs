@@ -195,7 +195,11 @@ pub(super) async fn run(
     };
     let data = Invocation {
         wasi,
-        table: ResourceTable::new(),
+        table: {
+            let mut t = ResourceTable::new();
+            t.set_max_capacity(policy.limits.max_table_elements);
+            t
+        },
         limiter: Limiter {
             memory_bytes: policy.limits.memory_bytes,
             table_elements: policy.limits.max_table_elements,
@@ -306,6 +310,14 @@ fn classify_failure(e: &wasmtime::Error, limiter: &Limiter, policy: &Policy) -> 
             "trap: {}",
             trap.to_string().trim_start_matches("wasm trap: ")
         ),
-        None => format!("handler failed: {e:#}"),
+        None => {
+            let root = e.root_cause().to_string();
+            if root.contains("handle limit") || root.contains("resource table has no free capacity")
+            {
+                format!("table limit exceeded: {root}")
+            } else {
+                format!("handler failed: {root}")
+            }
+        }
     }
 }

@@ -1,0 +1,109 @@
+//! Repeat offenders: a route whose every invocation fails (trap, deadline, limit, `retry`) for
+//! longer than `limits.unhealthy_after_ms` is reported unhealthy: a log line, a metric and the
+//! admin endpoint's `/routes`. Reporting only: the route keeps running and other routes are
+//! never affected. A `dead` outcome is the handler's decision about a payload, not a failure.
+
+use crate::telemetry::{RouteRecovered, RouteUnhealthy};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RouteHealthView {
+    /// Failed invocations in a row.
+    pub consecutive_failures: u64,
+    /// When the current run of failures began (unix ms).
+    pub failing_since_ms: Option<u64>,
+    /// Whether the run has lasted longer than the window.
+    pub unhealthy: bool,
+    pub last_failure: Option<String>,
+}
+
+pub struct RouteHealth {
+    window: Duration,
+    routes: Mutex<HashMap<String, (RouteHealthView, Option<SystemTime>)>>,
+}
+
+impl RouteHealth {
+    pub fn new(window: Duration) -> RouteHealth {
+        RouteHealth {
+            window,
+            routes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records one invocation of `event_type`'s route: `failure` is the reason, `None` a success.
+    pub fn record(&self, service: &str, event_type: &str, failure: Option<&str>) {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let (view, since) = routes.entry(event_type.to_owned()).or_default();
+        match failure {
+            None => {
+                if view.unhealthy {
+                    RouteRecovered {
+                        service,
+                        event_type,
+                    }
+                    .emit();
+                }
+                *view = RouteHealthView::default();
+                *since = None;
+            }
+            Some(reason) => {
+                let now = SystemTime::now();
+                let start = *since.get_or_insert(now);
+                view.consecutive_failures += 1;
+                view.failing_since_ms = start
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_millis() as u64);
+                view.last_failure = Some(reason.to_owned());
+                let failing_for = now.duration_since(start).unwrap_or_default();
+                if !view.unhealthy && failing_for >= self.window {
+                    view.unhealthy = true;
+                    RouteUnhealthy {
+                        service,
+                        event_type,
+                        failures: view.consecutive_failures,
+                        last_reason: reason,
+                    }
+                    .emit();
+                }
+            }
+        }
+    }
+
+    pub fn view(&self, event_type: &str) -> RouteHealthView {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes
+            .get(event_type)
+            .map(|(v, _)| v.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_failing_for_the_whole_window_is_unhealthy_until_it_succeeds() {
+        let health = RouteHealth::new(Duration::ZERO);
+        health.record("s", "t", Some("trap: unreachable"));
+        let v = health.view("t");
+        assert!(v.unhealthy && v.consecutive_failures == 1);
+        health.record("s", "t", None);
+        assert!(!health.view("t").unhealthy);
+    }
+
+    #[test]
+    fn failures_shorter_than_the_window_are_not_reported() {
+        let health = RouteHealth::new(Duration::from_secs(3600));
+        for _ in 0..100 {
+            health.record("s", "t", Some("deadline exceeded"));
+        }
+        let v = health.view("t");
+        assert!(!v.unhealthy);
+        assert_eq!(v.consecutive_failures, 100);
+    }
+}
