@@ -5,7 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod config_errors;
+mod adopt;
 mod consume;
+mod single_host;
+mod scale_out;
+mod key_order;
+mod fleet;
+mod db_restart;
 mod kafka;
 mod smartflow_agent;
 mod smartflow_chain;

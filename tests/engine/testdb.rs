@@ -72,7 +72,10 @@ pub async fn fresh(backend: Backend, dir: &Path) -> (String, TestDb) {
                 .await
                 .unwrap();
             let url = format!("{MARIADB}/{name}");
-            (url.clone(), TestDb::MariaDb(MySqlPool::connect(&url).await.unwrap(), name))
+            (
+                url.clone(),
+                TestDb::MariaDb(MySqlPool::connect(&url).await.unwrap(), name),
+            )
         }
         Backend::Postgres => {
             let admin = format!("{POSTGRES}/test");
@@ -85,7 +88,10 @@ pub async fn fresh(backend: Backend, dir: &Path) -> (String, TestDb) {
                 .await
                 .unwrap();
             let url = format!("{POSTGRES}/{name}");
-            (url.clone(), TestDb::Postgres(PgPool::connect(&url).await.unwrap(), name))
+            (
+                url.clone(),
+                TestDb::Postgres(PgPool::connect(&url).await.unwrap(), name),
+            )
         }
     }
 }
@@ -155,6 +161,16 @@ impl TestDb {
         }
     }
 
+    /// One text value computed by `sql` (no parameters), e.g. a schema summary.
+    pub async fn text(&self, sql: &str) -> String {
+        let sql = AssertSqlSafe(sql.to_owned());
+        match self {
+            TestDb::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+            TestDb::MariaDb(pool, _) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+            TestDb::Postgres(pool, _) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        }
+    }
+
     /// Runs statements (no parameters), e.g. DDL.
     pub async fn exec(&self, sql: &str) {
         let sql = AssertSqlSafe(sql.to_owned());
@@ -200,20 +216,28 @@ impl TestDb {
     }
 
     /// Inserts a due `pending` row with SmartFlow's columns only, as a foreign producer would.
-    pub async fn insert_raw(&self, table: &str, biz_type: &str, payload: &str, max_retry: i32) -> i64 {
+    pub async fn insert_raw(
+        &self,
+        table: &str,
+        biz_type: &str,
+        payload: &str,
+        max_retry: i32,
+    ) -> i64 {
         let sql = format!(
             "INSERT INTO {table} (biz_type, service_name, topic, message_key, payload, status, \
              retry_count, max_retry, next_retry_at) \
              VALUES (?, '', 't', '', ?, 'pending', 0, ?, '2000-01-01 00:00:00')"
         );
         match self {
-            TestDb::Sqlite(pool) => sqlx::query_scalar(AssertSqlSafe(format!("{sql} RETURNING id")))
-                .bind(biz_type)
-                .bind(payload)
-                .bind(max_retry)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
+            TestDb::Sqlite(pool) => {
+                sqlx::query_scalar(AssertSqlSafe(format!("{sql} RETURNING id")))
+                    .bind(biz_type)
+                    .bind(payload)
+                    .bind(max_retry)
+                    .fetch_one(pool)
+                    .await
+                    .unwrap()
+            }
             // MySQL has no RETURNING: the id is the statement's LAST_INSERT_ID().
             TestDb::MariaDb(pool, _) => sqlx::query(AssertSqlSafe(sql))
                 .bind(biz_type)
@@ -259,9 +283,9 @@ impl TestDb {
 
     pub async fn allow_inserts(&self, table: &str) {
         let sql = match self {
-            TestDb::Postgres(..) => format!(
-                "DROP TRIGGER refuse_{table} ON {table}; DROP FUNCTION refuse_{table}()"
-            ),
+            TestDb::Postgres(..) => {
+                format!("DROP TRIGGER refuse_{table} ON {table}; DROP FUNCTION refuse_{table}()")
+            }
             _ => format!("DROP TRIGGER refuse_{table}"),
         };
         self.exec(&sql).await;
