@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# SmartFlow's whole chain on the embedded default (SQLite file, in-process queues), with a local
+# webhook sink standing in for Feishu on 127.0.0.1:8099:
+#   task.upsert.requested (task) → active_schedule.triggered (active-scheduler) → preview →
+#   notification.feishu.requested (notification) → webhook received by the sink;
+#   chat.history.persist.requested (agent, role user) → memory.extract.requested (memory).
+# Every other sample event is published too, plus two invalid ones that end dead with a reason.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+scripts/setup.sh
+scripts/build-components.sh >/dev/null
+cargo build --quiet --bin switchyard --example webhook_sink
+target="${CARGO_TARGET_DIR:-$root/target}/debug"
+bin="$target/switchyard"
+config="$root/examples/smartflow.toml"  # absolute: every path in it resolves the same from anywhere
+ev=examples/events
+rm -f examples/smartflow-demo.db examples/smartflow-demo.db-wal examples/smartflow-demo.db-shm
+
+"$target/examples/webhook_sink" 127.0.0.1:8099 &
+sink=$!
+trap 'kill "$sink" 2>/dev/null || true' EXIT
+
+echo "== migrate"; "$bin" migrate -c "$config"
+echo "== publish (the chain starts from the task and the chat message)"
+pub() { "$bin" publish -c "$config" "$@"; }
+pub --type task.upsert.requested --key user-3 --payload-file "$ev/task.upsert.requested.json"
+pub --type chat.history.persist.requested --key user-3 --payload-file "$ev/chat.history.persist.requested.json"
+pub --type chat.token.usage.adjust.requested --key user-3 --payload-file "$ev/chat.token.usage.adjust.requested.json"
+pub --type agent.state.snapshot.persist --key user-3 --payload-file "$ev/agent.state.snapshot.persist.json"
+pub --type agent.timeline.persist.requested --key user-3 --payload-file "$ev/agent.timeline.persist.requested.json"
+pub --type memory.extract.requested --key user-3 --payload-file "$ev/memory.extract.requested.json"
+pub --type active_schedule.triggered --version 1 --key user-3 --payload-file "$ev/active_schedule.triggered.json"
+echo "== publish two invalid events (they end dead, with the reason in last_error)"
+pub --type active_schedule.triggered --version v1 --key user-3 --payload-file "$ev/active_schedule.triggered.json"
+pub --type notification.feishu.requested --version 1 --key user-3 \
+  --payload '{"user_id": 3, "trigger_id": "x", "preview_id": "p", "dedupe_key": "d", "target_url": "https://evil.example/assistant/c", "requested_at": "2026-11-29T10:00:00Z", "summary_text": "s"}'
+echo "== status before the host runs"; "$bin" status -c "$config"
+
+echo "== run (each hop is logged: relayed from its table, handled by its service's component)"
+RUST_LOG="${RUST_LOG:-info,switchyard=debug}" "$bin" run -c "$config" &
+host=$!
+for _ in $(seq 1 300); do
+  if "$bin" status -c "$config" | awk 'NR>1 { open += $2 + $3 } END { exit !(open == 0) }'; then break; fi
+  sleep 0.1
+done
+kill -TERM "$host"; wait "$host"
+echo "== status after (every row consumed except the two invalid ones, dead)"; "$bin" status -c "$config"
