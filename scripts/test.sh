@@ -8,3 +8,6 @@ scripts/setup.sh
 scripts/build-components.sh >/dev/null
 scripts/databases.sh   # MariaDB and PostgreSQL up (started if down), or a loud failure
 cargo test --workspace "$@"
+# The SmartFlow components' pure logic (payload rules, the scheduler's decision, the 30-minute
+# window), unit-tested natively; the engine suite above runs the same crates as components.
+cargo test --quiet --manifest-path plugins/Cargo.toml -p smartflow-kit -p active-scheduler -p notification
