@@ -135,9 +135,12 @@ fn json_of(m: &OwnedMessage) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_row_reaches_its_topic_as_smartflows_envelope_with_key_and_headers() {
     let mut h = Harness::start(Setup::SQLITE_KAFKA).await;
-    let event = switchyard::NewEvent::new("task.record.requested", json!({"id": 9, "user_id": 4}))
-        .key("user-4")
-        .aggregate("9");
+    let event = switchyard::NewEvent::new(
+        "task.record.requested",
+        json!({"id": 9, "user_id": 4, "priority": 2}),
+    )
+    .key("user-4")
+    .aggregate("9");
     let id = h.host.publish(event).await.unwrap();
     assert_eq!(
         h.wait_final("task_outbox_messages", id).await.status,
@@ -155,7 +158,7 @@ async fn published_row_reaches_its_topic_as_smartflows_envelope_with_key_and_hea
         json_of(m),
         json!({"outbox_id": id, "event_id": id.to_string(), "event_type": "task.record.requested",
                "event_version": "v1", "service_name": "task", "aggregate_id": "9",
-               "payload": {"id": 9, "user_id": 4}}),
+               "payload": {"id": 9, "user_id": 4, "priority": 2}}),
         "the value is SmartFlow's envelope, field for field"
     );
     assert_eq!(
@@ -199,7 +202,7 @@ async fn a_failing_service_never_stalls_another_on_its_own_topic_and_group() {
         fine.push(
             h.publish(
                 "task.record.requested",
-                json!({"id": i, "user_id": 1, "priority": 2}),
+                json!({"id": i + 1, "user_id": 1, "priority": 2}),
             )
             .await,
         );
