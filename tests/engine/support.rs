@@ -192,10 +192,9 @@ impl Harness {
         let config = Config::parse(
             &edit(match setup.transport {
                 TransportKind::Embedded => config_text(&url, extra),
-                TransportKind::Kafka => config_text(
-                    &url,
-                    &format!("{extra}\n{}", crate::kafka::config_extra()),
-                ),
+                TransportKind::Kafka => {
+                    config_text(&url, &format!("{extra}\n{}", crate::kafka::config_extra()))
+                }
             }),
             Path::new("test.toml"),
             dir.path().to_owned(),
