@@ -13,7 +13,7 @@ use std::time::Duration;
 use switchyard::NewEvent;
 use switchyard::store::now;
 
-const ROWS: i64 = 3_000;
+const ROWS: i64 = 10_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_restarting_mid_run_loses_nothing() {
@@ -78,7 +78,7 @@ async fn restart_mid_run(backend: Backend) {
     outbox.wake("probe");
     // Restart once the host is mid-way.
     let consumed = "SELECT COUNT(*) FROM probe_outbox_messages WHERE status = 'consumed'";
-    while db.scalar(consumed).await < 100 {
+    while db.scalar(consumed).await < 1 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::task::spawn_blocking(move || restart(backend))
