@@ -205,6 +205,52 @@ async fn a_send_to_a_down_sink_is_recorded_failed_retried_and_sent_once_it_retur
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_stays_down_is_given_up_after_five_sends_not_retried_forever() {
+    let sink = Sink::start().await;
+    sink.set_up(false);
+    let mut h = start(&sink.addr).await;
+    let id = publish_v(&h, TY, "1", request("gone")).await;
+    assert_eq!(h.wait_final(NOTIFICATION, id).await.status, "consumed");
+    let retry = h
+        .ids(NOTIFICATION)
+        .await
+        .into_iter()
+        .find(|r| *r != id)
+        .unwrap();
+    let row = h.wait_final(NOTIFICATION, retry).await;
+    assert_eq!(
+        row.status, "consumed",
+        "the component gives up, the host does not: {row:?}"
+    );
+    assert_eq!(
+        row.retry_count, 3,
+        "sends 2, 3 and 4 were retried by the host's backoff"
+    );
+    let record = state_json(&h, "notification", "delivery/gone")
+        .await
+        .unwrap();
+    assert_eq!(
+        (record["status"].as_str(), record["gave_up"].as_bool()),
+        (Some("failed"), Some(true))
+    );
+    assert_eq!(record["attempts"], 5);
+    assert!(
+        record["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("gave up after 5 sends"),
+        "{record}"
+    );
+    assert_eq!(
+        h.rows(NOTIFICATION).await.len(),
+        2,
+        "no further retry event"
+    );
+    assert!(sink.received().is_empty());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_granted_component_cannot_reach_a_host_outside_its_list() {
     let sink = Sink::start().await;
     let outsider = Sink::start().await;
