@@ -15,7 +15,7 @@ target="${CARGO_TARGET_DIR:-$root/target}/debug"
 bin="$target/switchyard"
 config="$root/examples/smartflow.toml"  # absolute: every path in it resolves the same from anywhere
 ev=examples/events
-rm -f examples/smartflow-demo.db examples/smartflow-demo.db-wal examples/smartflow-demo.db-shm
+rm -f examples/smartflow-demo.db examples/smartflow-demo.db-wal examples/smartflow-demo.db-shm examples/smartflow-demo.db.host-lock
 
 "$target/examples/webhook_sink" 127.0.0.1:8099 &
 sink=$!
