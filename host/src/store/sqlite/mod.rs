@@ -8,6 +8,7 @@
 //! `publish` and `status` do not take it, so they work beside a running host).
 
 mod apply;
+mod migrate;
 
 use super::{
     Backoff, Hosting, NewRow, OutboxRow, RowState, Store, StoreError, StoreResult, TableStatus,
@@ -22,23 +23,6 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Templates applied to every service's outbox table, in order; `{table}` is replaced by the
-/// validated table name. Append only: an applied version is never edited.
-const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
-    (
-        1,
-        include_str!("../../../../migrations/sqlite/outbox/0001_smartflow_table.sql"),
-    ),
-    (
-        2,
-        include_str!("../../../../migrations/sqlite/outbox/0002_switchyard_columns.sql"),
-    ),
-    (
-        3,
-        include_str!("../../../../migrations/sqlite/outbox/0003_publish_count.sql"),
-    ),
-];
 
 /// Bound parameters per statement stay well under SQLite's limit (32766).
 const ROWS_PER_INSERT: usize = 200;
@@ -139,50 +123,7 @@ pub async fn insert_rows(
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self, services: &[Arc<Service>]) -> StoreResult<()> {
-        sqlx::migrate!("../migrations/sqlite")
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Migrate {
-                target: "host tables".into(),
-                source: e.into(),
-            })?;
-        let mut conn = self.write_tx().await?;
-        for service in services {
-            let table = &service.table;
-            let mut tx = conn
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(db("begin migrate"))?;
-            let applied: Vec<i64> = sqlx::query_scalar(
-                "SELECT version FROM switchyard_outbox_migrations WHERE table_name = ?",
-            )
-            .bind(table)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("read outbox migrations"))?;
-            for (version, template) in OUTBOX_TEMPLATES {
-                if applied.contains(version) {
-                    continue;
-                }
-                let sql = template.replace("{table}", table);
-                sqlx::raw_sql(AssertSqlSafe(sql))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|source| StoreError::Migrate {
-                        target: format!("{table} v{version}"),
-                        source,
-                    })?;
-                sqlx::query("INSERT INTO switchyard_outbox_migrations (table_name, version, applied_at) VALUES (?, ?, ?)")
-                    .bind(table)
-                    .bind(version)
-                    .bind(super::now())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("record outbox migration"))?;
-            }
-            tx.commit().await.map_err(db("commit migrate"))?;
-        }
-        Ok(())
+        migrate::run(&self.pool, services).await
     }
 
     async fn acquire_host(&self) -> StoreResult<Hosting> {
