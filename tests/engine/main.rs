@@ -4,15 +4,15 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod config_errors;
 mod adopt;
+mod config_errors;
 mod consume;
-mod single_host;
-mod scale_out;
-mod key_order;
-mod fleet;
 mod db_restart;
+mod fleet;
 mod kafka;
+mod key_order;
+mod scale_out;
+mod single_host;
 mod smartflow_agent;
 mod smartflow_chain;
 mod smartflow_notification;
