@@ -19,5 +19,6 @@ mod smartflow_notification;
 mod smartflow_scheduler;
 mod smartflow_support;
 mod smartflow_task_memory;
+mod store_ids;
 mod support;
 mod testdb;

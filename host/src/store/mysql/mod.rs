@@ -74,8 +74,8 @@ impl MySqlStore {
 }
 
 /// Inserts `pending` rows on a connection the caller controls (its own transaction). One
-/// multi-row INSERT per table and chunk; the ids of one statement are consecutive from
-/// `LAST_INSERT_ID()` (InnoDB reserves them together for an insert whose row count is known).
+/// multi-row INSERT per table and chunk; MySQL has no `RETURNING`, so the ids of one statement
+/// are computed from `LAST_INSERT_ID()` (the first) and `auto_increment_increment`.
 ///
 /// # Errors
 /// The database error of the failing statement.
@@ -113,8 +113,18 @@ pub async fn insert_rows(
                 .execute(&mut *conn)
                 .await
                 .map_err(db("insert outbox rows"))?;
+            // A multi-row VALUES insert is a "simple insert": InnoDB reserves its ids in one
+            // block, `auto_increment_increment` apart (more than 1 on multi-primary clusters).
+            let step: i64 = if chunk.len() > 1 {
+                sqlx::query_scalar("SELECT CAST(@@auto_increment_increment AS SIGNED)")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(db("read auto_increment_increment"))?
+            } else {
+                1
+            };
             let first = done.last_insert_id() as i64;
-            ids.extend((0..chunk.len() as i64).map(|i| first + i));
+            ids.extend((0..chunk.len() as i64).map(|i| first + i * step));
         }
     }
     Ok(ids)
