@@ -14,4 +14,8 @@ mkdir -p "$root/build/components"
 for wasm in "$target_dir"/wasm32-wasip2/release/*.wasm; do
   cp -f "$wasm" "$root/build/components/"
 done
+# A second build of the probe whose effects differ (its build tag), for the hot-reload tests.
+PROBE_BUILD_TAG=b cargo build --manifest-path "$root/plugins/Cargo.toml" --release \
+  --target wasm32-wasip2 --target-dir "$target_dir/probe-b" --quiet -p probe
+cp -f "$target_dir/probe-b/wasm32-wasip2/release/probe.wasm" "$root/build/components/probe-b.wasm"
 ls "$root/build/components"

@@ -88,6 +88,9 @@ pub struct Config {
     /// Sandbox limits applied to every invocation.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Hot reload of component files and of this config file.
+    #[serde(default)]
+    pub reload: ReloadConfig,
     /// The running host's HTTP endpoint (`/routes`, `/metrics`, `/healthz`).
     #[serde(default)]
     pub admin: AdminConfig,
@@ -100,6 +103,9 @@ pub struct Config {
     /// Directory the config file was read from; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file this config was read from, if any (watched for config reloads).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -113,6 +119,53 @@ pub enum TransportConfig {
     /// session_timeout_ms, and librdkafka settings under `client` / `producer` / `consumer`)
     /// are documented on [`KafkaConfig`](crate::transport::kafka::KafkaConfig).
     Kafka(crate::transport::kafka::KafkaConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Watch every route's component file (and the config file) and swap in changed versions
+    /// while running. Default true.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Quiet time after the last change to a file before it is reloaded, so a file being
+    /// written is read once, whole. Milliseconds, default 50.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+    /// Extra directories to watch for component files (relative to the config file): a file
+    /// that appears there is served as soon as a config (re)load maps a route to it.
+    #[serde(default)]
+    pub watch_dirs: Vec<PathBuf>,
+    /// Compiled-component cache, keyed by content hash and engine settings, so a restart or a
+    /// switch back to an earlier version does not recompile. Relative to the config file.
+    /// Default `.switchyard/cache`; set `cache = false` to disable.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
+    /// Whether to use the compiled-component cache. Default true.
+    #[serde(default = "default_true")]
+    pub cache: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_debounce_ms() -> u64 {
+    50
+}
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from(".switchyard/cache")
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            debounce_ms: default_debounce_ms(),
+            watch_dirs: Vec::new(),
+            cache_dir: default_cache_dir(),
+            cache: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -405,7 +458,9 @@ impl Config {
             source,
         })?;
         let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
-        Self::parse(&text, path, base_dir)
+        let mut config = Self::parse(&text, path, base_dir)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses and validates config text; `origin` only names the file in errors.

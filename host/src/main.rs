@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchyard::config::Config;
 use switchyard::{NewEvent, Switchyard};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -115,7 +114,8 @@ async fn main() -> anyhow::Result<()> {
                 .version(version)
                 .aggregate(aggregate);
             let id = host.publish(event).await?;
-            let route = host.catalog().route(&event_type)?;
+            let catalog = host.catalog();
+            let route = catalog.route(&event_type)?;
             println!(
                 "enqueued {event_type} as row {id} in {} (service {})",
                 route.service.table, route.service.name
@@ -222,8 +222,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let grace = Duration::from_millis(config.consumer.shutdown_grace_ms);
     let host = Switchyard::open(config).await?;
     let running = host.start(host.configured_transport().await?).await?;
-    let stop = CancellationToken::new();
-    wait_for_signal(stop.clone()).await?;
+    wait_for_stop(&running).await?;
     tracing::info!("shutting down: finishing in-flight batches");
     if running.shutdown(grace).await {
         tracing::info!("stopped cleanly");
@@ -235,12 +234,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn wait_for_signal(_stop: CancellationToken) -> anyhow::Result<()> {
+/// Waits for SIGINT or SIGTERM; SIGHUP reloads the config file meanwhile.
+async fn wait_for_stop(running: &switchyard::Running) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
-        _ = term.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => return r.context("waiting for SIGINT"),
+            _ = term.recv() => return Ok(()),
+            _ = hup.recv() => {
+                // The outcome (applied or refused, and why) is logged by the reload itself.
+                let _ = running.reload_config().await;
+            }
+        }
     }
-    Ok(())
 }

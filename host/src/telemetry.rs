@@ -157,3 +157,62 @@ impl RouteRecovered<'_> {
             .set(0.0);
     }
 }
+
+/// A changed component file now serves its routes.
+pub struct ComponentReloaded<'a> {
+    pub path: &'a std::path::Path,
+    pub version: &'a str,
+    pub routes: &'a [String],
+    pub compile_ms: u128,
+}
+
+impl ComponentReloaded<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            path = %self.path.display(), version = self.version, routes = ?self.routes,
+            compile_ms = self.compile_ms as u64, "component reloaded"
+        );
+        metrics::counter!("switchyard_component_reloads_total", "outcome" => "ok").increment(1);
+    }
+}
+
+/// A changed component file was refused; the previous version keeps serving.
+pub struct ComponentReloadFailed<'a> {
+    pub path: &'a std::path::Path,
+    pub reason: &'a str,
+}
+
+impl ComponentReloadFailed<'_> {
+    pub fn emit(&self) {
+        tracing::error!(path = %self.path.display(), reason = self.reason,
+            "component reload failed; the previous version keeps serving");
+        metrics::counter!("switchyard_component_reloads_total", "outcome" => "failed").increment(1);
+    }
+}
+
+/// The config file was reloaded (routes and limits).
+pub struct ConfigReloaded<'a> {
+    pub path: &'a std::path::Path,
+    pub routes: usize,
+}
+
+impl ConfigReloaded<'_> {
+    pub fn emit(&self) {
+        tracing::info!(path = %self.path.display(), routes = self.routes, "config reloaded");
+        metrics::counter!("switchyard_config_reloads_total", "outcome" => "ok").increment(1);
+    }
+}
+
+/// A changed config file was refused; the running config is kept.
+pub struct ConfigReloadRefused<'a> {
+    pub path: &'a std::path::Path,
+    pub reason: &'a str,
+}
+
+impl ConfigReloadRefused<'_> {
+    pub fn emit(&self) {
+        tracing::error!(path = %self.path.display(), reason = self.reason,
+            "config reload refused; the running config is kept");
+        metrics::counter!("switchyard_config_reloads_total", "outcome" => "refused").increment(1);
+    }
+}

@@ -11,6 +11,8 @@ mod db_restart;
 mod fleet;
 mod kafka;
 mod key_order;
+mod reload;
+mod sandbox;
 mod scale_out;
 mod single_host;
 mod smartflow_agent;

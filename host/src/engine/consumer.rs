@@ -119,7 +119,7 @@ async fn handle_batch(
             .emit();
             continue;
         }
-        if let Ok(route) = shared.catalog.route(&env.event_type)
+        if let Ok(route) = shared.catalog.get().route(&env.event_type)
             && route.service.name != service.name
         {
             let reason = format!(
@@ -234,7 +234,7 @@ async fn handle_batch(
         .emit();
     }
     for table in report.emitted.keys() {
-        if let Some(owner) = shared.catalog.services().find(|s| &s.table == table) {
+        if let Some(owner) = shared.catalog.get().services().find(|s| &s.table == table) {
             shared.wakers.wake(&owner.name);
         }
     }
@@ -298,7 +298,7 @@ async fn handle_one(
         .invoke(
             component,
             &route.policy,
-            &shared.catalog,
+            &shared.catalog.get(),
             reader.clone(),
             event,
             max_retry,

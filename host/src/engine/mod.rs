@@ -10,12 +10,13 @@ mod consumer;
 pub mod health;
 pub mod outbox;
 mod relay;
+mod reload;
 mod routes;
 
 pub use outbox::{EnqueueError, EnqueueOn, NewEvent, Outbox, Ticket, Wakers};
 pub use routes::{RouteLoadError, RouteTable};
 
-use crate::catalog::{Catalog, Service};
+use crate::catalog::{Catalog, CatalogCell, Service};
 use crate::config::{Config, TransportConfig};
 use crate::runtime::Runtime;
 use crate::store::{self, Backoff, Store, TableStatus, now};
@@ -31,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 /// What relays and consumers share.
 pub(crate) struct Shared {
     pub config: Config,
-    pub catalog: Arc<Catalog>,
+    pub catalog: CatalogCell,
     pub store: Arc<dyn Store>,
     pub transport: Arc<dyn Transport>,
     pub runtime: Runtime,
@@ -44,7 +45,7 @@ pub(crate) struct Shared {
 /// A configured host: database and routing, not yet running.
 pub struct Switchyard {
     config: Config,
-    catalog: Arc<Catalog>,
+    catalog: CatalogCell,
     store: Arc<dyn Store>,
     wakers: Arc<Wakers>,
 }
@@ -55,12 +56,13 @@ impl Switchyard {
     /// # Errors
     /// Invalid names in the catalog, or a database that cannot be reached.
     pub async fn open(config: Config) -> anyhow::Result<Switchyard> {
-        let catalog = Arc::new(Catalog::from_config(&config)?);
+        let catalog = Catalog::from_config(&config)?;
         let url = config.database_url_resolved();
         let store = store::open(&url)
             .await
             .with_context(|| format!("opening database {url}"))?;
         let wakers = Arc::new(Wakers::new(&catalog));
+        let catalog = CatalogCell::new(catalog);
         Ok(Switchyard {
             config,
             catalog,
@@ -74,13 +76,14 @@ impl Switchyard {
     /// # Errors
     /// The failing migration, named.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        let services: Vec<Arc<Service>> = self.catalog.services().cloned().collect();
+        let services: Vec<Arc<Service>> = self.catalog.get().services().cloned().collect();
         self.store.migrate(&services).await?;
         Ok(())
     }
 
-    pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
+    /// The current routing (a snapshot; a config reload swaps it).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.get()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -118,7 +121,7 @@ impl Switchyard {
     /// A database error.
     pub async fn status(&self) -> anyhow::Result<Vec<(Arc<Service>, TableStatus)>> {
         let mut out = Vec::new();
-        for s in self.catalog.services() {
+        for s in self.catalog.get().services() {
             out.push((s.clone(), self.store.table_status(&s.table).await?));
         }
         Ok(out)
@@ -133,7 +136,7 @@ impl Switchyard {
         Ok(match &self.config.transport {
             TransportConfig::Embedded => Arc::new(EmbeddedTransport::new()),
             TransportConfig::Kafka(kafka) => Arc::new(
-                KafkaTransport::connect(kafka, self.catalog.services())
+                KafkaTransport::connect(kafka, self.catalog.get().services())
                     .await
                     .with_context(|| format!("connecting to Kafka at {}", kafka.brokers))?,
             ),
@@ -148,7 +151,7 @@ impl Switchyard {
     /// transport failure.
     pub async fn start(&self, transport: Arc<dyn Transport>) -> anyhow::Result<Running> {
         let runtime = Runtime::new(&self.config).context("starting the WebAssembly runtime")?;
-        let routes = RouteTable::load(&runtime, &self.config, &self.catalog)?;
+        let routes = RouteTable::load(&runtime, &self.config, &self.catalog.get())?;
         self.migrate().await?;
         let hosting = self.store.acquire_host().await?;
         // On a shared database, `published` rows may be in flight in another host's memory:
@@ -156,7 +159,7 @@ impl Switchyard {
         if transport.is_volatile() && hosting == store::Hosting::Exclusive {
             // Whatever a previous run had queued in memory is gone: publish it again.
             let t = now();
-            for s in self.catalog.services() {
+            for s in self.catalog.get().services() {
                 self.store.requeue_stale(&s.table, t, t).await?;
             }
         }
@@ -178,7 +181,7 @@ impl Switchyard {
         });
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        for service in self.catalog.services() {
+        for service in self.catalog.get().services() {
             let subscription = transport.subscribe(service).await.with_context(|| {
                 format!(
                     "subscribing to {} for service {}",
@@ -199,6 +202,11 @@ impl Switchyard {
                 stop.child_token(),
             ));
         }
+        if self.config.reload.watch {
+            let watch =
+                reload::Watch::start(&shared).context("watching component files for hot reload")?;
+            tasks.spawn(reload::run(shared.clone(), watch, stop.child_token()));
+        }
         let admin_addr = match self.config.admin.listen {
             Some(addr) => Some(
                 crate::admin::serve(addr, StatusHandle(shared.clone()), stop.child_token()).await?,
@@ -206,7 +214,7 @@ impl Switchyard {
             None => None,
         };
         tracing::info!(
-            services = self.catalog.services().count(),
+            services = self.catalog.get().services().count(),
             routes = shared.routes.snapshot().len(),
             "switchyard started"
         );
@@ -248,6 +256,7 @@ impl StatusHandle {
             .map(|(event_type, component)| RouteStatus {
                 service: shared
                     .catalog
+                    .get()
                     .route(&event_type)
                     .map(|r| r.service.name.clone())
                     .unwrap_or_default(),
@@ -258,7 +267,7 @@ impl StatusHandle {
                     .duration_since(std::time::SystemTime::UNIX_EPOCH)
                     .map(|d| d.as_millis() as u64)
                     .unwrap_or(0),
-                last_reload_error: None,
+                last_reload_error: shared.routes.reload_error(&component.path),
                 health: shared.health.view(&event_type),
                 event_type,
             })
@@ -278,6 +287,30 @@ impl Running {
     /// Where the admin endpoint listens (with the real port when configured as port 0).
     pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
         self.admin_addr
+    }
+
+    /// Re-reads the config file and applies its routes and limits (what SIGHUP does).
+    ///
+    /// # Errors
+    /// Why the new config was refused; the running one is kept.
+    pub async fn reload_config(&self) -> Result<usize, String> {
+        reload::reload_config(&self.shared).await
+    }
+
+    /// Reloads one component file now (what the file watcher does after a change). Returns
+    /// whether a new version was swapped in.
+    pub async fn reload_component(&self, path: &std::path::Path) -> bool {
+        reload::reload_component(&self.shared, &reload::normalize(path)).await
+    }
+
+    /// Component versions swapped in by hot reload since start.
+    pub fn component_reloads(&self) -> u64 {
+        self.shared.routes.swaps()
+    }
+
+    /// The last failed reload of a component file, if not fixed since.
+    pub fn reload_error(&self, path: &std::path::Path) -> Option<String> {
+        self.shared.routes.reload_error(path)
     }
 
     /// A read-only view for status reporting.

@@ -8,7 +8,7 @@
 //! ticket.wake(); // the relay publishes now instead of at its next poll
 //! ```
 
-use crate::catalog::{Catalog, Unrouted};
+use crate::catalog::{Catalog, CatalogCell, Unrouted};
 use crate::envelope::Wrapper;
 use crate::store::{NewRow, StoreError, Timestamp, mysql, now, postgres, sqlite};
 use async_trait::async_trait;
@@ -115,13 +115,13 @@ impl Ticket {
 /// Routes events to their owner's table and writes them as `pending` rows.
 #[derive(Clone)]
 pub struct Outbox {
-    catalog: Arc<Catalog>,
+    catalog: CatalogCell,
     wakers: Arc<Wakers>,
     max_retry: i32,
 }
 
 impl Outbox {
-    pub fn new(catalog: Arc<Catalog>, wakers: Arc<Wakers>, max_retry: i32) -> Outbox {
+    pub fn new(catalog: CatalogCell, wakers: Arc<Wakers>, max_retry: i32) -> Outbox {
         Outbox {
             catalog,
             wakers,
@@ -134,7 +134,8 @@ impl Outbox {
     /// # Errors
     /// [`EnqueueError::Unrouted`] when no service owns the event type (never a default table).
     pub fn row(&self, event: NewEvent) -> Result<NewRow, EnqueueError> {
-        let route = self.catalog.route(&event.event_type)?;
+        let catalog = self.catalog.get();
+        let route = catalog.route(&event.event_type)?;
         if event.payload.is_null() {
             return Err(EnqueueError::EmptyPayload {
                 event_type: event.event_type,

@@ -1,14 +1,17 @@
-//! The live route table: event type → owning service → loaded component version.
+//! The live route table: event type → owning service → loaded component version + policy.
 //!
-//! Readers clone an `Arc` under a short read lock, so an invocation keeps the version it
-//! started with even if the table is swapped meanwhile (hot reload).
+//! Readers clone a [`RouteEntry`] (two `Arc`s) under a short read lock, so an invocation keeps
+//! the version it started with even if the table is changed meanwhile; the next event sees the
+//! new one. Writers (hot reload) replace entries whole. A version that failed to load never
+//! enters the table: the error is kept per file for `status` and the old version stays.
 
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::runtime::{LoadError, LoadedComponent, Policy, Runtime};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// A component that failed to load for a route, named as the config errors name things.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +30,15 @@ pub struct RouteEntry {
     pub policy: Arc<Policy>,
 }
 
+/// Loaded components keyed by file, grant and content, so a file is compiled once per linking.
+type Loaded = HashMap<(PathBuf, bool, String), Arc<LoadedComponent>>;
+
 pub struct RouteTable {
-    components: RwLock<HashMap<String, RouteEntry>>,
+    entries: RwLock<HashMap<String, RouteEntry>>,
+    /// The last failed load per component file, cleared by the next successful one.
+    reload_errors: Mutex<HashMap<PathBuf, String>>,
+    /// Component versions swapped in since start.
+    swaps: AtomicU64,
 }
 
 impl RouteTable {
@@ -41,10 +51,35 @@ impl RouteTable {
         config: &Config,
         catalog: &Catalog,
     ) -> Result<RouteTable, RouteLoadError> {
-        // Keyed by file and whether outbound HTTP is granted: the same file is linked
-        // differently for a route that grants it and one that does not.
-        let mut by_path: HashMap<(PathBuf, bool), Arc<LoadedComponent>> = HashMap::new();
-        let mut components = HashMap::new();
+        let entries = Self::build(runtime, config, catalog, &HashMap::new())?;
+        Ok(RouteTable {
+            entries: RwLock::new(entries),
+            reload_errors: Mutex::new(HashMap::new()),
+            swaps: AtomicU64::new(0),
+        })
+    }
+
+    /// Builds the entries of `config`, reusing components already loaded from identical bytes.
+    ///
+    /// # Errors
+    /// As [`RouteTable::load`].
+    pub fn build(
+        runtime: &Runtime,
+        config: &Config,
+        catalog: &Catalog,
+        current: &HashMap<String, RouteEntry>,
+    ) -> Result<HashMap<String, RouteEntry>, RouteLoadError> {
+        let mut loaded: Loaded = current
+            .values()
+            .map(|e| {
+                let granted = !e.policy.allowed_hosts.is_empty();
+                (
+                    (e.component.path.clone(), granted, e.component.hash.clone()),
+                    e.component.clone(),
+                )
+            })
+            .collect();
+        let mut entries = HashMap::new();
         for route in &config.routes {
             let path = config.resolve(&route.component);
             let service = catalog
@@ -52,51 +87,116 @@ impl RouteTable {
                 .map(|s| s.name.clone())
                 .unwrap_or_default();
             let policy = Arc::new(Policy::for_route(config, route));
-            let cache_key = (path, !policy.allowed_hosts.is_empty());
-            let loaded = match by_path.get(&cache_key) {
+            let fail = |source| RouteLoadError {
+                event_type: route.event_type.clone(),
+                service: service.clone(),
+                source,
+            };
+            let granted = !policy.allowed_hosts.is_empty();
+            let bytes = std::fs::read(&path).map_err(|source| {
+                fail(LoadError::Read {
+                    path: path.clone(),
+                    source,
+                })
+            })?;
+            let hash = crate::runtime::content_hash(&bytes);
+            let key = (path.clone(), granted, hash);
+            let component = match loaded.get(&key) {
                 Some(c) => c.clone(),
                 None => {
                     let c = runtime
-                        .load_for(&cache_key.0, &policy)
-                        .map_err(|source| RouteLoadError {
-                            event_type: route.event_type.clone(),
-                            service,
-                            source,
-                        })?;
-                    by_path.insert(cache_key, c.clone());
+                        .load_bytes_for(&path, &bytes, &policy)
+                        .map_err(fail)?;
+                    loaded.insert(key, c.clone());
                     c
                 }
             };
-            components.insert(
-                route.event_type.clone(),
-                RouteEntry {
-                    component: loaded,
-                    policy,
-                },
-            );
+            entries.insert(route.event_type.clone(), RouteEntry { component, policy });
         }
-        Ok(RouteTable {
-            components: RwLock::new(components),
-        })
+        Ok(entries)
     }
 
     /// The component currently serving an event type.
     pub fn get(&self, event_type: &str) -> Option<RouteEntry> {
-        self.components
+        self.entries
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(event_type)
             .cloned()
     }
 
+    /// A copy of every entry.
+    pub fn entries(&self) -> HashMap<String, RouteEntry> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the whole table (a config reload).
+    pub fn replace_all(&self, entries: HashMap<String, RouteEntry>) {
+        *self.entries.write().unwrap_or_else(|p| p.into_inner()) = entries;
+    }
+
+    /// Every distinct component file the routes use.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self
+            .entries()
+            .values()
+            .map(|e| e.component.path.clone())
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
+    /// Swaps `component` in for every route served by its file with the same grant.
+    /// Returns the event types swapped.
+    pub fn swap(&self, component: &Arc<LoadedComponent>, granted: bool) -> Vec<String> {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut swapped = Vec::new();
+        for (event_type, entry) in entries.iter_mut() {
+            if entry.component.path == component.path
+                && entry.policy.allowed_hosts.is_empty() != granted
+            {
+                entry.component = component.clone();
+                swapped.push(event_type.clone());
+            }
+        }
+        swapped.sort();
+        if !swapped.is_empty() {
+            self.swaps.fetch_add(1, Ordering::Relaxed);
+        }
+        swapped
+    }
+
+    /// Component versions swapped in since start.
+    pub fn swaps(&self) -> u64 {
+        self.swaps.load(Ordering::Relaxed)
+    }
+
+    pub fn set_reload_error(&self, path: &Path, error: Option<String>) {
+        let mut errors = self.reload_errors.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            Some(e) => errors.insert(path.to_owned(), e),
+            None => errors.remove(path),
+        };
+    }
+
+    pub fn reload_error(&self, path: &Path) -> Option<String> {
+        self.reload_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .cloned()
+    }
+
     /// Every route's current version, for `status`.
     pub fn snapshot(&self) -> Vec<(String, Arc<LoadedComponent>)> {
         let mut v: Vec<_> = self
-            .components
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, e)| (k.clone(), e.component.clone()))
+            .entries()
+            .into_iter()
+            .map(|(k, e)| (k, e.component))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v

@@ -58,8 +58,20 @@ impl LoadedComponent {
             path: path.to_owned(),
             source,
         })?;
-        let hash = blake3::hash(&bytes).to_hex().to_string();
-        let component = Component::from_binary(engine, &bytes).map_err(|e| LoadError::Compile {
+        Self::from_bytes(engine, linker, path, &bytes, http_granted)
+    }
+
+    /// Compiles and validates `bytes`, read from `path` by the caller (one read, so the
+    /// recorded hash is the hash of exactly what was compiled).
+    pub(super) fn from_bytes(
+        engine: &Engine,
+        linker: &Linker<Invocation>,
+        path: &Path,
+        bytes: &[u8],
+        http_granted: bool,
+    ) -> Result<LoadedComponent, LoadError> {
+        let hash = content_hash(bytes);
+        let component = Component::from_binary(engine, bytes).map_err(|e| LoadError::Compile {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         })?;
@@ -94,4 +106,9 @@ impl LoadedComponent {
     pub fn short_hash(&self) -> &str {
         &self.hash[..12]
     }
+}
+
+/// The version id of a component: blake3 of its bytes, hex.
+pub fn content_hash(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
 }

@@ -16,7 +16,7 @@ mod policy;
 
 pub use bindings::CONTRACT;
 pub use invocation::{EventData, Invocation, InvocationOutput, Outcome, StateReader};
-pub use loader::{LoadError, LoadedComponent};
+pub use loader::{LoadError, LoadedComponent, content_hash};
 pub use policy::Policy;
 
 use crate::catalog::Catalog;
@@ -74,6 +74,17 @@ impl Runtime {
             .epoch_interruption(true)
             .consume_fuel(fuel_enabled)
             .wasm_component_model(true);
+        if config.reload.cache {
+            // wasmtime's own cache: keyed by the component's bytes and the engine's settings.
+            // wasmtime requires an absolute cache path.
+            let dir = std::path::absolute(config.resolve(&config.reload.cache_dir))?;
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(&dir);
+            let cache = wasmtime::Cache::new(cache).map_err(|e| {
+                anyhow::anyhow!("compiled-component cache at {}: {e:#}", dir.display())
+            })?;
+            wasm.cache(Some(cache));
+        }
         let engine = Engine::new(&wasm)?;
         let base_linker = || -> anyhow::Result<Linker<Invocation>> {
             let mut linker = Linker::new(&engine);
@@ -164,6 +175,25 @@ impl Runtime {
             &self.linker
         };
         LoadedComponent::load(&self.engine, linker, path, granted).map(Arc::new)
+    }
+
+    /// Like [`Runtime::load_for`], from bytes the caller has already read.
+    ///
+    /// # Errors
+    /// [`LoadError`] naming the file and what is wrong with it.
+    pub fn load_bytes_for(
+        &self,
+        path: &std::path::Path,
+        bytes: &[u8],
+        policy: &Policy,
+    ) -> Result<Arc<LoadedComponent>, LoadError> {
+        let granted = !policy.allowed_hosts.is_empty();
+        let linker = if granted {
+            &self.http_linker
+        } else {
+            &self.linker
+        };
+        LoadedComponent::from_bytes(&self.engine, linker, path, bytes, granted).map(Arc::new)
     }
 
     /// Runs one event through a fresh instance of `component` under `policy`.

@@ -30,8 +30,8 @@ struct Script {
     emit: Vec<Emit>,
     action: String,
     reason: String,
-    /// Written to state key `version` on every event, so tests can tell which build ran.
-    tag: Option<String>,
+    /// Record which build handled this event: state `ran/<outbox_id>` = the build tag.
+    record: bool,
 }
 
 #[derive(Deserialize)]
@@ -54,7 +54,11 @@ impl Guest for Component {
             Ok(s) => s,
             Err(e) => return Outcome::Dead(format!("probe payload is not a script: {e}")),
         };
-        let _ = script.tag;
+        if script.record
+            && let Err(e) = state::set(&format!("ran/{}", event.outbox_id), BUILD_TAG.as_bytes())
+        {
+            return Outcome::Retry(RetryRequest { reason: e, delay_ms: None });
+        }
         for (k, v) in &script.set {
             if let Err(e) = state::set(k, v.as_bytes()) {
                 return Outcome::Retry(RetryRequest { reason: e, delay_ms: None });

@@ -1,0 +1,342 @@
+//! Hot reload: watch component files and the config file, and swap in what changed.
+//!
+//! Files really change in many ways: written in place, replaced by an atomic rename, deleted and
+//! recreated, touched without a change, surrounded by editor temp files. So we watch the
+//! *directories* (a rename or recreate replaces the inode a file watch would follow), debounce
+//! per path until it has been quiet for `reload.debounce_ms`, ignore temp-file names, and
+//! compare content hashes: an unchanged file is never recompiled or swapped. A new version is
+//! compiled off the event path (a blocking task), validated against the contract, and only then
+//! swapped in; events already running finish on the version they started with. A file that does
+//! not load never replaces a working version: the error is logged and kept for `status`.
+
+use super::Shared;
+use super::routes::RouteTable;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::telemetry::{
+    ComponentReloadFailed, ComponentReloaded, ConfigReloadRefused, ConfigReloaded,
+};
+use notify::{RecursiveMode, Watcher};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The file watcher, set up before [`Switchyard::start`](super::Switchyard::start) returns so
+/// no change made after start is missed.
+pub(super) struct Watch {
+    watcher: notify::RecommendedWatcher,
+    events: mpsc::UnboundedReceiver<PathBuf>,
+    watched: HashSet<PathBuf>,
+}
+
+impl Watch {
+    /// Starts watching the component, config and `watch_dirs` directories.
+    ///
+    /// # Errors
+    /// If the platform watcher cannot be created (e.g. out of inotify instances).
+    pub(super) fn start(shared: &Shared) -> notify::Result<Watch> {
+        let (tx, events) = mpsc::unbounded_channel::<PathBuf>();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event
+                && changes_content(&event.kind)
+            {
+                for path in event.paths {
+                    let _ = tx.send(path);
+                }
+            }
+        })?;
+        let mut watch = Watch {
+            watcher,
+            events,
+            watched: HashSet::new(),
+        };
+        watch_dirs(shared, &mut watch.watcher, &mut watch.watched);
+        Ok(watch)
+    }
+}
+
+/// Reloads what changes until `stop`.
+pub(super) async fn run(shared: Arc<Shared>, watch: Watch, stop: CancellationToken) {
+    let Watch {
+        mut watcher,
+        events: mut rx,
+        mut watched,
+    } = watch;
+    let debounce = Duration::from_millis(shared.config.reload.debounce_ms);
+    let mut due: HashMap<PathBuf, Instant> = HashMap::new();
+    loop {
+        let next = due.values().min().copied();
+        tokio::select! {
+            path = rx.recv() => match path {
+                Some(path) if !is_temp_file(&path) => {
+                    due.insert(normalize(&path), Instant::now() + debounce);
+                }
+                Some(_) => {}
+                None => return,
+            },
+            _ = sleep_until(next) => {
+                let now = Instant::now();
+                let ready: Vec<PathBuf> = due.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
+                for path in ready {
+                    due.remove(&path);
+                    if shared.config.source.as_deref().map(normalize).as_deref() == Some(path.as_path()) {
+                        // Refusals are logged and counted inside.
+                        let _ = reload_config(&shared).await;
+                        watch_dirs(&shared, &mut watcher, &mut watched);
+                    } else {
+                        reload_component(&shared, &path).await;
+                    }
+                }
+            }
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Watches the directory of every component, the config file's directory and `watch_dirs`.
+fn watch_dirs(shared: &Shared, watcher: &mut impl Watcher, watched: &mut HashSet<PathBuf>) {
+    let mut dirs: Vec<PathBuf> = shared
+        .routes
+        .paths()
+        .iter()
+        .filter_map(|p| p.parent().map(normalize))
+        .collect();
+    dirs.extend(
+        shared
+            .config
+            .reload
+            .watch_dirs
+            .iter()
+            .map(|d| normalize(&shared.config.resolve(d))),
+    );
+    if let Some(source) = &shared.config.source {
+        dirs.extend(source.parent().map(normalize));
+    }
+    for dir in dirs {
+        if watched.contains(&dir) {
+            continue;
+        }
+        match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                watched.insert(dir);
+            }
+            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory"),
+        }
+    }
+}
+
+/// Canonical directory + file name, so paths from the watcher and from config compare equal
+/// even while the file itself is missing (deleted, mid-rename).
+pub(super) fn normalize(path: &Path) -> PathBuf {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return path.to_owned();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    dir.canonicalize()
+        .map(|d| d.join(name))
+        .unwrap_or_else(|_| path.to_owned())
+}
+
+/// Whether an event can mean new content. Reads (our own, when reloading) are not changes,
+/// or every reload would schedule the next one.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// Editors write swap, backup and temp files beside the real one; none of them is a version.
+fn is_temp_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return true;
+    };
+    name.starts_with('.')
+        || name.starts_with('#')
+        || name.ends_with('~')
+        || name == "4913" // vim's write-permission probe
+        || [".swp", ".swx", ".tmp", ".part", ".crdownload"].iter().any(|s| name.ends_with(s))
+}
+
+/// Reloads one component file for every route it serves. Returns whether a new version
+/// was swapped in.
+pub(super) async fn reload_component(shared: &Arc<Shared>, path: &Path) -> bool {
+    let entries: Vec<_> = shared
+        .routes
+        .entries()
+        .into_iter()
+        .filter(|(_, e)| normalize(&e.component.path) == path)
+        .collect();
+    let Some((_, sample)) = entries.first() else {
+        return false;
+    };
+    let file = sample.component.path.clone();
+    let bytes = match std::fs::read(&file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(path = %file.display(), version = sample.component.short_hash(),
+                "component file removed; the loaded version keeps serving until it comes back");
+            return false;
+        }
+        Err(e) => {
+            let reason = format!("cannot read component {}: {e}", file.display());
+            shared.routes.set_reload_error(&file, Some(reason.clone()));
+            ComponentReloadFailed {
+                path: &file,
+                reason: &reason,
+            }
+            .emit();
+            return false;
+        }
+    };
+    let hash = crate::runtime::content_hash(&bytes);
+    let bytes = Arc::new(bytes);
+    let mut swapped_any = false;
+    // One compile per linking (a file can serve routes with and without outbound HTTP).
+    let mut by_grant: HashMap<bool, super::routes::RouteEntry> = HashMap::new();
+    for (_, e) in entries {
+        by_grant
+            .entry(!e.policy.allowed_hosts.is_empty())
+            .or_insert(e);
+    }
+    for (granted, entry) in by_grant {
+        if entry.component.hash == hash {
+            shared.routes.set_reload_error(&file, None);
+            continue; // touched, or already this version
+        }
+        let started = Instant::now();
+        let (s, f, b, policy) = (
+            shared.clone(),
+            file.clone(),
+            bytes.clone(),
+            entry.policy.clone(),
+        );
+        let loaded =
+            tokio::task::spawn_blocking(move || s.runtime.load_bytes_for(&f, &b, &policy)).await;
+        match loaded {
+            Ok(Ok(component)) => {
+                let routes = shared.routes.swap(&component, granted);
+                shared.routes.set_reload_error(&file, None);
+                ComponentReloaded {
+                    path: &file,
+                    version: component.short_hash(),
+                    routes: &routes,
+                    compile_ms: started.elapsed().as_millis(),
+                }
+                .emit();
+                swapped_any = true;
+            }
+            Ok(Err(e)) => {
+                let reason = e.to_string();
+                shared.routes.set_reload_error(&file, Some(reason.clone()));
+                ComponentReloadFailed {
+                    path: &file,
+                    reason: &reason,
+                }
+                .emit();
+            }
+            Err(e) => {
+                let reason = format!("compile task failed: {e}");
+                shared.routes.set_reload_error(&file, Some(reason.clone()));
+                ComponentReloadFailed {
+                    path: &file,
+                    reason: &reason,
+                }
+                .emit();
+            }
+        }
+    }
+    swapped_any
+}
+
+/// Re-reads the config file and applies its routes and limits, validated exactly as at
+/// start-up. Anything invalid, or a change that needs a restart, is refused and the running
+/// config kept.
+///
+/// # Errors
+/// The reason the new config was refused.
+pub(super) async fn reload_config(shared: &Arc<Shared>) -> Result<usize, String> {
+    let Some(path) = shared.config.source.clone() else {
+        return Err("this host was not started from a config file".into());
+    };
+    let result = apply_config(shared, &path).await;
+    match &result {
+        Ok(routes) => ConfigReloaded {
+            path: &path,
+            routes: *routes,
+        }
+        .emit(),
+        Err(reason) => ConfigReloadRefused {
+            path: &path,
+            reason,
+        }
+        .emit(),
+    }
+    result
+}
+
+async fn apply_config(shared: &Arc<Shared>, path: &Path) -> Result<usize, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    shared.runtime.accepts(&config)?;
+    let catalog = Catalog::from_config(&config).map_err(|e| e.to_string())?;
+    let current = shared.catalog.get();
+    let services = |c: &Catalog| c.services().map(|s| (**s).clone()).collect::<Vec<_>>();
+    if services(&catalog) != services(&current) {
+        return Err(
+            "the set of services or their table/topic/group changed: restart to apply \
+                    (a new service needs its table, relay and consumer)"
+                .into(),
+        );
+    }
+    let s = shared.clone();
+    let entries = tokio::task::spawn_blocking(move || {
+        let current = s.routes.entries();
+        RouteTable::build(&s.runtime, &config, &catalog, &current).map(|e| (e, catalog))
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))?
+    .map_err(|e| e.to_string())?;
+    let (entries, catalog) = entries;
+    let count = entries.len();
+    // Catalog first: a route is never served before its event type is routed.
+    shared.catalog.set(Arc::new(catalog));
+    shared.routes.replace_all(entries);
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editor_temp_files_are_not_components() {
+        for name in [
+            ".task.wasm.swp",
+            "task.wasm~",
+            "#task.wasm#",
+            "4913",
+            "task.wasm.tmp",
+            ".#task.wasm",
+        ] {
+            assert!(is_temp_file(Path::new(name)), "{name}");
+        }
+        assert!(!is_temp_file(Path::new("/x/task.wasm")));
+    }
+}

@@ -1,0 +1,344 @@
+//! Hot reload: a changed component serves the next event, in-flight ones finish on their
+//! version, broken files never replace a working one, and each real change reloads once.
+
+use crate::support::{Harness, Setup, component, config_text, hash_of};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard::config::Config;
+use switchyard::transport::embedded::EmbeddedTransport;
+
+const TABLE: &str = "probe_outbox_messages";
+
+/// A host whose `reload.run` route serves `<tmp>/current.wasm`, a copy of probe build "a".
+struct Reloading {
+    h: Harness,
+    dir: tempfile::TempDir,
+}
+
+impl Reloading {
+    async fn start() -> Reloading {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(component("probe"), dir.path().join("current.wasm")).unwrap();
+        let extra = format!(
+            "[[routes]]\nevent_type = \"reload.run\"\nservice = \"probe\"\ncomponent = \"{}\"\n",
+            dir.path().join("current.wasm").display()
+        );
+        let h = Harness::start_with(Setup::SQLITE_EMBEDDED, &extra).await;
+        Reloading { h, dir }
+    }
+
+    fn current(&self) -> PathBuf {
+        self.dir.path().join("current.wasm")
+    }
+
+    fn running(&self) -> &switchyard::Running {
+        self.h.running.as_ref().unwrap()
+    }
+
+    fn serving(&self) -> String {
+        let routes = self.running().routes();
+        routes
+            .iter()
+            .find(|(t, _)| t == "reload.run")
+            .unwrap()
+            .1
+            .hash
+            .clone()
+    }
+
+    /// Waits (bounded) until the route serves `hash`.
+    async fn wait_serving(&self, hash: &str) {
+        let started = Instant::now();
+        while self.serving() != hash {
+            assert!(
+                started.elapsed() < crate::support::WAIT,
+                "version {hash} was never served"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn wait_reload_error(&self) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(e) = self.running().reload_error(&self.current()) {
+                return e;
+            }
+            assert!(
+                started.elapsed() < crate::support::WAIT,
+                "the broken file was never reported"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Replaces `target` atomically: write a temp file beside it, then rename over it.
+fn rename_replace(source: &Path, target: &Path) {
+    let tmp = target.with_file_name(".current.wasm.tmp");
+    std::fs::copy(source, &tmp).unwrap();
+    std::fs::rename(&tmp, target).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_swaps_under_a_steady_stream_lose_nothing_and_apply_each_event_once() {
+    let mut r = Reloading::start().await;
+    let (a, b) = (component("probe"), component("probe-b"));
+    let (hash_a, hash_b) = (hash_of(&a), hash_of(&b));
+    assert_ne!(hash_a, hash_b);
+    let host = Arc::new(r.h.host.outbox());
+    let producer = {
+        let host = host.clone();
+        let pool = match &r.h.db {
+            crate::testdb::TestDb::Sqlite(pool) => pool.clone(),
+            _ => unreachable!("this test runs on SQLite"),
+        };
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..600 {
+                let mut conn = pool.acquire().await.unwrap();
+                let event = switchyard::NewEvent::new(
+                    "reload.run",
+                    json!({"record": true, "incr": [format!("n/{i}")]}),
+                );
+                let ticket = host.enqueue(&mut conn, event).await.unwrap();
+                ids.push(ticket.outbox_id);
+                ticket.wake();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            ids
+        })
+    };
+    for swap in 0..20 {
+        let (file, hash) = if swap % 2 == 0 {
+            (&b, &hash_b)
+        } else {
+            (&a, &hash_a)
+        };
+        rename_replace(file, &r.current());
+        r.wait_serving(hash).await;
+    }
+    let ids = producer.await.unwrap();
+    assert_eq!(
+        r.running().component_reloads(),
+        20,
+        "each replacement reloads exactly once"
+    );
+    let (mut by_a, mut by_b) = (0, 0);
+    for (i, id) in ids.iter().enumerate() {
+        let row = r.h.wait_final(TABLE, *id).await;
+        assert_eq!(row.status, "consumed", "event {id} was lost: {row:?}");
+        let version = row.handler_version.unwrap();
+        let ran = r.h.state("probe", &format!("ran/{id}")).await.unwrap();
+        let expected = if version == hash_a {
+            "a"
+        } else if version == hash_b {
+            "b"
+        } else {
+            panic!("unknown version {version}")
+        };
+        assert_eq!(
+            ran, expected,
+            "row {id}: recorded version and effects disagree"
+        );
+        if expected == "a" {
+            by_a += 1
+        } else {
+            by_b += 1
+        }
+        assert_eq!(
+            r.h.state("probe", &format!("n/{i}")).await.as_deref(),
+            Some("1"),
+            "applied once"
+        );
+    }
+    println!("600 events: {by_a} by version a, {by_b} by version b");
+    assert!(by_a > 0 && by_b > 0, "both versions served events");
+    r.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_files_never_replace_the_working_version() {
+    let mut r = Reloading::start().await;
+    let good = hash_of(&component("probe"));
+    let b = std::fs::read(component("probe-b")).unwrap();
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("garbage", b"this is not wasm".to_vec(), "does not compile"),
+        (
+            "wrong world",
+            std::fs::read(component("not-a-handler")).unwrap(),
+            "does not implement switchyard:handler",
+        ),
+        ("truncated", b[..b.len() / 2].to_vec(), "does not compile"),
+    ];
+    for (what, bytes, expected) in cases {
+        std::fs::write(r.current(), &bytes).unwrap();
+        let error = r.wait_reload_error().await;
+        assert!(
+            error.contains(expected) && error.contains("current.wasm"),
+            "{what}: {error}"
+        );
+        assert_eq!(r.serving(), good, "{what}: the old version keeps serving");
+        let id = r.h.publish("reload.run", json!({"record": true})).await;
+        let row = r.h.wait_final(TABLE, id).await;
+        assert_eq!(
+            (row.status.as_str(), row.handler_version.as_deref()),
+            ("consumed", Some(good.as_str())),
+            "{what}"
+        );
+        // Repair, so the next case starts from a clean state.
+        std::fs::copy(component("probe"), r.current()).unwrap();
+        let started = Instant::now();
+        while r.running().reload_error(&r.current()).is_some() {
+            assert!(
+                started.elapsed() < crate::support::WAIT,
+                "{what}: repair not noticed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(
+        r.running().component_reloads(),
+        0,
+        "nothing broken was ever swapped in"
+    );
+    r.h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_way_of_changing_a_file_reloads_exactly_once_and_a_touch_not_at_all() {
+    let mut r = Reloading::start().await;
+    let (a, b) = (component("probe"), component("probe-b"));
+    // Quiet period long enough for any second, spurious reload to have happened.
+    let settle = Duration::from_millis(400);
+    // Rename-replace.
+    rename_replace(&b, &r.current());
+    r.wait_serving(&hash_of(&b)).await;
+    tokio::time::sleep(settle).await;
+    assert_eq!(r.running().component_reloads(), 1, "rename-replace");
+    // In-place write (truncate + write of the same inode).
+    std::fs::write(r.current(), std::fs::read(&a).unwrap()).unwrap();
+    r.wait_serving(&hash_of(&a)).await;
+    tokio::time::sleep(settle).await;
+    assert_eq!(r.running().component_reloads(), 2, "in-place write");
+    // Delete, then recreate.
+    std::fs::remove_file(r.current()).unwrap();
+    tokio::time::sleep(settle).await;
+    assert_eq!(
+        r.serving(),
+        hash_of(&a),
+        "a deleted file keeps its loaded version serving"
+    );
+    std::fs::copy(&b, r.current()).unwrap();
+    r.wait_serving(&hash_of(&b)).await;
+    tokio::time::sleep(settle).await;
+    assert_eq!(r.running().component_reloads(), 3, "delete + recreate");
+    // Touch without a change, and an editor's temp file beside it.
+    std::fs::write(r.current(), std::fs::read(&b).unwrap()).unwrap();
+    std::fs::write(r.dir.path().join(".current.wasm.swp"), b"swap").unwrap();
+    tokio::time::sleep(settle).await;
+    assert_eq!(
+        r.running().component_reloads(),
+        3,
+        "same content or temp files reload nothing"
+    );
+    r.h.stop().await;
+}
+
+/// A host started from a config file on disk, so the file itself can be changed.
+async fn host_from_file(
+    dir: &Path,
+    extra: &str,
+) -> (switchyard::Switchyard, switchyard::Running, PathBuf) {
+    let path = dir.join("switchyard.toml");
+    let url = format!("sqlite://{}", dir.join("db.sqlite").display());
+    std::fs::write(&path, config_text(&url, extra)).unwrap();
+    let host = switchyard::Switchyard::open(Config::load(&path).unwrap())
+        .await
+        .unwrap();
+    let running = host
+        .start(Arc::new(EmbeddedTransport::new()))
+        .await
+        .unwrap();
+    (host, running, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_reload_applies_valid_routes_and_refuses_invalid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, running, path) = host_from_file(dir.path(), "").await;
+    let original = std::fs::read_to_string(&path).unwrap();
+    // A new route for an existing service, through a file change picked up by the watcher.
+    let added = format!(
+        "{original}\n[[routes]]\nevent_type = \"probe.extra\"\nservice = \"probe\"\ncomponent = \"{}\"\n",
+        component("probe-b").display()
+    );
+    std::fs::write(&path, &added).unwrap();
+    let started = Instant::now();
+    while !running.routes().iter().any(|(t, _)| t == "probe.extra") {
+        assert!(
+            started.elapsed() < crate::support::WAIT,
+            "the new route was never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let id = host
+        .publish(switchyard::NewEvent::new(
+            "probe.extra",
+            json!({"record": true}),
+        ))
+        .await
+        .unwrap();
+    let db = crate::testdb::TestDb::Sqlite(
+        sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("db.sqlite").display()
+        ))
+        .await
+        .unwrap(),
+    );
+    let started = Instant::now();
+    let row = loop {
+        match db.row(TABLE, id).await {
+            Some(row) if row.status == "consumed" => break row,
+            row => assert!(
+                started.elapsed() < crate::support::WAIT,
+                "not consumed: {row:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(row.handler_version.unwrap(), hash_of(&component("probe-b")));
+    // Invalid configs are refused with the reason, and the running routes stay.
+    for (what, text, reason) in [
+        (
+            "bad toml",
+            format!("{added}\n[[routes]\n"),
+            "invalid config file",
+        ),
+        (
+            "conflict",
+            format!(
+                "{added}\n[[routes]]\nevent_type = \"probe.extra\"\nservice = \"sink\"\ncomponent = \"{}\"\n",
+                component("probe").display()
+            ),
+            "routed to two services",
+        ),
+        (
+            "new service",
+            format!("{added}\n[services.billing]\n"),
+            "restart to apply",
+        ),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let err = running.reload_config().await.unwrap_err();
+        assert!(err.contains(reason), "{what}: {err}");
+        assert!(
+            running.routes().iter().any(|(t, _)| t == "probe.extra"),
+            "{what}: running config kept"
+        );
+    }
+    assert!(running.shutdown(Duration::from_secs(10)).await);
+}
