@@ -39,7 +39,10 @@ impl PgStore {
     /// # Errors
     /// A database error if the URL is malformed or the server cannot be reached.
     pub async fn connect(url: &str) -> StoreResult<PgStore> {
-        let options = PgConnectOptions::from_str(url).map_err(db("parse postgres url"))?;
+        // Notices such as "relation already exists, skipping" from idempotent DDL are noise.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(db("parse postgres url"))?
+            .options([("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
