@@ -8,7 +8,7 @@ use crate::store::{
     AppliedBatch, ApplyReport, Backoff, RowOutcome, RowState, Status, StoreResult, Timestamp,
     cut_error, db, later,
 };
-use sqlx::{AssertSqlSafe, MySql, MySqlConnection, QueryBuilder, Row};
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use std::collections::BTreeMap;
 
 /// A row's state with its own retry ceiling (SmartFlow's per-row `max_retry`).
@@ -65,7 +65,11 @@ pub(super) async fn row_states(
     Ok(out)
 }
 
-/// Failed attempts of rows the caller has NOT locked yet: locks them, then records each.
+/// Failed attempts grouped by what they write: `(retry_count, dead, last_error) -> ids`, so
+/// a batch of failures with the same reason is one UPDATE rather than one per row.
+type FailureGroups = BTreeMap<(i32, bool, String), Vec<i64>>;
+
+/// Failed attempts of rows the caller has NOT locked yet: locks them, then records them.
 /// Returns how many ended dead.
 pub(super) async fn fail_many(
     conn: &mut MySqlConnection,
@@ -76,64 +80,73 @@ pub(super) async fn fail_many(
 ) -> StoreResult<u64> {
     let ids: Vec<i64> = failures.iter().map(|(id, _)| *id).collect();
     let states = row_states(conn, table, &ids, true).await?;
+    let mut groups = FailureGroups::new();
     let mut dead = 0;
     for (id, reason) in failures {
-        if let Some(state) = states.get(id)
-            && fail_locked(conn, table, *id, *state, reason, policy, now).await?
+        if let Some(row) = states.get(id)
+            && plan_failure(&mut groups, *id, *row, reason)
         {
             dead += 1;
         }
     }
+    write_failures(conn, table, groups, policy, now).await?;
     Ok(dead)
 }
 
-/// One failed attempt of a locked row: SmartFlow's `retry_count+1`, then dead or pending after
-/// the backoff. Returns whether the row is now dead; a final row is left alone.
-async fn fail_locked(
-    conn: &mut MySqlConnection,
-    table: &str,
-    id: i64,
-    row: Locked,
-    reason: &str,
-    policy: &Backoff,
-    now: Timestamp,
-) -> StoreResult<bool> {
+/// One failed attempt of a locked row, SmartFlow's way: `retry_count+1`, then dead at
+/// `max_retry`, else pending after the backoff. Returns whether the row goes dead; a final
+/// row is left alone.
+fn plan_failure(groups: &mut FailureGroups, id: i64, row: Locked, reason: &str) -> bool {
     if row.state.status.is_final() {
-        return Ok(false);
+        return false;
     }
     let failures = row.state.retry_count.saturating_add(1);
-    let error = cut_error(reason);
-    if failures >= row.max_retry {
-        let sql = format!(
-            "UPDATE {table} SET status = 'dead', retry_count = ?, last_error = ?, updated_at = ? WHERE id = ?"
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(failures)
-            .bind(cut_error(&format!(
-                "retries exhausted after {failures} attempts: {error}"
-            )))
-            .bind(now)
-            .bind(id)
+    let dead = failures >= row.max_retry;
+    let error = if dead {
+        cut_error(&format!(
+            "retries exhausted after {failures} attempts: {}",
+            cut_error(reason)
+        ))
+    } else {
+        cut_error(reason)
+    };
+    groups.entry((failures, dead, error)).or_default().push(id);
+    dead
+}
+
+/// Writes planned failures: one UPDATE per group.
+async fn write_failures(
+    conn: &mut MySqlConnection,
+    table: &str,
+    groups: FailureGroups,
+    policy: &Backoff,
+    now: Timestamp,
+) -> StoreResult<()> {
+    for ((failures, dead, error), ids) in groups {
+        let mut q = QueryBuilder::<MySql>::new(format!("UPDATE {table} SET retry_count = "));
+        q.push_bind(failures);
+        if dead {
+            q.push(", status = 'dead'");
+        } else {
+            q.push(", status = 'pending', next_retry_at = ")
+                .push_bind(later(now, policy.delay(failures as u32)));
+        }
+        q.push(", last_error = ")
+            .push_bind(error)
+            .push(", updated_at = ")
+            .push_bind(now)
+            .push(" WHERE id IN (");
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(id);
+        }
+        q.push(")");
+        q.build()
             .execute(&mut *conn)
             .await
-            .map_err(db("mark dead after retries"))?;
-        return Ok(true);
+            .map_err(db("record failed attempts"))?;
     }
-    let next = later(now, policy.delay(failures as u32));
-    let sql = format!(
-        "UPDATE {table} SET status = 'pending', retry_count = ?, next_retry_at = ?, last_error = ?, \
-         updated_at = ? WHERE id = ?"
-    );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(failures)
-        .bind(next)
-        .bind(error)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db("schedule retry"))?;
-    Ok(false)
+    Ok(())
 }
 
 /// Applies a batch inside the caller's transaction.
@@ -152,6 +165,7 @@ pub(super) async fn apply_batch(
     let mut emits = Vec::new();
     let mut consumed: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut dead: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut failed = FailureGroups::new();
     for (id, outcome) in &batch.rows {
         let state = match current.get(id) {
             Some(s) if !s.state.status.is_final() => *s,
@@ -170,7 +184,7 @@ pub(super) async fn apply_batch(
                 report.consumed += 1;
             }
             RowOutcome::Failed { reason } => {
-                if fail_locked(conn, table, *id, state, reason, policy, now).await? {
+                if plan_failure(&mut failed, *id, state, reason) {
                     report.dead += 1;
                 } else {
                     report.retried += 1;
@@ -182,6 +196,7 @@ pub(super) async fn apply_batch(
             }
         }
     }
+    write_failures(conn, table, failed, policy, now).await?;
     for (reason, ids) in dead {
         let mut q = QueryBuilder::<MySql>::new(format!(
             "UPDATE {table} SET status = 'dead', last_error = "
