@@ -25,5 +25,6 @@ for _ in $(seq 1 300); do
   if "$bin" status -c "$config" | awk 'NR>1 { open += $2 + $3 } END { exit !(open == 0) }'; then break; fi
   sleep 0.1
 done
+echo "== status while the host runs (routes from its admin endpoint)"; "$bin" status -c "$config"
 kill -TERM "$host"; wait "$host"
 echo "== status after"; "$bin" status -c "$config"
