@@ -1,11 +1,17 @@
 //! The producer API: enqueue an event inside the caller's own transaction.
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn example(host: &switchyard::Switchyard, pool: &sqlx::SqlitePool) -> anyhow::Result<()> {
+//! use switchyard::NewEvent;
+//! let outbox = host.outbox();
 //! let mut tx = pool.begin().await?;
-//! sqlx::query("UPDATE orders ...").execute(&mut *tx).await?;
+//! sqlx::query("UPDATE orders SET state = 'paid' WHERE id = 7").execute(&mut *tx).await?;
+//! let payload = serde_json::json!({"user_id": 7, "task_ids": [1], "triggered_at": "2026-11-29T09:00:00Z"});
 //! let ticket = outbox.enqueue(&mut tx, NewEvent::new("task.urgency.promote.requested", payload)).await?;
 //! tx.commit().await?;
 //! ticket.wake(); // the relay publishes now instead of at its next poll
+//! # Ok(())
+//! # }
 //! ```
 
 use crate::catalog::{Catalog, CatalogCell, Unrouted};
