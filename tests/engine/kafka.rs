@@ -380,15 +380,29 @@ async fn broker_restart_mid_run_of_5000_events_loses_none_and_applies_none_twice
                 "poll_interval_ms = 250",
                 "poll_interval_ms = 250\nvisibility_timeout_ms = 4000",
             )
+            // Publishes fail while the broker is away: enough attempts to outlast it, and
+            // failures noticed in seconds rather than librdkafka's 30 s here.
+            .replace("max_attempts = 3", "max_attempts = 20")
+            .replace("backoff_max_ms = 40", "backoff_max_ms = 2000")
+            .replace(
+                "[naming]",
+                "[transport.producer]\n\"message.timeout.ms\" = \"5000\"\n\n[naming]",
+            )
     })
     .await;
     assert!(format!("{:?}", h.host.config().transport).contains(&private));
 
-    enqueue_increments(&h, 0..EVENTS / 2).await;
-    wait_consumed(&h, 200, Duration::from_secs(60)).await;
+    // Events before, during and after the restart: 2,000 streaming when the broker dies,
+    // 1,500 enqueued while it is away (publishes fail: the first of them is seen retried),
+    // 1,500 after it is back.
+    enqueue_increments(&h, 0..2_000).await;
+    wait_consumed(&h, 1, Duration::from_secs(60)).await;
     broker_script("stop", port);
+    enqueue_increments(&h, 2_000..3_500).await;
+    h.wait_row("probe_outbox_messages", 2_001, |r| r.retry_count >= 1)
+        .await;
     broker_script("start", port);
-    enqueue_increments(&h, EVENTS / 2..EVENTS).await;
+    enqueue_increments(&h, 3_500..EVENTS).await;
     wait_consumed(&h, EVENTS as i64, Duration::from_secs(180)).await;
 
     let status = h.host.status().await.unwrap();

@@ -5,10 +5,12 @@
 //! copying undecodable messages' raw bytes to `<topic>.dlq`. It never decides what a message
 //! means: decoding, skipping and dead rows are the engine's.
 
+use super::config::KafkaConfig;
 use super::context::{GroupContext, Owned};
 use super::events::{ConsumeFailed, DeadLetterFailed, MessageDeadLettered};
 use super::producer::{Producer, Record};
 use super::topics::{Topics, dlq_topic};
+use crate::catalog::Service;
 use crate::transport::{Delivery, Subscription, TransportError};
 use async_trait::async_trait;
 use futures::FutureExt;
@@ -17,9 +19,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Pause after a receive error before receiving again (the broker is away or the topic gone).
 const RECEIVE_BACKOFF: Duration = Duration::from_millis(250);
@@ -27,47 +30,110 @@ const RECEIVE_BACKOFF: Duration = Duration::from_millis(250);
 const DEAD_LETTER_ATTEMPTS: u32 = 3;
 
 pub struct KafkaSubscription {
-    pub(super) consumer: StreamConsumer<GroupContext>,
-    pub(super) topic: String,
-    pub(super) owned: Owned,
-    pub(super) producer: Arc<Producer>,
-    pub(super) topics: Arc<Topics>,
+    /// `None` between dropping a consumer whose brokers all went away and building its
+    /// replacement.
+    consumer: Option<StreamConsumer<GroupContext>>,
+    config: KafkaConfig,
+    group: String,
+    topic: String,
+    owned: Owned,
+    broker_down: Arc<Notify>,
+    producer: Arc<Producer>,
+    topics: Arc<Topics>,
 }
 
 impl KafkaSubscription {
-    fn delivery(&self, m: &BorrowedMessage<'_>) -> Delivery {
-        Delivery {
-            key: m
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_default(),
-            value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            origin: format!("{}/{}@{}", m.topic(), m.partition(), m.offset()),
-            position: (m.partition(), m.offset()),
+    /// Creates the service's consumer in its group and subscribes it to the service's topic.
+    ///
+    /// # Errors
+    /// [`TransportError::Consume`] for settings librdkafka refuses.
+    pub(super) fn open(
+        config: &KafkaConfig,
+        service: &Service,
+        producer: Arc<Producer>,
+        topics: Arc<Topics>,
+    ) -> Result<KafkaSubscription, TransportError> {
+        let mut sub = KafkaSubscription {
+            consumer: None,
+            config: config.clone(),
+            group: service.group.clone(),
+            topic: service.topic.clone(),
+            owned: Arc::new(Mutex::new(BTreeSet::new())),
+            broker_down: Arc::new(Notify::new()),
+            producer,
+            topics,
+        };
+        sub.consumer = Some(sub.build().map_err(|e| sub.consume_error(&e))?);
+        Ok(sub)
+    }
+
+    fn build(&mut self) -> Result<StreamConsumer<GroupContext>, KafkaError> {
+        // A fresh signal per consumer: failures the old one reported are not this one's.
+        self.broker_down = Arc::new(Notify::new());
+        let context = GroupContext {
+            group: self.group.clone(),
+            topic: self.topic.clone(),
+            owned: self.owned.clone(),
+            broker_down: self.broker_down.clone(),
+        };
+        let consumer: StreamConsumer<GroupContext> = self
+            .config
+            .consumer_config(&self.group)
+            .create_with_context(context)?;
+        consumer.subscribe(&[&self.topic])?;
+        Ok(consumer)
+    }
+
+    /// A broker connection failed or the topic vanished. The broker may come back without its
+    /// data (in-memory development brokers, a wiped cluster), and a consumer still holding the
+    /// old topic's metadata then misreads the new one: librdkafka 2.12 crashes the process on
+    /// tansu's Fetch answers. So this consumer is dropped at once, and a fresh one joins the
+    /// group once the broker answers and the topics exist (recreated when topics are managed).
+    /// The price on a real cluster: a broker failover costs each consumer a group rejoin.
+    async fn rebuild(&mut self) {
+        if let Some(old) = self.consumer.take() {
+            self.owned.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            // Closing waits for the group to be left; never on a runtime worker.
+            tokio::task::spawn_blocking(move || drop(old));
+        }
+        loop {
+            let ready = match self
+                .topics
+                .ensure(&[self.topic.clone(), dlq_topic(&self.topic)])
+                .await
+            {
+                Ok(()) => self.build(),
+                Err(e) => Err(KafkaError::Subscription(e.to_string())),
+            };
+            match ready {
+                Ok(consumer) => {
+                    tracing::info!(group = %self.group, topic = %self.topic, "kafka consumer rebuilt after broker loss");
+                    self.consumer = Some(consumer);
+                    return;
+                }
+                Err(e) => {
+                    ConsumeFailed {
+                        topic: &self.topic,
+                        error: &e,
+                    }
+                    .emit();
+                    tokio::time::sleep(RECEIVE_BACKOFF).await;
+                }
+            }
         }
     }
 
-    async fn on_receive_error(&self, e: &KafkaError) {
+    async fn on_receive_error(&mut self, e: &KafkaError) {
         ConsumeFailed {
             topic: &self.topic,
             error: e,
         }
         .emit();
-        // A broker that restarted without its data (in-memory development brokers) lost the
-        // topic: recreate it when topics are managed here, so consuming can resume.
-        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
-            && let Err(e) = self
-                .topics
-                .ensure(&[self.topic.clone(), dlq_topic(&self.topic)])
-                .await
-        {
-            ConsumeFailed {
-                topic: &self.topic,
-                error: &e,
-            }
-            .emit();
+        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition) {
+            self.rebuild().await;
+        } else {
+            tokio::time::sleep(RECEIVE_BACKOFF).await;
         }
-        tokio::time::sleep(RECEIVE_BACKOFF).await;
     }
 }
 
@@ -75,8 +141,19 @@ impl KafkaSubscription {
 impl Subscription for KafkaSubscription {
     async fn next_batch(&mut self, max: usize) -> Option<Vec<Delivery>> {
         loop {
-            let first = match self.consumer.recv().await {
-                Ok(m) => self.delivery(&m),
+            let Some(consumer) = &self.consumer else {
+                self.rebuild().await;
+                continue;
+            };
+            let first = tokio::select! {
+                m = consumer.recv() => m.map(|m| delivery(&m)),
+                () = self.broker_down.notified() => {
+                    self.rebuild().await;
+                    continue;
+                }
+            };
+            let first = match first {
+                Ok(d) => d,
                 Err(e) => {
                     self.on_receive_error(&e).await;
                     continue;
@@ -86,8 +163,8 @@ impl Subscription for KafkaSubscription {
             batch.push(first);
             // Take what librdkafka has already fetched, without waiting for more.
             while batch.len() < max {
-                match self.consumer.recv().now_or_never() {
-                    Some(Ok(m)) => batch.push(self.delivery(&m)),
+                match consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(delivery(&m)),
                     Some(Err(e)) => {
                         ConsumeFailed {
                             topic: &self.topic,
@@ -123,7 +200,10 @@ impl Subscription for KafkaSubscription {
         if tpl.count() == 0 {
             return Ok(()); // every partition moved away: its new owner redelivers, harmlessly
         }
-        let result = self.consumer.commit(&tpl, CommitMode::Async);
+        let Some(consumer) = &self.consumer else {
+            return Ok(()); // being rebuilt: it owns nothing
+        };
+        let result = consumer.commit(&tpl, CommitMode::Async);
         drop(owned);
         result.map_err(|e| self.consume_error(&e))
     }
@@ -158,6 +238,18 @@ impl Subscription for KafkaSubscription {
             raw: &delivery.value,
         }
         .emit();
+    }
+}
+
+fn delivery(m: &BorrowedMessage<'_>) -> Delivery {
+    Delivery {
+        key: m
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default(),
+        value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        origin: format!("{}/{}@{}", m.topic(), m.partition(), m.offset()),
+        position: (m.partition(), m.offset()),
     }
 }
 

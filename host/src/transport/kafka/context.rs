@@ -10,8 +10,10 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::types::RDKafkaErrorCode;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 
 /// Context of the producer and admin client.
 pub struct HostContext {
@@ -37,6 +39,9 @@ pub struct GroupContext {
     pub group: String,
     pub topic: String,
     pub owned: Owned,
+    /// Signalled when a broker connection fails or the subscribed topic vanished, so the
+    /// subscription drops this consumer and builds a fresh one (see `consumer`).
+    pub broker_down: Arc<Notify>,
 }
 
 impl GroupContext {
@@ -50,6 +55,16 @@ impl GroupContext {
 
 impl ClientContext for GroupContext {
     fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::UnknownTopicOrPartition
+            )
+        ) {
+            self.broker_down.notify_one();
+        }
         KafkaClientError {
             client: &self.group,
             error: &error,

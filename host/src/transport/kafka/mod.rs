@@ -22,10 +22,8 @@ pub use topics::{TopicError, dlq_topic};
 use super::{Message, Subscription, Transport, TransportError};
 use crate::catalog::Service;
 use async_trait::async_trait;
-use context::GroupContext;
 use producer::{Producer, Record};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use topics::Topics;
 
@@ -89,16 +87,13 @@ impl Transport for KafkaTransport {
             })
             .collect();
         let results = self.producer.send(&service.topic, &records).await;
-        if results.iter().any(Result::is_err) && self.config.manage_topics {
+        if results.iter().any(Result::is_err) {
             // A broker that lost its data (in-memory development brokers) lost the topic too:
-            // recreate it, so the relay's retry of these rows can succeed.
-            if let Err(e) = self
-                .topics
-                .ensure(&[service.topic.clone(), dlq_topic(&service.topic)])
-                .await
-            {
-                tracing::warn!(topic = %service.topic, error = %e, "recreating topic failed");
-            }
+            // recreate it, so the relay's retry of these rows can succeed. Never waits: the
+            // relay must get its failures back and put the rows back to pending.
+            self.topics
+                .repair(&[service.topic.clone(), dlq_topic(&service.topic)])
+                .await;
         }
         results
             .into_iter()
@@ -120,36 +115,13 @@ impl Transport for KafkaTransport {
         {
             return Err(TransportError::AlreadySubscribed(service.name.clone()));
         }
-        let fail = |reason: String| TransportError::Consume {
-            topic: service.topic.clone(),
-            reason,
-        };
-        let owned = Arc::new(Mutex::new(BTreeSet::new()));
-        let context = GroupContext {
-            group: service.group.clone(),
-            topic: service.topic.clone(),
-            owned: owned.clone(),
-        };
-        let consumer: StreamConsumer<GroupContext> = self
-            .config
-            .consumer_config(&service.group)
-            .create_with_context(context)
-            .map_err(|e| {
-                fail(format!(
-                    "creating the consumer of group {}: {e}",
-                    service.group
-                ))
-            })?;
-        consumer
-            .subscribe(&[&service.topic])
-            .map_err(|e| fail(format!("subscribing group {}: {e}", service.group)))?;
-        Ok(Box::new(KafkaSubscription {
-            consumer,
-            topic: service.topic.clone(),
-            owned,
-            producer: self.producer.clone(),
-            topics: self.topics.clone(),
-        }))
+        let subscription = KafkaSubscription::open(
+            &self.config,
+            service,
+            self.producer.clone(),
+            self.topics.clone(),
+        )?;
+        Ok(Box::new(subscription))
     }
 
     fn is_volatile(&self) -> bool {

@@ -99,30 +99,32 @@ impl Producer {
             }
         }
         drain(&mut in_flight, &mut results).await;
-        self.replace_if_fatal(&producer);
+        if results.iter().any(|r| matches!(r, Some(Err(_)))) {
+            self.replace(&producer);
+        }
         results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err("record was never sent".into())))
             .collect()
     }
 
-    /// An idempotent producer whose broker forgot it (a restarted in-memory broker) can be
-    /// fatally failed: every later send would fail. Build a fresh one in its place.
-    fn replace_if_fatal(&self, used: &Arc<FutureProducer<HostContext>>) {
-        let Some((code, reason)) = used.client().fatal_error() else {
-            return;
-        };
+    /// After a failed send, build a fresh producer in place of `used`. An idempotent producer
+    /// whose broker forgot it (a broker back without its data answers UNKNOWN_PRODUCER_ID)
+    /// can stay stuck, timing out every later send, or be fatally failed; a fresh one gets a
+    /// new producer id. Records still in flight on the old one finish or time out there.
+    fn replace(&self, used: &Arc<FutureProducer<HostContext>>) {
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         if !Arc::ptr_eq(&current, used) {
             return; // another publisher replaced it already
         }
+        let fatal = used.client().fatal_error();
         match create(&self.config) {
             Ok(fresh) => {
-                tracing::warn!(%code, reason, "kafka producer failed fatally; replaced it");
+                tracing::warn!(fatal = ?fatal, "kafka send failed; producer replaced");
                 *current = Arc::new(fresh);
             }
             Err(e) => {
-                tracing::error!(%code, reason, error = %e, "kafka producer failed fatally and cannot be rebuilt")
+                tracing::error!(error = %e, "kafka producer cannot be rebuilt; keeping the old one")
             }
         }
     }

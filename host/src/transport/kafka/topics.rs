@@ -80,7 +80,7 @@ impl Topics {
     pub async fn ensure(&self, names: &[String]) -> Result<(), TopicError> {
         let started = Instant::now();
         let wait = Duration::from_millis(self.config.topic_wait_ms);
-        let mut missing = self.missing(names).await;
+        let mut missing = self.missing(names).await.unwrap_or_else(|_| names.to_vec());
         if missing.is_empty() {
             return Ok(());
         }
@@ -89,7 +89,8 @@ impl Topics {
         }
         loop {
             tokio::time::sleep(METADATA_POLL).await;
-            missing = self.missing(names).await;
+            // A failed metadata request (broker away) counts every name as missing.
+            missing = self.missing(names).await.unwrap_or_else(|_| names.to_vec());
             let Some(first) = missing.first() else {
                 return Ok(());
             };
@@ -107,6 +108,24 @@ impl Topics {
                     },
                 });
             }
+        }
+    }
+
+    /// One quick look, no waiting: when topics are managed here and the broker answers but no
+    /// longer lists some of `names` (it came back without its data), creates them. A broker
+    /// that does not answer is left to librdkafka's reconnects.
+    pub async fn repair(&self, names: &[String]) {
+        if !self.config.manage_topics {
+            return;
+        }
+        match self.missing(names).await {
+            Ok(missing) if !missing.is_empty() => {
+                if let Err(e) = self.create(&missing).await {
+                    tracing::warn!(error = %e, "recreating kafka topics failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "kafka metadata unavailable"),
         }
     }
 
@@ -152,8 +171,10 @@ impl Topics {
     }
 
     /// The names the cluster does not list (with at least one partition), in the given order.
-    /// A metadata request that fails counts every name as missing: the caller keeps waiting.
-    async fn missing(&self, names: &[String]) -> Vec<String> {
+    ///
+    /// # Errors
+    /// The metadata request failed (broker away): nothing is known.
+    async fn missing(&self, names: &[String]) -> Result<Vec<String>, String> {
         let admin = self.admin.clone();
         let present = tokio::task::spawn_blocking(move || {
             admin
@@ -167,18 +188,13 @@ impl Topics {
                         .collect::<BTreeSet<_>>()
                 })
         })
-        .await;
-        match present {
-            Ok(Ok(present)) => names
-                .iter()
-                .filter(|n| !present.contains(*n))
-                .cloned()
-                .collect(),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "kafka metadata request failed; retrying");
-                names.to_vec()
-            }
-            Err(_) => names.to_vec(),
-        }
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok(names
+            .iter()
+            .filter(|n| !present.contains(*n))
+            .cloned()
+            .collect())
     }
 }
