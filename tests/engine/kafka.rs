@@ -428,3 +428,66 @@ async fn broker_restart_mid_run_of_5000_events_loses_none_and_applies_none_twice
     }
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_in_one_group_share_the_partitions_and_apply_each_event_once() {
+    const ROUND: usize = 200;
+    // MariaDB: several hosts may share it (SQLite is single-host).
+    let mut h = Harness::start(Setup::MARIADB_KAFKA).await;
+    // The second replica runs a byte-different copy of the probe (an extra custom section), so
+    // each consumed row's handler_version says which replica applied it.
+    let copy = h._dir.path().join("probe-replica.wasm");
+    let mut bytes = std::fs::read(crate::support::component("probe")).unwrap();
+    bytes.extend_from_slice(&[0, 8, 7]);
+    bytes.extend_from_slice(b"replica");
+    std::fs::write(&copy, &bytes).unwrap();
+    let mut config = h.host.config().clone();
+    for route in &mut config.routes {
+        if route.event_type == "probe.run" {
+            route.component = copy.clone();
+        }
+    }
+    let replica = switchyard::Switchyard::open(config).await.unwrap();
+    let second = replica
+        .start(replica.configured_transport().await.unwrap())
+        .await
+        .unwrap();
+    let first_hash = crate::support::hash_of(&crate::support::component("probe"));
+    let second_hash = crate::support::hash_of(&copy);
+    // Rounds of events until both replicas have applied some: the group gave each a share.
+    let started = Instant::now();
+    let mut sent = 0;
+    loop {
+        enqueue_increments(&h, sent..sent + ROUND).await;
+        sent += ROUND;
+        wait_consumed(&h, sent as i64, Duration::from_secs(60)).await;
+        let versions: std::collections::BTreeSet<String> = h
+            .rows("probe_outbox_messages")
+            .await
+            .into_iter()
+            .filter_map(|r| r.handler_version)
+            .collect();
+        if versions.contains(&first_hash) && versions.contains(&second_hash) {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT * 2,
+            "after {sent} events only one replica consumed: {versions:?}"
+        );
+    }
+    for i in 0..sent {
+        let v = h
+            .host
+            .store()
+            .state_get("probe", &format!("n/{i}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            v.as_deref(),
+            Some(&b"1"[..]),
+            "event {i} applied exactly once"
+        );
+    }
+    assert!(second.shutdown(Duration::from_secs(10)).await);
+    h.stop().await;
+}
