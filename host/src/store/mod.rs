@@ -7,6 +7,7 @@
 
 pub mod mysql;
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 mod template;
 mod types;

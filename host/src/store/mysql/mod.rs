@@ -11,17 +11,11 @@
 mod apply;
 mod migrate;
 
-use super::{
-    AppliedBatch, ApplyReport, Backoff, Hosting, NewRow, OutboxRow, RowState, Store, StoreResult,
-    TableStatus, Timestamp, db,
-};
-use crate::catalog::Service;
-use async_trait::async_trait;
+use super::sql::{Dialect, SqlStore, insert_statements};
+use super::{NewRow, OutboxRow, StoreResult, Timestamp, db};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, MySql, MySqlConnection, MySqlPool, QueryBuilder, Row};
-use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Rows per multi-row statement: 11 parameters each stays far below the 65535 placeholder cap.
@@ -31,11 +25,10 @@ const ROWS_PER_INSERT: usize = 500;
 /// logs and backs off): short, so a database outage shows up in the logs within seconds.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct MySqlStore {
-    pool: MySqlPool,
-}
+/// The store on a MySQL/MariaDB server.
+pub type MySqlStore = SqlStore<MySql>;
 
-impl MySqlStore {
+impl SqlStore<MySql> {
     /// Connects to `mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (`mariadb://` is accepted
     /// as an alias).
     ///
@@ -60,16 +53,7 @@ impl MySqlStore {
             .connect_with(options)
             .await
             .map_err(db("connect mysql"))?;
-        Ok(MySqlStore { pool })
-    }
-
-    /// The pool, for callers that enqueue inside their own transactions.
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
-
-    async fn begin(&self, op: &'static str) -> StoreResult<sqlx::Transaction<'static, MySql>> {
-        self.pool.begin().await.map_err(db(op))
+        Ok(SqlStore::new(pool))
     }
 }
 
@@ -85,70 +69,49 @@ pub async fn insert_rows(
     now: Timestamp,
 ) -> StoreResult<Vec<i64>> {
     let mut ids = Vec::with_capacity(rows.len());
-    let mut by_table: BTreeMap<&str, Vec<&NewRow>> = BTreeMap::new();
-    for row in rows {
-        by_table.entry(row.table.as_str()).or_default().push(row);
-    }
-    for (table, rows) in by_table {
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<MySql>::new(format!(
-                "INSERT INTO {table} (biz_type, service_name, topic, message_key, payload, status, \
-                 retry_count, max_retry, next_retry_at, created_at, updated_at) "
-            ));
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.biz_type.clone())
-                    .push_bind(r.service_name.clone())
-                    .push_bind(r.topic.clone())
-                    .push_bind(r.message_key.clone())
-                    .push_bind(r.payload.clone())
-                    .push_bind("pending")
-                    .push_bind(0i32)
-                    .push_bind(r.max_retry)
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            let done = q
-                .build()
-                .execute(&mut *conn)
+    for (n, mut q) in insert_statements::<MySql>(rows, now, ROWS_PER_INSERT) {
+        let done = q
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("insert outbox rows"))?;
+        // A multi-row VALUES insert is a "simple insert": InnoDB reserves its ids in one
+        // block, `auto_increment_increment` apart (more than 1 on multi-primary clusters).
+        let step: i64 = if n > 1 {
+            sqlx::query_scalar("SELECT CAST(@@auto_increment_increment AS SIGNED)")
+                .fetch_one(&mut *conn)
                 .await
-                .map_err(db("insert outbox rows"))?;
-            // A multi-row VALUES insert is a "simple insert": InnoDB reserves its ids in one
-            // block, `auto_increment_increment` apart (more than 1 on multi-primary clusters).
-            let step: i64 = if chunk.len() > 1 {
-                sqlx::query_scalar("SELECT CAST(@@auto_increment_increment AS SIGNED)")
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(db("read auto_increment_increment"))?
-            } else {
-                1
-            };
-            let first = done.last_insert_id() as i64;
-            ids.extend((0..chunk.len() as i64).map(|i| first + i * step));
-        }
+                .map_err(db("read auto_increment_increment"))?
+        } else {
+            1
+        };
+        let first = done.last_insert_id() as i64;
+        ids.extend((0..n as i64).map(|i| first + i * step));
     }
     Ok(ids)
 }
 
-#[async_trait]
-impl Store for MySqlStore {
-    async fn migrate(&self, services: &[Arc<Service>]) -> StoreResult<()> {
-        migrate::run(&self.pool, services).await
+impl Dialect for MySql {
+    const UPSERT_STATE: &'static str = apply::UPSERT_STATE;
+    const OUTBOX_TEMPLATES: &'static [(i64, &'static str)] = migrate::OUTBOX_TEMPLATES;
+    const HAS_COLUMN: &'static str = migrate::HAS_COLUMN;
+    const INDEX_COLUMNS: &'static str = migrate::INDEX_COLUMNS;
+    const RECORD_MIGRATION: &'static str = migrate::RECORD_MIGRATION;
+
+    async fn migrate_host_tables(pool: &MySqlPool) -> StoreResult<()> {
+        migrate::host_tables(pool).await
     }
 
-    async fn acquire_host(&self) -> StoreResult<Hosting> {
-        Ok(Hosting::Shared)
-    }
-
-    async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
-        let mut tx = self.begin("begin insert").await?;
-        let ids = insert_rows(&mut tx, rows, now).await?;
-        tx.commit().await.map_err(db("commit insert"))?;
-        Ok(ids)
+    async fn insert_rows(
+        conn: &mut MySqlConnection,
+        rows: &[NewRow],
+        now: Timestamp,
+    ) -> StoreResult<Vec<i64>> {
+        insert_rows(conn, rows, now).await
     }
 
     async fn claim_due(
-        &self,
+        pool: &MySqlPool,
         table: &str,
         now: Timestamp,
         limit: u32,
@@ -170,7 +133,7 @@ impl Store for MySqlStore {
              FROM {table} c WHERE c.status = 'pending' AND c.next_retry_at <= ?{hold} \
              ORDER BY c.next_retry_at, c.id LIMIT ? FOR UPDATE SKIP LOCKED"
         );
-        let mut tx = self.begin("begin claim").await?;
+        let mut tx = pool.begin().await.map_err(db("begin claim"))?;
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
         if hold_keys {
             q = q.bind(now);
@@ -213,31 +176,15 @@ impl Store for MySqlStore {
         Ok(rows)
     }
 
-    async fn fail_attempts(
-        &self,
-        table: &str,
-        failures: &[(i64, String)],
-        policy: &Backoff,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        if failures.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin("begin fail attempts").await?;
-        apply::fail_many(&mut tx, table, failures, policy, now).await?;
-        tx.commit().await.map_err(db("commit fail attempts"))?;
-        Ok(())
-    }
-
     async fn requeue_stale(
-        &self,
+        pool: &MySqlPool,
         table: &str,
         cutoff: Timestamp,
         now: Timestamp,
     ) -> StoreResult<u64> {
         // Rows locked right now belong to a consume or a claim in progress: skip them rather
         // than wait (or deadlock) — whoever holds them decides their fate.
-        let mut tx = self.begin("begin requeue").await?;
+        let mut tx = pool.begin().await.map_err(db("begin requeue"))?;
         let sql = format!(
             "SELECT id FROM {table} WHERE status = 'published' AND published_at <= ? \
              ORDER BY id FOR UPDATE SKIP LOCKED"
@@ -269,62 +216,5 @@ impl Store for MySqlStore {
         }
         tx.commit().await.map_err(db("commit requeue"))?;
         Ok(done)
-    }
-
-    async fn row_states(&self, table: &str, ids: &[i64]) -> StoreResult<BTreeMap<i64, RowState>> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(db("acquire connection"))?;
-        let rows = apply::row_states(&mut conn, table, ids, false).await?;
-        Ok(rows.into_iter().map(|(id, r)| (id, r.state)).collect())
-    }
-
-    async fn next_due(&self, table: &str) -> StoreResult<Option<Timestamp>> {
-        let sql = format!("SELECT MIN(next_retry_at) FROM {table} WHERE status = 'pending'");
-        sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("next due"))
-    }
-
-    async fn state_get(&self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        sqlx::query_scalar("SELECT value FROM switchyard_state WHERE service = ? AND state_key = ?")
-            .bind(service)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("read state"))
-    }
-
-    async fn apply(
-        &self,
-        table: &str,
-        batch: &AppliedBatch,
-        policy: &Backoff,
-        now: Timestamp,
-    ) -> StoreResult<ApplyReport> {
-        let mut tx = self.begin("begin apply").await?;
-        let report = apply::apply_batch(&mut tx, table, batch, policy, now).await?;
-        tx.commit().await.map_err(db("commit apply"))?;
-        Ok(report)
-    }
-
-    async fn table_status(&self, table: &str) -> StoreResult<TableStatus> {
-        let sql = format!("SELECT status, COUNT(*) FROM {table} GROUP BY status");
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("count statuses"))?;
-        let counts = rows
-            .into_iter()
-            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
-            .collect();
-        let oldest = self.next_due(table).await?;
-        Ok(TableStatus {
-            counts,
-            oldest_pending: oldest,
-        })
     }
 }

@@ -9,17 +9,11 @@
 mod apply;
 mod migrate;
 
-use super::{
-    AppliedBatch, ApplyReport, Backoff, Hosting, NewRow, OutboxRow, RowState, Store, StoreResult,
-    TableStatus, Timestamp, db,
-};
-use crate::catalog::Service;
-use async_trait::async_trait;
+use super::sql::{Dialect, SqlStore, insert_statements};
+use super::{NewRow, OutboxRow, StoreResult, Timestamp, db};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row};
-use std::collections::BTreeMap;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Rows per multi-row statement: 11 parameters each stays far below the 65535 bind cap.
@@ -29,11 +23,10 @@ const ROWS_PER_INSERT: usize = 500;
 /// logs and backs off): short, so a database outage shows up in the logs within seconds.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct PgStore {
-    pool: PgPool,
-}
+/// The store on a PostgreSQL server.
+pub type PgStore = SqlStore<Postgres>;
 
-impl PgStore {
+impl SqlStore<Postgres> {
     /// Connects to `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (`postgresql://` too).
     ///
     /// # Errors
@@ -49,16 +42,7 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(db("connect postgres"))?;
-        Ok(PgStore { pool })
-    }
-
-    /// The pool, for callers that enqueue inside their own transactions.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    async fn begin(&self, op: &'static str) -> StoreResult<sqlx::Transaction<'static, Postgres>> {
-        self.pool.begin().await.map_err(db(op))
+        Ok(SqlStore::new(pool))
     }
 }
 
@@ -73,60 +57,39 @@ pub async fn insert_rows(
     now: Timestamp,
 ) -> StoreResult<Vec<i64>> {
     let mut ids = Vec::with_capacity(rows.len());
-    let mut by_table: BTreeMap<&str, Vec<&NewRow>> = BTreeMap::new();
-    for row in rows {
-        by_table.entry(row.table.as_str()).or_default().push(row);
-    }
-    for (table, rows) in by_table {
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<Postgres>::new(format!(
-                "INSERT INTO {table} (biz_type, service_name, topic, message_key, payload, status, \
-                 retry_count, max_retry, next_retry_at, created_at, updated_at) "
-            ));
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.biz_type.clone())
-                    .push_bind(r.service_name.clone())
-                    .push_bind(r.topic.clone())
-                    .push_bind(r.message_key.clone())
-                    .push_bind(r.payload.clone())
-                    .push_bind("pending")
-                    .push_bind(0i32)
-                    .push_bind(r.max_retry)
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.push(" RETURNING id");
-            let returned: Vec<i64> = q
-                .build_query_scalar()
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db("insert outbox rows"))?;
-            ids.extend(returned);
-        }
+    for (_, mut q) in insert_statements::<Postgres>(rows, now, ROWS_PER_INSERT) {
+        q.push(" RETURNING id");
+        let returned: Vec<i64> = q
+            .build_query_scalar()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("insert outbox rows"))?;
+        ids.extend(returned);
     }
     Ok(ids)
 }
 
-#[async_trait]
-impl Store for PgStore {
-    async fn migrate(&self, services: &[Arc<Service>]) -> StoreResult<()> {
-        migrate::run(&self.pool, services).await
+impl Dialect for Postgres {
+    const UPSERT_STATE: &'static str = apply::UPSERT_STATE;
+    const OUTBOX_TEMPLATES: &'static [(i64, &'static str)] = migrate::OUTBOX_TEMPLATES;
+    const HAS_COLUMN: &'static str = migrate::HAS_COLUMN;
+    const INDEX_COLUMNS: &'static str = migrate::INDEX_COLUMNS;
+    const RECORD_MIGRATION: &'static str = migrate::RECORD_MIGRATION;
+
+    async fn migrate_host_tables(pool: &PgPool) -> StoreResult<()> {
+        migrate::host_tables(pool).await
     }
 
-    async fn acquire_host(&self) -> StoreResult<Hosting> {
-        Ok(Hosting::Shared)
-    }
-
-    async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
-        let mut tx = self.begin("begin insert").await?;
-        let ids = insert_rows(&mut tx, rows, now).await?;
-        tx.commit().await.map_err(db("commit insert"))?;
-        Ok(ids)
+    async fn insert_rows(
+        conn: &mut PgConnection,
+        rows: &[NewRow],
+        now: Timestamp,
+    ) -> StoreResult<Vec<i64>> {
+        insert_rows(conn, rows, now).await
     }
 
     async fn claim_due(
-        &self,
+        pool: &PgPool,
         table: &str,
         now: Timestamp,
         limit: u32,
@@ -153,7 +116,7 @@ impl Store for PgStore {
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
             .map_err(db("claim due rows"))?;
         let mut rows: Vec<OutboxRow> = rows
@@ -171,24 +134,8 @@ impl Store for PgStore {
         Ok(rows)
     }
 
-    async fn fail_attempts(
-        &self,
-        table: &str,
-        failures: &[(i64, String)],
-        policy: &Backoff,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        if failures.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin("begin fail attempts").await?;
-        apply::fail_many(&mut tx, table, failures, policy, now).await?;
-        tx.commit().await.map_err(db("commit fail attempts"))?;
-        Ok(())
-    }
-
     async fn requeue_stale(
-        &self,
+        pool: &PgPool,
         table: &str,
         cutoff: Timestamp,
         now: Timestamp,
@@ -204,68 +151,9 @@ impl Store for PgStore {
         let done = sqlx::query(AssertSqlSafe(sql))
             .bind(now)
             .bind(cutoff)
-            .execute(&self.pool)
+            .execute(pool)
             .await
             .map_err(db("requeue stale rows"))?;
         Ok(done.rows_affected())
-    }
-
-    async fn row_states(&self, table: &str, ids: &[i64]) -> StoreResult<BTreeMap<i64, RowState>> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(db("acquire connection"))?;
-        let rows = apply::row_states(&mut conn, table, ids, false).await?;
-        Ok(rows.into_iter().map(|(id, r)| (id, r.state)).collect())
-    }
-
-    async fn next_due(&self, table: &str) -> StoreResult<Option<Timestamp>> {
-        let sql = format!("SELECT MIN(next_retry_at) FROM {table} WHERE status = 'pending'");
-        sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("next due"))
-    }
-
-    async fn state_get(&self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        sqlx::query_scalar(
-            "SELECT value FROM switchyard_state WHERE service = $1 AND state_key = $2",
-        )
-        .bind(service)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("read state"))
-    }
-
-    async fn apply(
-        &self,
-        table: &str,
-        batch: &AppliedBatch,
-        policy: &Backoff,
-        now: Timestamp,
-    ) -> StoreResult<ApplyReport> {
-        let mut tx = self.begin("begin apply").await?;
-        let report = apply::apply_batch(&mut tx, table, batch, policy, now).await?;
-        tx.commit().await.map_err(db("commit apply"))?;
-        Ok(report)
-    }
-
-    async fn table_status(&self, table: &str) -> StoreResult<TableStatus> {
-        let sql = format!("SELECT status, COUNT(*) FROM {table} GROUP BY status");
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("count statuses"))?;
-        let counts = rows
-            .into_iter()
-            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
-            .collect();
-        let oldest = self.next_due(table).await?;
-        Ok(TableStatus {
-            counts,
-            oldest_pending: oldest,
-        })
     }
 }

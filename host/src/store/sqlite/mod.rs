@@ -10,6 +10,7 @@
 mod apply;
 mod migrate;
 
+use super::sql::insert_statements;
 use super::{
     Backoff, Hosting, NewRow, OutboxRow, RowState, Store, StoreError, StoreResult, TableStatus,
     Timestamp, db,
@@ -18,7 +19,7 @@ use crate::catalog::Service;
 use crate::store::{AppliedBatch, ApplyReport};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -83,38 +84,15 @@ pub async fn insert_rows(
     now: Timestamp,
 ) -> StoreResult<Vec<i64>> {
     let mut ids = Vec::with_capacity(rows.len());
-    let mut by_table: BTreeMap<&str, Vec<&NewRow>> = BTreeMap::new();
-    for row in rows {
-        by_table.entry(row.table.as_str()).or_default().push(row);
-    }
-    for (table, rows) in by_table {
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<Sqlite>::new(format!(
-                "INSERT INTO {table} (biz_type, service_name, topic, message_key, payload, status, \
-                 retry_count, max_retry, next_retry_at, created_at, updated_at) "
-            ));
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.biz_type.clone())
-                    .push_bind(r.service_name.clone())
-                    .push_bind(r.topic.clone())
-                    .push_bind(r.message_key.clone())
-                    .push_bind(r.payload.clone())
-                    .push_bind("pending")
-                    .push_bind(0i32)
-                    .push_bind(r.max_retry)
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.push(" RETURNING id");
-            let returned = q
-                .build()
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db("insert outbox rows"))?;
-            for r in returned {
-                ids.push(r.get::<i64, _>(0));
-            }
+    for (_, mut q) in insert_statements::<Sqlite>(rows, now, ROWS_PER_INSERT) {
+        q.push(" RETURNING id");
+        let returned = q
+            .build()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("insert outbox rows"))?;
+        for r in returned {
+            ids.push(r.get::<i64, _>(0));
         }
     }
     Ok(ids)

@@ -1,0 +1,308 @@
+//! The consume transaction of a [`SqlStore`]: outcomes, state writes and emits of one batch.
+//!
+//! The batch's rows are locked `FOR UPDATE` (in primary-key order, so two hosts applying
+//! overlapping batches queue up instead of deadlocking) before their status is re-read; a row
+//! another host already made final is skipped with its effects.
+
+use super::{Dialect, SqlStore};
+use crate::store::{
+    AppliedBatch, ApplyReport, Backoff, RowOutcome, RowState, Status, StoreResult, Timestamp,
+    cut_error, db, later,
+};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
+use std::collections::BTreeMap;
+
+/// A row's state with its own retry ceiling (SmartFlow's per-row `max_retry`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Locked {
+    pub state: RowState,
+    pub max_retry: i32,
+}
+
+/// Failed attempts grouped by what they write: `(retry_count, dead, last_error) -> ids`, so
+/// a batch of failures with the same reason is one UPDATE rather than one per row.
+type FailureGroups = BTreeMap<(i32, bool, String), Vec<i64>>;
+
+/// One failed attempt of a locked row, SmartFlow's way: `retry_count+1`, then dead at
+/// `max_retry`, else pending after the backoff. Returns whether the row goes dead; a final
+/// row is left alone.
+fn plan_failure(groups: &mut FailureGroups, id: i64, row: Locked, reason: &str) -> bool {
+    if row.state.status.is_final() {
+        return false;
+    }
+    let failures = row.state.retry_count.saturating_add(1);
+    let dead = failures >= row.max_retry;
+    let error = if dead {
+        cut_error(&format!(
+            "retries exhausted after {failures} attempts: {}",
+            cut_error(reason)
+        ))
+    } else {
+        cut_error(reason)
+    };
+    groups.entry((failures, dead, error)).or_default().push(id);
+    dead
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    D::Arguments: IntoArguments<D>,
+    usize: ColumnIndex<D::Row>,
+    i32: Type<D> + for<'q> Encode<'q, D> + for<'r> Decode<'r, D>,
+    i64: Type<D> + for<'q> Encode<'q, D> + for<'r> Decode<'r, D>,
+    String: Type<D> + for<'q> Encode<'q, D> + for<'r> Decode<'r, D>,
+    Vec<u8>: Type<D> + for<'q> Encode<'q, D>,
+    Timestamp: Type<D> + for<'q> Encode<'q, D>,
+{
+    /// States of `ids` in `table` on the caller's connection; `lock` takes their row locks.
+    pub(super) async fn read_row_states(
+        conn: &mut D::Connection,
+        table: &str,
+        ids: &[i64],
+        lock: bool,
+    ) -> StoreResult<BTreeMap<i64, Locked>> {
+        let mut out = BTreeMap::new();
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for chunk in sorted.chunks(1000) {
+            let mut q = QueryBuilder::<D>::new(format!(
+                "SELECT id, status, retry_count, max_retry FROM {table} WHERE id IN ("
+            ));
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(") ORDER BY id");
+            if lock {
+                q.push(" FOR UPDATE");
+            }
+            for r in q
+                .build()
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db("read row statuses"))?
+            {
+                let status: String = r.get(1);
+                // An unknown status written by someone else is treated as final: never touch it.
+                let status = Status::parse(&status).unwrap_or(Status::Dead);
+                out.insert(
+                    r.get::<i64, _>(0),
+                    Locked {
+                        state: RowState {
+                            status,
+                            retry_count: r.get(2),
+                        },
+                        max_retry: r.get(3),
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Failed attempts of rows the caller has NOT locked yet: locks them, then records them.
+    /// Returns how many ended dead.
+    pub(super) async fn fail_many(
+        conn: &mut D::Connection,
+        table: &str,
+        failures: &[(i64, String)],
+        policy: &Backoff,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let ids: Vec<i64> = failures.iter().map(|(id, _)| *id).collect();
+        let states = Self::read_row_states(conn, table, &ids, true).await?;
+        let mut groups = FailureGroups::new();
+        let mut dead = 0;
+        for (id, reason) in failures {
+            if let Some(row) = states.get(id)
+                && plan_failure(&mut groups, *id, *row, reason)
+            {
+                dead += 1;
+            }
+        }
+        Self::write_failures(conn, table, groups, policy, now).await?;
+        Ok(dead)
+    }
+
+    /// Writes planned failures: one UPDATE per group.
+    async fn write_failures(
+        conn: &mut D::Connection,
+        table: &str,
+        groups: FailureGroups,
+        policy: &Backoff,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        for ((failures, dead, error), ids) in groups {
+            let mut q = QueryBuilder::<D>::new(format!("UPDATE {table} SET retry_count = "));
+            q.push_bind(failures);
+            if dead {
+                q.push(", status = 'dead'");
+            } else {
+                q.push(", status = 'pending', next_retry_at = ")
+                    .push_bind(later(now, policy.delay(failures as u32)));
+            }
+            q.push(", last_error = ")
+                .push_bind(error)
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(" WHERE id IN (");
+            let mut sep = q.separated(", ");
+            for id in ids {
+                sep.push_bind(id);
+            }
+            q.push(")");
+            q.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(db("record failed attempts"))?;
+        }
+        Ok(())
+    }
+
+    /// Applies a batch inside the caller's transaction.
+    pub(super) async fn apply_batch(
+        conn: &mut D::Connection,
+        table: &str,
+        batch: &AppliedBatch,
+        policy: &Backoff,
+        now: Timestamp,
+    ) -> StoreResult<ApplyReport> {
+        let ids: Vec<i64> = batch.rows.iter().map(|(id, _)| *id).collect();
+        let current = Self::read_row_states(conn, table, &ids, true).await?;
+        let mut report = ApplyReport::default();
+        // Final value per key, in batch order: later events overwrite earlier ones.
+        let mut writes: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
+        let mut emits = Vec::new();
+        let mut consumed: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        let mut dead: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        let mut failed = FailureGroups::new();
+        for (id, outcome) in &batch.rows {
+            let state = match current.get(id) {
+                Some(s) if !s.state.status.is_final() => *s,
+                _ => {
+                    report.skipped += 1;
+                    continue;
+                }
+            };
+            match outcome {
+                RowOutcome::Consumed { version, effects } => {
+                    for (k, v) in &effects.writes {
+                        writes.insert(k, v.as_deref());
+                    }
+                    emits.extend(effects.emits.iter().cloned());
+                    consumed.entry(version.as_str()).or_default().push(*id);
+                    report.consumed += 1;
+                }
+                RowOutcome::Failed { reason } => {
+                    if plan_failure(&mut failed, *id, state, reason) {
+                        report.dead += 1;
+                    } else {
+                        report.retried += 1;
+                    }
+                }
+                RowOutcome::Dead { reason } => {
+                    dead.entry(cut_error(reason)).or_default().push(*id);
+                    report.dead += 1;
+                }
+            }
+        }
+        Self::write_failures(conn, table, failed, policy, now).await?;
+        for (reason, ids) in dead {
+            let mut q = QueryBuilder::<D>::new(format!(
+                "UPDATE {table} SET status = 'dead', last_error = "
+            ));
+            q.push_bind(reason)
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(" WHERE id IN (");
+            let mut sep = q.separated(", ");
+            for id in ids {
+                sep.push_bind(id);
+            }
+            q.push(")");
+            q.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(db("mark dead"))?;
+        }
+        for (version, ids) in consumed {
+            for chunk in ids.chunks(1000) {
+                let mut q = QueryBuilder::<D>::new(format!(
+                    "UPDATE {table} SET status = 'consumed', consumed_at = "
+                ));
+                q.push_bind(now)
+                    .push(", updated_at = ")
+                    .push_bind(now)
+                    .push(", handler_version = ")
+                    .push_bind(version.to_owned())
+                    .push(" WHERE id IN (");
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                q.build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("mark consumed"))?;
+            }
+        }
+        Self::write_state(conn, &batch.service, &writes, now).await?;
+        if !emits.is_empty() {
+            D::insert_rows(conn, &emits, now).await?;
+            for e in &emits {
+                *report.emitted.entry(e.table.clone()).or_default() += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn write_state(
+        conn: &mut D::Connection,
+        service: &str,
+        writes: &BTreeMap<&str, Option<&[u8]>>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let sets: Vec<(&str, &[u8])> = writes
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+            .collect();
+        let deletes: Vec<&str> = writes
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        for chunk in sets.chunks(500) {
+            let mut q = QueryBuilder::<D>::new(
+                "INSERT INTO switchyard_state (service, state_key, value, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, (k, v)| {
+                b.push_bind(service.to_owned())
+                    .push_bind((*k).to_owned())
+                    .push_bind(v.to_vec())
+                    .push_bind(now);
+            });
+            q.push(D::UPSERT_STATE);
+            q.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(db("write state"))?;
+        }
+        for chunk in deletes.chunks(500) {
+            let mut q = QueryBuilder::<D>::new("DELETE FROM switchyard_state WHERE service = ");
+            q.push_bind(service.to_owned()).push(" AND state_key IN (");
+            let mut sep = q.separated(", ");
+            for k in chunk {
+                sep.push_bind((*k).to_owned());
+            }
+            q.push(")");
+            q.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(db("delete state"))?;
+        }
+        Ok(())
+    }
+}
