@@ -11,10 +11,10 @@
 mod apply;
 mod migrate;
 
-use super::sql::{Dialect, SqlStore, insert_statements};
+use super::sql::{Dialect, SqlStore, claimed_rows, insert_statements};
 use super::{NewRow, OutboxRow, StoreResult, Timestamp, db};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::{AssertSqlSafe, Executor, MySql, MySqlConnection, MySqlPool, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, Executor, MySql, MySqlConnection, MySqlPool, QueryBuilder};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -143,21 +143,10 @@ impl Dialect for MySql {
             .fetch_all(&mut *tx)
             .await
             .map_err(db("claim due rows"))?;
-        let mut rows: Vec<OutboxRow> = rows
-            .into_iter()
-            .map(|r| OutboxRow {
-                id: r.get(0),
-                biz_type: r.get(1),
-                service_name: r.get(2),
-                message_key: r.get(3),
-                payload: r.get(4),
-                retry_count: r.get(5),
-            })
-            .collect();
+        let rows = claimed_rows(rows);
         if rows.is_empty() {
             return Ok(rows);
         }
-        rows.sort_by_key(|r| r.id);
         let mut q = QueryBuilder::<MySql>::new(format!(
             "UPDATE {table} SET status = 'published', publish_count = publish_count + 1, published_at = "
         ));

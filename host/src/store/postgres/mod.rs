@@ -9,10 +9,10 @@
 mod apply;
 mod migrate;
 
-use super::sql::{Dialect, SqlStore, insert_statements};
+use super::sql::{Dialect, SqlStore, claimed_rows, insert_statements};
 use super::{NewRow, OutboxRow, StoreResult, Timestamp, db};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -119,19 +119,7 @@ impl Dialect for Postgres {
             .fetch_all(pool)
             .await
             .map_err(db("claim due rows"))?;
-        let mut rows: Vec<OutboxRow> = rows
-            .into_iter()
-            .map(|r| OutboxRow {
-                id: r.get(0),
-                biz_type: r.get(1),
-                service_name: r.get(2),
-                message_key: r.get(3),
-                payload: r.get(4),
-                retry_count: r.get(5),
-            })
-            .collect();
-        rows.sort_by_key(|r| r.id);
-        Ok(rows)
+        Ok(claimed_rows(rows))
     }
 
     async fn requeue_stale(

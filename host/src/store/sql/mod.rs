@@ -6,7 +6,8 @@
 //! What really differs stays in each backend's folder, behind [`Dialect`]: connecting, the
 //! state-table upsert, reading the ids of inserted rows (`RETURNING` or `LAST_INSERT_ID()`),
 //! the `SKIP LOCKED` claim and requeue, and reading the catalog. SQLite, whose transactions
-//! and failure path differ, shares only the outbox INSERT ([`insert_statements`]).
+//! and failure path differ, shares only the outbox INSERT ([`insert_statements`]) and the
+//! reading of claimed rows ([`claimed_rows`]).
 //!
 //! Generic rather than a macro: the code reads as ordinary Rust, and the sqlx bounds it needs
 //! are written once per `impl` block ([`SqlStore`]'s `where` clauses), not per function.
@@ -113,6 +114,30 @@ where
         }
     }
     statements
+}
+
+/// Rows a claim returned (`id, biz_type, service_name, message_key, payload, retry_count`),
+/// in id order.
+pub(crate) fn claimed_rows<R: Row>(rows: Vec<R>) -> Vec<OutboxRow>
+where
+    usize: ColumnIndex<R>,
+    i32: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+    i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+    String: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+{
+    let mut rows: Vec<OutboxRow> = rows
+        .into_iter()
+        .map(|r| OutboxRow {
+            id: r.get(0),
+            biz_type: r.get(1),
+            service_name: r.get(2),
+            message_key: r.get(3),
+            payload: r.get(4),
+            retry_count: r.get(5),
+        })
+        .collect();
+    rows.sort_by_key(|r| r.id);
+    rows
 }
 
 /// A store on a server that any number of hosts share (see `mysql` and `postgres`).

@@ -10,7 +10,7 @@
 mod apply;
 mod migrate;
 
-use super::sql::insert_statements;
+use super::sql::{claimed_rows, insert_statements};
 use super::{
     Backoff, Hosting, NewRow, OutboxRow, RowState, Store, StoreError, StoreResult, TableStatus,
     Timestamp, db,
@@ -182,19 +182,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db("claim due rows"))?;
-        let mut rows: Vec<OutboxRow> = rows
-            .into_iter()
-            .map(|r| OutboxRow {
-                id: r.get(0),
-                biz_type: r.get(1),
-                service_name: r.get(2),
-                message_key: r.get(3),
-                payload: r.get(4),
-                retry_count: r.get(5),
-            })
-            .collect();
-        rows.sort_by_key(|r| r.id);
-        Ok(rows)
+        Ok(claimed_rows(rows))
     }
 
     async fn fail_attempts(
