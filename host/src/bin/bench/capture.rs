@@ -1,0 +1,122 @@
+//! Observes the host from outside: a `tracing` layer that records the instant each event's
+//! consume transaction committed (the host's `event handled` telemetry, emitted right after
+//! the batch commits), with its outbox id, outcome and handler version.
+//!
+//! It never changes what the host does; it only listens to the typed event the consumer
+//! already emits, so the figures measure the unmodified engine.
+
+use std::sync::{LazyLock, Mutex};
+use std::time::Instant;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// One event whose consume transaction committed.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub outbox_id: i64,
+    pub at: Instant,
+    pub outcome: String,
+    pub version: String,
+}
+
+static HANDLED: LazyLock<Mutex<Vec<Handled>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+
+/// Forgets everything captured so far (between scenarios).
+pub fn reset() {
+    lock().clear();
+}
+
+/// Everything captured since the last [`reset`].
+pub fn take() -> Vec<Handled> {
+    std::mem::take(&mut *lock())
+}
+
+/// How many final outcomes (consumed or dead) were captured since the last [`reset`].
+pub fn done() -> usize {
+    lock()
+        .iter()
+        .filter(|h| h.outcome == "consumed" || h.outcome == "dead")
+        .count()
+}
+
+/// The captured events whose handler version is `version`.
+pub fn first_with_version(version: &str) -> Option<Instant> {
+    lock()
+        .iter()
+        .filter(|h| h.version == version && h.outcome == "consumed")
+        .map(|h| h.at)
+        .min()
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Vec<Handled>> {
+    HANDLED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether a callsite is the consumer's `event handled` / `event not acknowledged` event.
+fn is_handled(m: &tracing::Metadata<'_>) -> bool {
+    m.is_event()
+        && m.target() == "switchyard::telemetry"
+        && m.fields().field("outbox_id").is_some()
+        && m.fields().field("outcome").is_some()
+}
+
+/// Installs the capture layer, plus human-readable logs on stderr at `RUST_LOG` (default
+/// `warn`), as the global subscriber.
+pub fn install() {
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
+    let capture = CaptureLayer.with_filter(filter_fn(is_handled));
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(capture)
+        .init();
+}
+
+struct CaptureLayer;
+
+#[derive(Default)]
+struct Fields {
+    outbox_id: i64,
+    outcome: String,
+    version: String,
+}
+
+impl Visit for Fields {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name() == "outbox_id" {
+            self.outbox_id = value;
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "outcome" => self.outcome = value.to_owned(),
+            "version" => self.version = value.to_owned(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, _field: &Field, _value: &dyn std::fmt::Debug) {}
+}
+
+impl<S: tracing::Subscriber> Layer<S> for CaptureLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let at = Instant::now();
+        let mut f = Fields::default();
+        event.record(&mut f);
+        lock().push(Handled {
+            outbox_id: f.outbox_id,
+            at,
+            outcome: f.outcome,
+            version: f.version,
+        });
+    }
+}

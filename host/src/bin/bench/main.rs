@@ -1,0 +1,523 @@
+//! `switchyard-bench`: the benchmark harness (issue 8, plus the benchmark asks of issues 6 and
+//! 7). Each subcommand runs one scenario AND its baseline in the same process, then prints
+//! events/s, latency percentiles, peak memory (VmHWM, reset between runs) and the ratio to the
+//! baseline, followed by the command that reproduces it. Figures are printed, never asserted.
+//!
+//! ```sh
+//! cargo build --release -p switchyard --bin switchyard-bench
+//! target/release/switchyard-bench e2e --db mariadb --transport kafka --events 20000
+//! target/release/switchyard-bench all --events 20000      # the whole table of BENCHMARKS.md
+//! ```
+//! Servers: MariaDB at `BENCH_MARIADB` (default mysql://root@127.0.0.1:3306), PostgreSQL at
+//! `BENCH_POSTGRES` (default postgres://postgres@127.0.0.1:5432), Kafka at `BENCH_KAFKA`
+//! (default 127.0.0.1:9092, `scripts/kafka.sh start`). Every run creates a fresh database
+//! `sy_bench_<random>` (dropped afterwards) and a fresh topic prefix.
+
+mod capture;
+mod host;
+mod raw;
+mod sandbox;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use sqlx::{AssertSqlSafe, Connection};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard-bench",
+    about = "Switchyard benchmarks: figures and ratios to baselines measured in the same run"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Clone)]
+enum Cmd {
+    /// End to end with the task handler (enqueue committed -> consumed committed), against the
+    /// raw limit (hand-written sqlx + transport loop, no handler) and the SmartFlow-mode
+    /// baseline (relay batch 100 every 1 s, one transaction per message).
+    E2e {
+        #[arg(long, value_enum, default_value = "mariadb")]
+        db: Db,
+        #[arg(long, value_enum, default_value = "kafka")]
+        transport: Transport,
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Events for the SmartFlow-mode runs (one commit per message: slow).
+        #[arg(long, default_value_t = 1_000)]
+        smartflow_events: usize,
+        /// Skip the SmartFlow-mode baselines.
+        #[arg(long)]
+        no_smartflow: bool,
+    },
+    /// Latency at a fixed offered load: one event per enqueue transaction at `rate`/s.
+    Latency {
+        #[arg(long, value_enum, default_value = "mariadb")]
+        db: Db,
+        #[arg(long, value_enum, default_value = "embedded")]
+        transport: Transport,
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
+    /// The task handler's logic as native Rust vs as the component, same state/effects path
+    /// (invoke each event of a 500-event batch, then `Store::apply` the batch).
+    Handler {
+        #[arg(long, value_enum, default_value = "mariadb")]
+        db: Db,
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+    },
+    /// Cost per invocation of a trivial handler (instantiate from the pre-instantiated
+    /// component in the pooling allocator + call), against a native no-op.
+    Instantiate {
+        #[arg(long, default_value_t = 20_000)]
+        invocations: usize,
+    },
+    /// Issue 7: the task handler's invocation throughput with fuel metering on vs off.
+    Limits {
+        #[arg(long, default_value_t = 20_000)]
+        invocations: usize,
+    },
+    /// Issue 6: component file written -> first event consumed by the new version, with a
+    /// cold compile and with the compiled-component cache warm.
+    Reload {
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
+    /// Every scenario above, in one run (the table of docs/BENCHMARKS.md).
+    All {
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1_000)]
+        smartflow_events: usize,
+    },
+}
+
+/// Which database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Db {
+    Sqlite,
+    Mariadb,
+    Postgres,
+}
+
+/// Which transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    Embedded,
+    Kafka,
+}
+
+/// One measured run.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub name: String,
+    pub events: usize,
+    pub elapsed: Duration,
+    /// Per-event latencies (empty when the scenario has none).
+    pub latencies: Vec<Duration>,
+    /// Peak resident memory during the run, KiB.
+    pub hwm_kib: u64,
+}
+
+impl Figures {
+    pub fn rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn pct(&self, p: f64) -> Option<Duration> {
+        if self.latencies.is_empty() {
+            return None;
+        }
+        let mut v = self.latencies.clone();
+        v.sort();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        Some(v[i.min(v.len() - 1)])
+    }
+
+    /// One table row: name, events/s, p50/p99/max, peak memory, ratio to `baseline`.
+    pub fn print(&self, baseline: Option<&Figures>) {
+        let ms = |d: Option<Duration>| {
+            d.map_or("-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
+        };
+        let ratio = baseline.map_or("-".to_owned(), |b| {
+            format!("{:.2}x {}", self.rate() / b.rate().max(1e-9), b.name)
+        });
+        println!(
+            "| {:<44} | {:>7} | {:>10.0} | {:>7} | {:>7} | {:>8} | {:>7} | {} |",
+            self.name,
+            self.events,
+            self.rate(),
+            ms(self.pct(0.5)),
+            ms(self.pct(0.99)),
+            ms(self.pct(1.0)),
+            self.hwm_kib / 1024,
+            ratio
+        );
+    }
+}
+
+fn print_header(command: &str) {
+    println!("\n$ {command}");
+    println!(
+        "| {:<44} | {:>7} | {:>10} | {:>7} | {:>7} | {:>8} | {:>7} | ratio to baseline |",
+        "scenario", "events", "events/s", "p50 ms", "p99 ms", "max ms", "HWM MiB"
+    );
+    println!(
+        "|{}|---------|------------|---------|---------|----------|---------|---|",
+        "-".repeat(46)
+    );
+}
+
+/// Resets the kernel's peak-RSS counter of this process (VmHWM), so each run reports its own.
+pub fn reset_hwm() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// VmHWM of this process, KiB.
+pub fn hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A unique suffix for database names, topic prefixes and scratch directories.
+pub fn unique() -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}_{}",
+        std::process::id(),
+        t.as_nanos() % 1_000_000_000_000
+    )
+}
+
+/// A scratch directory, removed by [`Scratch::drop`].
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new() -> anyhow::Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!("sy_bench_{}", unique()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating scratch directory {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn mariadb_server() -> String {
+    std::env::var("BENCH_MARIADB").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+fn postgres_server() -> String {
+    std::env::var("BENCH_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn kafka_brokers() -> String {
+    std::env::var("BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// A fresh database for one run; [`FreshDb::drop_db`] removes it.
+pub struct FreshDb {
+    pub kind: Db,
+    pub url: String,
+    name: String,
+}
+
+impl FreshDb {
+    /// # Errors
+    /// The server is unreachable (the message says which and where) or refuses `CREATE DATABASE`.
+    pub async fn create(kind: Db, dir: &Path) -> anyhow::Result<FreshDb> {
+        let name = format!("sy_bench_{}", unique());
+        let url = match kind {
+            Db::Sqlite => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+            Db::Mariadb => {
+                let admin = format!("{}/mysql", mariadb_server());
+                let mut c = sqlx::MySqlConnection::connect(&admin)
+                    .await
+                    .with_context(|| format!("MariaDB is not reachable at {admin}"))?;
+                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut c)
+                    .await?;
+                format!("{}/{name}", mariadb_server())
+            }
+            Db::Postgres => {
+                let admin = format!("{}/postgres", postgres_server());
+                let mut c = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .with_context(|| format!("PostgreSQL is not reachable at {admin}"))?;
+                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut c)
+                    .await?;
+                format!("{}/{name}", postgres_server())
+            }
+        };
+        Ok(FreshDb { kind, url, name })
+    }
+
+    /// Drops a server database (a SQLite file goes with the scratch directory).
+    pub async fn drop_db(self) {
+        let result: anyhow::Result<()> = async {
+            match self.kind {
+                Db::Sqlite => {}
+                Db::Mariadb => {
+                    let mut c =
+                        sqlx::MySqlConnection::connect(&format!("{}/mysql", mariadb_server()))
+                            .await?;
+                    sqlx::raw_sql(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {}",
+                        self.name
+                    )))
+                    .execute(&mut c)
+                    .await?;
+                }
+                Db::Postgres => {
+                    let mut c =
+                        sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server()))
+                            .await?;
+                    sqlx::raw_sql(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    )))
+                    .execute(&mut c)
+                    .await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            eprintln!("warning: could not drop database {}: {e:#}", self.name);
+        }
+    }
+}
+
+/// The built `task` component (scripts/build-components.sh).
+pub fn component(name: &str) -> anyhow::Result<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../build/components")
+        .join(format!("{name}.wasm"));
+    anyhow::ensure!(
+        path.is_file(),
+        "component {} is missing: run scripts/build-components.sh",
+        path.display()
+    );
+    Ok(path.canonicalize()?)
+}
+
+fn db_name(db: Db) -> &'static str {
+    match db {
+        Db::Sqlite => "sqlite",
+        Db::Mariadb => "mariadb",
+        Db::Postgres => "postgres",
+    }
+}
+
+fn tr_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Embedded => "embedded",
+        Transport::Kafka => "kafka",
+    }
+}
+
+async fn e2e(
+    db: Db,
+    transport: Transport,
+    events: usize,
+    smartflow_events: usize,
+    smartflow: bool,
+) -> anyhow::Result<(Figures, Figures)> {
+    let (d, t) = (db_name(db), tr_name(transport));
+    let mut cmd = format!(
+        "switchyard-bench e2e --db {d} --transport {t} --events {events} --smartflow-events {smartflow_events}"
+    );
+    if !smartflow {
+        cmd.push_str(" --no-smartflow");
+    }
+    let raw = raw::run(
+        db,
+        transport,
+        events,
+        raw::Mode::Batched,
+        &format!("raw limit {d}+{t}"),
+    )
+    .await?;
+    let sy = host::throughput(
+        db,
+        transport,
+        events,
+        host::Mode::Default,
+        &format!("switchyard {d}+{t} task handler"),
+    )
+    .await?;
+    let mut sf = None;
+    if smartflow {
+        let a = host::throughput(
+            db,
+            transport,
+            smartflow_events,
+            host::Mode::SmartFlow,
+            &format!("switchyard, SmartFlow settings {d}+{t}"),
+        )
+        .await?;
+        let b = raw::run(
+            db,
+            transport,
+            smartflow_events,
+            raw::Mode::SmartFlow,
+            &format!("SmartFlow strategy (raw loop) {d}+{t}"),
+        )
+        .await?;
+        sf = Some((a, b));
+    }
+    print_header(&cmd);
+    raw.print(None);
+    sy.print(Some(&raw));
+    if let Some((a, b)) = &sf {
+        a.print(None);
+        b.print(None);
+        let mut vs = sy.clone();
+        vs.name = format!("switchyard {d}+{t} vs SmartFlow strategy");
+        vs.print(Some(b));
+        vs.name = format!("switchyard {d}+{t} vs SmartFlow settings");
+        vs.print(Some(a));
+    }
+    Ok((raw, sy))
+}
+
+async fn latency(db: Db, transport: Transport, rate: u32, secs: u64) -> anyhow::Result<()> {
+    let (d, t) = (db_name(db), tr_name(transport));
+    let cmd =
+        format!("switchyard-bench latency --db {d} --transport {t} --rate {rate} --secs {secs}");
+    let raw = raw::latency(
+        db,
+        transport,
+        rate,
+        secs,
+        &format!("raw loop {d}+{t} @{rate}/s"),
+    )
+    .await?;
+    let sy = host::latency(
+        db,
+        transport,
+        rate,
+        secs,
+        &format!("switchyard {d}+{t} @{rate}/s"),
+    )
+    .await?;
+    print_header(&cmd);
+    raw.print(None);
+    sy.print(Some(&raw));
+    Ok(())
+}
+
+async fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::E2e {
+            db,
+            transport,
+            events,
+            smartflow_events,
+            no_smartflow,
+        } => {
+            e2e(db, transport, events, smartflow_events, !no_smartflow).await?;
+        }
+        Cmd::Latency {
+            db,
+            transport,
+            rate,
+            secs,
+        } => latency(db, transport, rate, secs).await?,
+        Cmd::Handler { db, events } => sandbox::handler(db, events).await?,
+        Cmd::Instantiate { invocations } => sandbox::instantiate(invocations).await?,
+        Cmd::Limits { invocations } => sandbox::limits(invocations).await?,
+        Cmd::Reload { reps } => sandbox::reload(reps).await?,
+        Cmd::All {
+            events,
+            smartflow_events,
+        } => {
+            e2e(
+                Db::Mariadb,
+                Transport::Kafka,
+                events,
+                smartflow_events,
+                true,
+            )
+            .await?;
+            e2e(
+                Db::Mariadb,
+                Transport::Embedded,
+                events,
+                smartflow_events,
+                false,
+            )
+            .await?;
+            e2e(
+                Db::Postgres,
+                Transport::Embedded,
+                events,
+                smartflow_events,
+                false,
+            )
+            .await?;
+            e2e(
+                Db::Postgres,
+                Transport::Kafka,
+                events,
+                smartflow_events,
+                false,
+            )
+            .await?;
+            e2e(
+                Db::Sqlite,
+                Transport::Embedded,
+                events,
+                smartflow_events,
+                false,
+            )
+            .await?;
+            e2e(
+                Db::Sqlite,
+                Transport::Kafka,
+                events,
+                smartflow_events,
+                false,
+            )
+            .await?;
+            latency(Db::Mariadb, Transport::Embedded, 1000, 10).await?;
+            latency(Db::Mariadb, Transport::Kafka, 1000, 10).await?;
+            sandbox::handler(Db::Mariadb, events).await?;
+            sandbox::instantiate(events).await?;
+            sandbox::limits(events).await?;
+            sandbox::reload(5).await?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    capture::install();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(run(cli.cmd))
+}
