@@ -224,17 +224,23 @@ pub async fn latency(
     let mut enqueued = HashMap::with_capacity(total);
     let period = Duration::from_secs_f64(1.0 / rate as f64);
     let started = Instant::now();
+    // Each enqueue is its own task, so a slow commit never lowers the offered rate.
+    let mut inflight = tokio::task::JoinSet::new();
     for k in 1..=total {
         let due = started + period.mul_f64(k as f64);
         tokio::time::sleep_until(due.into()).await;
         let row = outbox.row(NewEvent::new("task.record.requested", task_payload(k)))?;
-        let ids = bh
-            .host
-            .store()
-            .insert(std::slice::from_ref(&row), now())
-            .await?;
-        enqueued.insert(ids[0], Instant::now());
-        outbox.wake("task");
+        let (store, outbox) = (bh.host.store().clone(), outbox.clone());
+        inflight.spawn(async move {
+            let ids = store.insert(std::slice::from_ref(&row), now()).await?;
+            let t = Instant::now();
+            outbox.wake("task");
+            anyhow::Ok((ids[0], t))
+        });
+    }
+    while let Some(r) = inflight.join_next().await {
+        let (id, t) = r??;
+        enqueued.insert(id, t);
     }
     wait_done(total, Duration::from_secs(60)).await?;
     let (lat, last) = latencies(&enqueued);
