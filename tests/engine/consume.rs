@@ -1,9 +1,9 @@
 //! The skeleton's promises: publish → consumed, retries, traps, emits, redelivery, dead rows.
 
 use crate::support::{Harness, Setup, TestDb, component, hash_of};
-use switchyard::engine::EnqueueOn;
 use serde_json::json;
 use switchyard::catalog::Service;
+use switchyard::engine::EnqueueOn;
 use switchyard::transport::Message;
 
 crate::engine_suite!(

@@ -287,7 +287,9 @@ impl Harness {
         payload: &str,
         max_retry: i32,
     ) -> i64 {
-        self.db.insert_raw(table, biz_type, payload, max_retry).await
+        self.db
+            .insert_raw(table, biz_type, payload, max_retry)
+            .await
     }
 
     /// Makes every insert into `table` fail (a trigger), so a transaction that inserts there
