@@ -57,15 +57,24 @@ impl Guest for Component {
         if script.record
             && let Err(e) = state::set(&format!("ran/{}", event.outbox_id), BUILD_TAG.as_bytes())
         {
-            return Outcome::Retry(RetryRequest { reason: e, delay_ms: None });
+            return Outcome::Retry(RetryRequest {
+                reason: e,
+                delay_ms: None,
+            });
         }
         for (k, v) in &script.set {
             if let Err(e) = state::set(k, v.as_bytes()) {
-                return Outcome::Retry(RetryRequest { reason: e, delay_ms: None });
+                return Outcome::Retry(RetryRequest {
+                    reason: e,
+                    delay_ms: None,
+                });
             }
         }
         if let Err(e) = state::set("build", BUILD_TAG.as_bytes()) {
-            return Outcome::Retry(RetryRequest { reason: e, delay_ms: None });
+            return Outcome::Retry(RetryRequest {
+                reason: e,
+                delay_ms: None,
+            });
         }
         for k in &script.incr {
             let current = state::get(k)
@@ -75,7 +84,10 @@ impl Guest for Component {
                 .and_then(|s| s.parse::<i64>().ok())
                 .unwrap_or(0);
             if let Err(e) = state::set(k, (current + 1).to_string().as_bytes()) {
-                return Outcome::Retry(RetryRequest { reason: e, delay_ms: None });
+                return Outcome::Retry(RetryRequest {
+                    reason: e,
+                    delay_ms: None,
+                });
             }
         }
         for e in &script.emit {
@@ -90,10 +102,16 @@ impl Guest for Component {
                 return Outcome::Dead(format!("emit refused: {err}"));
             }
         }
-        log(Level::Info, &format!("probe {} attempt {}", script.action, event.attempt));
+        log(
+            Level::Info,
+            &format!("probe {} attempt {}", script.action, event.attempt),
+        );
         match script.action.as_str() {
             "" | "ack" => Outcome::Ack,
-            "retry" => Outcome::Retry(RetryRequest { reason: script.reason, delay_ms: None }),
+            "retry" => Outcome::Retry(RetryRequest {
+                reason: script.reason,
+                delay_ms: None,
+            }),
             "dead" => Outcome::Dead(script.reason),
             "trap" => panic!("probe asked to trap"),
             "loop" => loop {
