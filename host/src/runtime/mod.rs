@@ -31,6 +31,9 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 /// yields its thread.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Bytes of each pooled memory slot kept resident between instances.
+const KEEP_RESIDENT_BYTES: usize = 4 << 20;
+
 /// Instances alive at once across the host (one per in-flight invocation).
 const POOL_INSTANCES: u32 = 256;
 
@@ -68,7 +71,15 @@ impl Runtime {
             .total_memories(POOL_INSTANCES * 2)
             .total_tables(POOL_INSTANCES * 2)
             .total_stacks(POOL_INSTANCES)
-            .max_memory_size(max_memory_bytes);
+            .max_memory_size(max_memory_bytes)
+            // Reset a slot's dirty pages in place (found with Linux's PAGEMAP_SCAN, where the
+            // kernel has it) instead of decommitting them: a handler dirties a few pages per
+            // event, and page faults + TLB flushes after each decommit dominated the
+            // per-invocation cost (docs/BENCHMARKS.md).
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES / 16)
+            .async_stack_keep_resident(KEEP_RESIDENT_BYTES / 8);
         let mut wasm = wasmtime::Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
