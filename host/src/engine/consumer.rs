@@ -7,7 +7,7 @@
 //! messages to the transport.
 
 use super::Shared;
-use crate::catalog::Service;
+use crate::catalog::{Catalog, Service};
 use crate::envelope;
 use crate::runtime::{EventData, Outcome, StateReader};
 use crate::store::{AppliedBatch, RowOutcome, Store, now};
@@ -91,6 +91,8 @@ async fn handle_batch(
     batch: &[Delivery],
     subscription: &mut dyn Subscription,
 ) {
+    // One routing snapshot for the whole batch (a config reload swaps it between batches).
+    let catalog = shared.catalog.get();
     let mut pending = Vec::with_capacity(batch.len());
     let mut seen = BTreeSet::new();
     for delivery in batch {
@@ -119,7 +121,7 @@ async fn handle_batch(
             .emit();
             continue;
         }
-        if let Ok(route) = shared.catalog.get().route(&env.event_type)
+        if let Ok(route) = catalog.route(&env.event_type)
             && route.service.name != service.name
         {
             let reason = format!(
@@ -180,7 +182,7 @@ async fn handle_batch(
             continue;
         }
         let (outcome, version, micros) =
-            handle_one(shared, service, p, state.retry_count, &reader).await;
+            handle_one(shared, &catalog, service, p, state.retry_count, &reader).await;
         logs.push((
             id,
             p.env.event_type.clone(),
@@ -234,7 +236,7 @@ async fn handle_batch(
         .emit();
     }
     for table in report.emitted.keys() {
-        if let Some(owner) = shared.catalog.get().services().find(|s| &s.table == table) {
+        if let Some(owner) = catalog.services().find(|s| &s.table == table) {
             shared.wakers.wake(&owner.name);
         }
     }
@@ -254,6 +256,7 @@ fn outcome_label(outcome: &RowOutcome) -> &'static str {
 /// Runs one event; returns its row outcome, the component version, and the time taken.
 async fn handle_one(
     shared: &Shared,
+    catalog: &Arc<Catalog>,
     service: &Service,
     p: &Pending<'_>,
     retry_count: i32,
@@ -298,7 +301,7 @@ async fn handle_one(
         .invoke(
             component,
             &route.policy,
-            &shared.catalog.get(),
+            catalog,
             reader.clone(),
             event,
             max_retry,

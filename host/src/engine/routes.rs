@@ -79,6 +79,8 @@ impl RouteTable {
                 )
             })
             .collect();
+        // A file serving several routes is read and hashed once.
+        let mut files: HashMap<PathBuf, (Arc<Vec<u8>>, String)> = HashMap::new();
         let mut entries = HashMap::new();
         for route in &config.routes {
             let path = config.resolve(&route.component);
@@ -93,13 +95,21 @@ impl RouteTable {
                 source,
             };
             let granted = !policy.allowed_hosts.is_empty();
-            let bytes = std::fs::read(&path).map_err(|source| {
-                fail(LoadError::Read {
-                    path: path.clone(),
-                    source,
-                })
-            })?;
-            let hash = crate::runtime::content_hash(&bytes);
+            let (bytes, hash) = match files.get(&path) {
+                Some(file) => file.clone(),
+                None => {
+                    let bytes = std::fs::read(&path).map_err(|source| {
+                        fail(LoadError::Read {
+                            path: path.clone(),
+                            source,
+                        })
+                    })?;
+                    let hash = crate::runtime::content_hash(&bytes);
+                    let file = (Arc::new(bytes), hash);
+                    files.insert(path.clone(), file.clone());
+                    file
+                }
+            };
             let key = (path.clone(), granted, hash);
             let component = match loaded.get(&key) {
                 Some(c) => c.clone(),

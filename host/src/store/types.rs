@@ -153,6 +153,22 @@ pub struct TableStatus {
     pub oldest_pending: Option<Timestamp>,
 }
 
+/// Splits a batch's final state values into upserts and deletes.
+pub fn split_writes<'a>(
+    writes: &BTreeMap<&'a str, Option<&'a [u8]>>,
+) -> (Vec<(&'a str, &'a [u8])>, Vec<&'a str>) {
+    let sets = writes
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        .collect();
+    let deletes = writes
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+    (sets, deletes)
+}
+
 /// Truncates an error text to SmartFlow's 2000-byte `last_error`, on a char boundary.
 pub fn cut_error(reason: &str) -> String {
     const MAX: usize = 2000;

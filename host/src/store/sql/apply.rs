@@ -265,15 +265,7 @@ where
         writes: &BTreeMap<&str, Option<&[u8]>>,
         now: Timestamp,
     ) -> StoreResult<()> {
-        let sets: Vec<(&str, &[u8])> = writes
-            .iter()
-            .filter_map(|(k, v)| v.map(|v| (*k, v)))
-            .collect();
-        let deletes: Vec<&str> = writes
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| *k)
-            .collect();
+        let (sets, deletes) = crate::store::split_writes(writes);
         for chunk in sets.chunks(500) {
             let mut q = QueryBuilder::<D>::new(
                 "INSERT INTO switchyard_state (service, state_key, value, updated_at) ",

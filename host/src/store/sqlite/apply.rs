@@ -193,15 +193,7 @@ async fn write_state(
     writes: &BTreeMap<&str, Option<&[u8]>>,
     now: Timestamp,
 ) -> StoreResult<()> {
-    let sets: Vec<(&str, &[u8])> = writes
-        .iter()
-        .filter_map(|(k, v)| v.map(|v| (*k, v)))
-        .collect();
-    let deletes: Vec<&str> = writes
-        .iter()
-        .filter(|(_, v)| v.is_none())
-        .map(|(k, _)| *k)
-        .collect();
+    let (sets, deletes) = crate::store::split_writes(writes);
     for chunk in sets.chunks(200) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO switchyard_state (service, state_key, value, updated_at) ",

@@ -281,11 +281,7 @@ impl Store for SqliteStore {
             .into_iter()
             .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
             .collect();
-        let sql = format!("SELECT MIN(next_retry_at) FROM {table} WHERE status = 'pending'");
-        let oldest: Option<Timestamp> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("oldest pending"))?;
+        let oldest = self.next_due(table).await?;
         Ok(TableStatus {
             counts,
             oldest_pending: oldest,
