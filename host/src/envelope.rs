@@ -4,6 +4,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+/// SmartFlow's event version for an event that names none (producer, handler emit, or a row
+/// whose wrapper lacks it).
+pub const DEFAULT_EVENT_VERSION: &str = "v1";
+
 /// The `payload` column: `{event_id?, event_type, event_version? ("v1"), aggregate_id?, payload}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Wrapper {
@@ -98,7 +102,7 @@ pub fn encode(outbox_id: i64, service_name: &str, wrapper: &Wrapper) -> Vec<u8> 
             .event_version
             .as_deref()
             .filter(|s| !s.is_empty())
-            .unwrap_or("v1"),
+            .unwrap_or(DEFAULT_EVENT_VERSION),
         service_name,
         aggregate_id: wrapper.aggregate_id.as_deref().unwrap_or(""),
         payload: &wrapper.payload,

@@ -3,7 +3,6 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use switchyard::config::Config;
 use switchyard::{NewEvent, Switchyard};
 
@@ -219,10 +218,15 @@ async fn print_routes(addr: std::net::SocketAddr) {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let grace = Duration::from_millis(config.consumer.shutdown_grace_ms);
     let host = Switchyard::open(config).await?;
     let running = host.start(host.configured_transport().await?).await?;
+    let admin_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(addr) = host.config().admin.listen {
+        switchyard::admin::serve(addr, running.status(), admin_stop.clone()).await?;
+    }
     wait_for_stop(&running).await?;
+    admin_stop.cancel();
+    let grace = running.shutdown_grace();
     tracing::info!("shutting down: finishing in-flight batches");
     if running.shutdown(grace).await {
         tracing::info!("stopped cleanly");

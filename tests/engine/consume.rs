@@ -268,7 +268,11 @@ async fn redeliver(h: &Harness, service: &Service, envelope: &serde_json::Value)
         value: envelope.to_string().into_bytes(),
         event_type: "probe.run".into(),
     };
-    for r in h.transport.publish(service, vec![msg]).await {
+    for r in h
+        .transport
+        .publish(switchyard::engine::channel(service), vec![msg])
+        .await
+    {
         r.unwrap();
     }
 }

@@ -441,7 +441,7 @@ async fn two_replicas_in_one_group_share_the_partitions_and_apply_each_event_onc
     bytes.extend_from_slice(&[0, 8, 7]);
     bytes.extend_from_slice(b"replica");
     std::fs::write(&copy, &bytes).unwrap();
-    let mut config = h.host.config().clone();
+    let mut config = (*h.host.config()).clone();
     for route in &mut config.routes {
         if route.event_type == "probe.run" {
             route.component = copy.clone();

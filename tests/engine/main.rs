@@ -7,6 +7,7 @@
 mod adopt;
 mod cli;
 mod config_errors;
+mod config_reload;
 mod consume;
 mod db_restart;
 mod fleet;

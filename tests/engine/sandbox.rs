@@ -226,7 +226,15 @@ async fn a_route_that_always_fails_is_reported_unhealthy_without_stopping_others
         hostile_routes(data.path())
     );
     let mut h = Harness::start_with(Setup::SQLITE_EMBEDDED, &extra).await;
-    let addr = h.running.as_ref().unwrap().admin_addr().unwrap();
+    // The admin endpoint as the binary wires it (`switchyard run` with `[admin] listen`).
+    let listen = h.host.config().admin.listen.unwrap();
+    let addr = switchyard::admin::serve(
+        listen,
+        h.running.as_ref().unwrap().status(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     let (status, _) = attack(&h, "hostile.run", "recurse", "").await;
     assert_eq!(status, "dead");
     let id = h.publish("probe.run", json!({})).await;

@@ -249,7 +249,11 @@ pub async fn redeliver(
         value: envelope.to_string().into_bytes(),
         event_type: row.biz_type.clone(),
     };
-    for r in h.transport.publish(&svc, vec![msg]).await {
+    for r in h
+        .transport
+        .publish(switchyard::engine::channel(&svc), vec![msg])
+        .await
+    {
         r.unwrap();
     }
     let (event_type, version, payload) = marker;

@@ -7,10 +7,11 @@
 //! messages to the transport.
 
 use super::Shared;
+use super::outbox::{EnqueueError, row_for};
 use crate::catalog::{Catalog, Service};
 use crate::envelope;
-use crate::runtime::{EventData, Outcome, StateReader};
-use crate::store::{AppliedBatch, RowOutcome, Store, now};
+use crate::runtime::{self, EventData, Outcome, StateReader};
+use crate::store::{self, AppliedBatch, RowOutcome, Store, now};
 use crate::telemetry::{EventHandled, LoopError, MessageSkipped};
 use crate::transport::{Delivery, Subscription};
 use async_trait::async_trait;
@@ -28,8 +29,8 @@ pub(super) async fn run(
     mut subscription: Box<dyn Subscription>,
     stop: CancellationToken,
 ) {
-    let max = shared.config.consumer.batch_size as usize;
     loop {
+        let max = shared.config.get().consumer.batch_size as usize;
         let batch = tokio::select! {
             b = subscription.next_batch(max) => b,
             _ = stop.cancelled() => return,
@@ -91,8 +92,11 @@ async fn handle_batch(
     batch: &[Delivery],
     subscription: &mut dyn Subscription,
 ) {
-    // One routing snapshot for the whole batch (a config reload swaps it between batches).
+    // One routing and config snapshot for the whole batch (a config reload swaps them between
+    // batches).
     let catalog = shared.catalog.get();
+    let config = shared.config.get();
+    let max_attempts = config.retry.max_attempts as i32;
     let mut pending = Vec::with_capacity(batch.len());
     let mut seen = BTreeSet::new();
     for delivery in batch {
@@ -181,8 +185,16 @@ async fn handle_batch(
             // Already applied (or dead): acknowledge without running anything again.
             continue;
         }
-        let (outcome, version, micros) =
-            handle_one(shared, &catalog, service, p, state.retry_count, &reader).await;
+        let (outcome, version, micros) = handle_one(
+            shared,
+            &catalog,
+            service,
+            p,
+            state.retry_count,
+            &reader,
+            max_attempts,
+        )
+        .await;
         logs.push((
             id,
             p.env.event_type.clone(),
@@ -202,7 +214,7 @@ async fn handle_batch(
     let report = loop {
         match shared
             .store
-            .apply(&service.table, &applied, &shared.backoff, now())
+            .apply(&service.table, &applied, &super::backoff(&config), now())
             .await
         {
             Ok(r) => break r,
@@ -261,6 +273,7 @@ async fn handle_one(
     p: &Pending<'_>,
     retry_count: i32,
     reader: &Arc<BatchState>,
+    max_attempts: i32,
 ) -> (RowOutcome, String, u128) {
     let env = &p.env;
     if env.event_type.trim().is_empty() {
@@ -294,31 +307,28 @@ async fn handle_one(
         payload,
         attempt: u32::try_from(retry_count).unwrap_or(0).saturating_add(1),
     };
-    let max_retry = shared.config.retry.max_attempts as i32;
     let component = &route.component;
     let out = shared
         .runtime
-        .invoke(
-            component,
-            &route.policy,
-            catalog,
-            reader.clone(),
-            event,
-            max_retry,
-        )
+        .invoke(component, &route.policy, catalog, reader.clone(), event)
         .await;
     let micros = out.elapsed.as_micros();
     let outcome = match out.outcome {
-        Outcome::Ack => {
-            let mut overlay = reader.overlay.lock().unwrap_or_else(|p| p.into_inner());
-            for (k, v) in &out.effects.writes {
-                overlay.insert(k.clone(), v.clone());
+        Outcome::Ack => match stored_effects(catalog, out.effects, max_attempts) {
+            Ok(effects) => {
+                let mut overlay = reader.overlay.lock().unwrap_or_else(|p| p.into_inner());
+                for (k, v) in &effects.writes {
+                    overlay.insert(k.clone(), v.clone());
+                }
+                RowOutcome::Consumed {
+                    version: component.hash.clone(),
+                    effects,
+                }
             }
-            RowOutcome::Consumed {
-                version: component.hash.clone(),
-                effects: out.effects,
-            }
-        }
+            Err(e) => RowOutcome::Failed {
+                reason: format!("an emitted event cannot be stored: {e}"),
+            },
+        },
         Outcome::Retry { reason } => RowOutcome::Failed { reason },
         Outcome::Dead { reason } => RowOutcome::Dead { reason },
     };
@@ -330,4 +340,22 @@ async fn handle_one(
         .health
         .record(&service.name, &env.event_type, failure);
     (outcome, component.hash.clone(), micros)
+}
+
+/// What the store commits for an acked invocation: its state writes, and each emit routed to
+/// its owner's table exactly as a producer's event would be ([`row_for`]).
+fn stored_effects(
+    catalog: &Catalog,
+    effects: runtime::Effects,
+    max_attempts: i32,
+) -> Result<store::Effects, EnqueueError> {
+    let emits = effects
+        .emits
+        .into_iter()
+        .map(|emit| row_for(catalog, emit.into(), max_attempts))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(store::Effects {
+        writes: effects.state_writes,
+        emits,
+    })
 }

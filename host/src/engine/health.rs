@@ -7,6 +7,7 @@ use crate::telemetry::{RouteRecovered, RouteUnhealthy};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -21,14 +22,15 @@ pub struct RouteHealthView {
 }
 
 pub struct RouteHealth {
-    window: Duration,
+    /// Milliseconds; a config reload may change it.
+    window_ms: AtomicU64,
     routes: Mutex<HashMap<String, (RouteHealthView, Option<SystemTime>)>>,
 }
 
 impl RouteHealth {
     pub fn new(window: Duration) -> RouteHealth {
         RouteHealth {
-            window,
+            window_ms: AtomicU64::new(window.as_millis() as u64),
             routes: Mutex::new(HashMap::new()),
         }
     }
@@ -59,7 +61,7 @@ impl RouteHealth {
                     .map(|d| d.as_millis() as u64);
                 view.last_failure = Some(reason.to_owned());
                 let failing_for = now.duration_since(start).unwrap_or_default();
-                if !view.unhealthy && failing_for >= self.window {
+                if !view.unhealthy && failing_for >= self.window() {
                     view.unhealthy = true;
                     RouteUnhealthy {
                         service,
@@ -71,6 +73,17 @@ impl RouteHealth {
                 }
             }
         }
+    }
+
+    /// How long a route must fail every invocation before it is reported unhealthy.
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms.load(Ordering::Relaxed))
+    }
+
+    /// Applies a reloaded `limits.unhealthy_after_ms`.
+    pub fn set_window(&self, window: Duration) {
+        self.window_ms
+            .store(window.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn view(&self, event_type: &str) -> RouteHealthView {

@@ -17,12 +17,12 @@ pub use outbox::{EnqueueError, EnqueueOn, NewEvent, Outbox, Ticket, Wakers};
 pub use routes::{RouteLoadError, RouteTable};
 
 use crate::catalog::{Catalog, CatalogCell, Service};
-use crate::config::{Config, TransportConfig};
+use crate::config::{Config, ConfigCell, TransportConfig};
 use crate::runtime::Runtime;
 use crate::store::{self, Backoff, Store, TableStatus, now};
-use crate::transport::Transport;
 use crate::transport::embedded::EmbeddedTransport;
 use crate::transport::kafka::KafkaTransport;
+use crate::transport::{Channel, Transport};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,20 +31,29 @@ use tokio_util::sync::CancellationToken;
 
 /// What relays and consumers share.
 pub(crate) struct Shared {
-    pub config: Config,
+    /// The live config: a config reload swaps it (see `reload::apply_config` for which keys
+    /// apply live and which are refused until a restart).
+    pub config: ConfigCell,
     pub catalog: CatalogCell,
     pub store: Arc<dyn Store>,
     pub transport: Arc<dyn Transport>,
     pub runtime: Runtime,
     pub routes: RouteTable,
     pub wakers: Arc<Wakers>,
-    pub backoff: Backoff,
     pub health: health::RouteHealth,
+}
+
+/// The failed-attempt delays of `[retry]`.
+pub(crate) fn backoff(config: &Config) -> Backoff {
+    Backoff {
+        base: Duration::from_millis(config.retry.backoff_base_ms),
+        max: Duration::from_millis(config.retry.backoff_max_ms),
+    }
 }
 
 /// A configured host: database and routing, not yet running.
 pub struct Switchyard {
-    config: Config,
+    config: ConfigCell,
     catalog: CatalogCell,
     store: Arc<dyn Store>,
     wakers: Arc<Wakers>,
@@ -64,7 +73,7 @@ impl Switchyard {
         let wakers = Arc::new(Wakers::new(&catalog));
         let catalog = CatalogCell::new(catalog);
         Ok(Switchyard {
-            config,
+            config: ConfigCell::new(config),
             catalog,
             store,
             wakers,
@@ -90,16 +99,17 @@ impl Switchyard {
         &self.store
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The current config (a snapshot; a config reload of the running host swaps it).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.get()
     }
 
     /// The producer API bound to this host's routing and relay wake-ups.
     pub fn outbox(&self) -> Outbox {
         Outbox::new(
             self.catalog.clone(),
+            self.config.clone(),
             self.wakers.clone(),
-            self.config.retry.max_attempts as i32,
         )
     }
 
@@ -133,12 +143,15 @@ impl Switchyard {
     /// # Errors
     /// Kafka settings librdkafka refuses, or a topic that cannot be created or never appears.
     pub async fn configured_transport(&self) -> anyhow::Result<Arc<dyn Transport>> {
-        Ok(match &self.config.transport {
+        Ok(match &self.config.get().transport {
             TransportConfig::Embedded => Arc::new(EmbeddedTransport::new()),
             TransportConfig::Kafka(kafka) => Arc::new(
-                KafkaTransport::connect(kafka, self.catalog.get().services())
-                    .await
-                    .with_context(|| format!("connecting to Kafka at {}", kafka.brokers))?,
+                KafkaTransport::connect(
+                    kafka,
+                    self.catalog.get().services().map(|s| s.topic.as_str()),
+                )
+                .await
+                .with_context(|| format!("connecting to Kafka at {}", kafka.brokers))?,
             ),
         })
     }
@@ -150,8 +163,9 @@ impl Switchyard {
     /// A component that fails to load (naming event type, service and file), a migration or
     /// transport failure.
     pub async fn start(&self, transport: Arc<dyn Transport>) -> anyhow::Result<Running> {
-        let runtime = Runtime::new(&self.config).context("starting the WebAssembly runtime")?;
-        let routes = RouteTable::load(&runtime, &self.config, &self.catalog.get())?;
+        let config = self.config.get();
+        let runtime = Runtime::new(&config).context("starting the WebAssembly runtime")?;
+        let routes = RouteTable::load(&runtime, &config, &self.catalog.get())?;
         self.migrate().await?;
         let hosting = self.store.acquire_host().await?;
         // On a shared database, `published` rows may be in flight in another host's memory:
@@ -172,22 +186,21 @@ impl Switchyard {
             routes,
             wakers: self.wakers.clone(),
             health: health::RouteHealth::new(Duration::from_millis(
-                self.config.limits.unhealthy_after_ms,
+                config.limits.unhealthy_after_ms,
             )),
-            backoff: Backoff {
-                base: Duration::from_millis(self.config.retry.backoff_base_ms),
-                max: Duration::from_millis(self.config.retry.backoff_max_ms),
-            },
         });
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         for service in self.catalog.get().services() {
-            let subscription = transport.subscribe(service).await.with_context(|| {
-                format!(
-                    "subscribing to {} for service {}",
-                    service.topic, service.name
-                )
-            })?;
+            let subscription = transport
+                .subscribe(channel(service))
+                .await
+                .with_context(|| {
+                    format!(
+                        "subscribing to {} for service {}",
+                        service.topic, service.name
+                    )
+                })?;
             tasks.spawn(consumer::run(
                 shared.clone(),
                 service.clone(),
@@ -202,17 +215,11 @@ impl Switchyard {
                 stop.child_token(),
             ));
         }
-        if self.config.reload.watch {
+        if config.reload.watch {
             let watch =
                 reload::Watch::start(&shared).context("watching component files for hot reload")?;
             tasks.spawn(reload::run(shared.clone(), watch, stop.child_token()));
         }
-        let admin_addr = match self.config.admin.listen {
-            Some(addr) => Some(
-                crate::admin::serve(addr, StatusHandle(shared.clone()), stop.child_token()).await?,
-            ),
-            None => None,
-        };
         tracing::info!(
             services = self.catalog.get().services().count(),
             routes = shared.routes.snapshot().len(),
@@ -222,8 +229,16 @@ impl Switchyard {
             shared,
             stop,
             tasks,
-            admin_addr,
         })
+    }
+}
+
+/// The names a transport needs for a service's traffic.
+pub fn channel(service: &Service) -> Channel<'_> {
+    Channel {
+        service: &service.name,
+        topic: &service.topic,
+        group: &service.group,
     }
 }
 
@@ -242,7 +257,8 @@ pub struct RouteStatus {
     pub health: health::RouteHealthView,
 }
 
-/// A read-only view of a running host, for the admin endpoint.
+/// A read-only view of a running host, for the admin endpoint (`admin::serve`, wired by the
+/// binary: the engine never starts it).
 #[derive(Clone)]
 pub struct StatusHandle(Arc<Shared>);
 
@@ -280,16 +296,18 @@ pub struct Running {
     shared: Arc<Shared>,
     stop: CancellationToken,
     tasks: JoinSet<()>,
-    admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl Running {
-    /// Where the admin endpoint listens (with the real port when configured as port 0).
-    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
-        self.admin_addr
+    /// How long in-flight batches may take at shutdown (`[consumer] shutdown_grace_ms` of the
+    /// current config).
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shared.config.get().consumer.shutdown_grace_ms)
     }
 
-    /// Re-reads the config file and applies its routes and limits (what SIGHUP does).
+    /// Re-reads the config file and applies it (what SIGHUP does): routes, limits, `[retry]`,
+    /// `[relay]`, `[consumer]` and `hold_key_order` apply live; a change to a key that needs a
+    /// restart refuses the whole reload, naming the key.
     ///
     /// # Errors
     /// Why the new config was refused; the running one is kept.

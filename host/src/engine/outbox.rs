@@ -15,7 +15,9 @@
 //! ```
 
 use crate::catalog::{Catalog, CatalogCell, Unrouted};
-use crate::envelope::Wrapper;
+use crate::config::ConfigCell;
+use crate::envelope::{DEFAULT_EVENT_VERSION, Wrapper};
+use crate::runtime::Emit;
 use crate::store::{NewRow, StoreError, Timestamp, mysql, now, postgres, sqlite};
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -33,6 +35,20 @@ pub struct NewEvent {
     pub aggregate_id: String,
     pub message_key: String,
     pub payload: serde_json::Value,
+}
+
+/// A handler's emit is enqueued like a producer's event (it has no event id of its own).
+impl From<Emit> for NewEvent {
+    fn from(emit: Emit) -> NewEvent {
+        NewEvent {
+            event_type: emit.event_type,
+            event_version: emit.event_version,
+            event_id: String::new(),
+            aggregate_id: emit.aggregate_id,
+            message_key: emit.message_key,
+            payload: emit.payload,
+        }
+    }
 }
 
 impl NewEvent {
@@ -118,56 +134,70 @@ impl Ticket {
     }
 }
 
+/// The one way an event becomes an outbox row, for a producer's [`NewEvent`] and a handler's
+/// emit alike: its owner's table and topic, SmartFlow's wrapper, `v1` when no version is given.
+///
+/// # Errors
+/// [`EnqueueError::Unrouted`] when no service owns the event type (never a default table);
+/// [`EnqueueError::EmptyPayload`] for a `null` payload.
+pub fn row_for(
+    catalog: &Catalog,
+    event: NewEvent,
+    max_attempts: i32,
+) -> Result<NewRow, EnqueueError> {
+    let route = catalog.route(&event.event_type)?;
+    if event.payload.is_null() {
+        return Err(EnqueueError::EmptyPayload {
+            event_type: event.event_type,
+        });
+    }
+    let service = &route.service;
+    let wrapper = Wrapper {
+        event_id: Some(event.event_id).filter(|s| !s.is_empty()),
+        event_type: event.event_type.clone(),
+        event_version: Some(if event.event_version.is_empty() {
+            DEFAULT_EVENT_VERSION.to_owned()
+        } else {
+            event.event_version
+        }),
+        aggregate_id: Some(event.aggregate_id).filter(|s| !s.is_empty()),
+        payload: event.payload,
+    };
+    Ok(NewRow {
+        table: service.table.clone(),
+        biz_type: event.event_type,
+        service_name: service.name.clone(),
+        topic: service.topic.clone(),
+        message_key: event.message_key,
+        payload: wrapper.to_json(),
+        max_retry: max_attempts,
+    })
+}
+
 /// Routes events to their owner's table and writes them as `pending` rows.
 #[derive(Clone)]
 pub struct Outbox {
     catalog: CatalogCell,
+    config: ConfigCell,
     wakers: Arc<Wakers>,
-    max_retry: i32,
 }
 
 impl Outbox {
-    pub fn new(catalog: CatalogCell, wakers: Arc<Wakers>, max_retry: i32) -> Outbox {
+    pub fn new(catalog: CatalogCell, config: ConfigCell, wakers: Arc<Wakers>) -> Outbox {
         Outbox {
             catalog,
+            config,
             wakers,
-            max_retry,
         }
     }
 
-    /// Builds the row for an event: its owner's table and topic, SmartFlow's wrapper.
+    /// Builds the row for an event with the current routing (see [`row_for`]).
     ///
     /// # Errors
     /// [`EnqueueError::Unrouted`] when no service owns the event type (never a default table).
     pub fn row(&self, event: NewEvent) -> Result<NewRow, EnqueueError> {
-        let catalog = self.catalog.get();
-        let route = catalog.route(&event.event_type)?;
-        if event.payload.is_null() {
-            return Err(EnqueueError::EmptyPayload {
-                event_type: event.event_type,
-            });
-        }
-        let service = &route.service;
-        let wrapper = Wrapper {
-            event_id: Some(event.event_id).filter(|s| !s.is_empty()),
-            event_type: event.event_type.clone(),
-            event_version: Some(if event.event_version.is_empty() {
-                "v1".into()
-            } else {
-                event.event_version
-            }),
-            aggregate_id: Some(event.aggregate_id).filter(|s| !s.is_empty()),
-            payload: event.payload,
-        };
-        Ok(NewRow {
-            table: service.table.clone(),
-            biz_type: event.event_type,
-            service_name: service.name.clone(),
-            topic: service.topic.clone(),
-            message_key: event.message_key,
-            payload: wrapper.to_json(),
-            max_retry: self.max_retry,
-        })
+        let max_attempts = self.config.get().retry.max_attempts as i32;
+        row_for(&self.catalog.get(), event, max_attempts)
     }
 
     /// Inserts the event as a `pending` row on the caller's connection or transaction (SQLite,

@@ -25,13 +25,15 @@ pub(super) async fn run(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    let poll = Duration::from_millis(shared.config.relay.poll_interval_ms);
-    let visibility = Duration::from_millis(shared.config.relay.visibility_timeout_ms);
     let mut last_sweep = Instant::now();
     loop {
         if stop.is_cancelled() {
             return;
         }
+        // Read every round: a config reload may change them.
+        let config = shared.config.get();
+        let poll = Duration::from_millis(config.relay.poll_interval_ms);
+        let visibility = Duration::from_millis(config.relay.visibility_timeout_ms);
         if last_sweep.elapsed() >= visibility / 2 {
             last_sweep = Instant::now();
             let t = now();
@@ -92,9 +94,9 @@ fn until(t: Timestamp) -> Duration {
 
 /// One claim → publish → mark round. Returns whether the claim was full (more may be due).
 async fn relay_once(shared: &Shared, service: &Service) -> anyhow::Result<bool> {
-    let limit = shared.config.relay.batch_size;
-    let hold_keys = shared
-        .config
+    let config = shared.config.get();
+    let limit = config.relay.batch_size;
+    let hold_keys = config
         .services
         .get(&service.name)
         .is_some_and(|s| s.hold_key_order);
@@ -129,7 +131,10 @@ async fn relay_once(shared: &Shared, service: &Service) -> anyhow::Result<bool> 
             Err(e) => failures.push((row.id, format!("payload wrapper rejected: {e}"))),
         }
     }
-    let results = shared.transport.publish(service, messages).await;
+    let results = shared
+        .transport
+        .publish(super::channel(service), messages)
+        .await;
     let mut published = Vec::with_capacity(ids.len());
     for (id, result) in ids.into_iter().zip(results) {
         match result {
@@ -140,7 +145,7 @@ async fn relay_once(shared: &Shared, service: &Service) -> anyhow::Result<bool> 
     let t = now();
     shared
         .store
-        .fail_attempts(&service.table, &failures, &shared.backoff, t)
+        .fail_attempts(&service.table, &failures, &super::backoff(&config), t)
         .await?;
     RelayBatchPublished {
         service: &service.name,

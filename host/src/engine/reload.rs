@@ -65,13 +65,13 @@ pub(super) async fn run(shared: Arc<Shared>, watch: Watch, stop: CancellationTok
         events: mut rx,
         mut watched,
     } = watch;
-    let debounce = Duration::from_millis(shared.config.reload.debounce_ms);
     let mut due: HashMap<PathBuf, Instant> = HashMap::new();
     loop {
         let next = due.values().min().copied();
         tokio::select! {
             path = rx.recv() => match path {
                 Some(path) if !is_temp_file(&path) => {
+                    let debounce = Duration::from_millis(shared.config.get().reload.debounce_ms);
                     due.insert(normalize(&path), Instant::now() + debounce);
                 }
                 Some(_) => {}
@@ -82,7 +82,7 @@ pub(super) async fn run(shared: Arc<Shared>, watch: Watch, stop: CancellationTok
                 let ready: Vec<PathBuf> = due.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
                 for path in ready {
                     due.remove(&path);
-                    if shared.config.source.as_deref().map(normalize).as_deref() == Some(path.as_path()) {
+                    if shared.config.get().source.as_deref().map(normalize).as_deref() == Some(path.as_path()) {
                         // Refusals are logged and counted inside.
                         let _ = reload_config(&shared).await;
                         watch_dirs(&shared, &mut watcher, &mut watched);
@@ -105,6 +105,7 @@ async fn sleep_until(t: Option<Instant>) {
 
 /// Watches the directory of every component, the config file's directory and `watch_dirs`.
 fn watch_dirs(shared: &Shared, watcher: &mut impl Watcher, watched: &mut HashSet<PathBuf>) {
+    let config = shared.config.get();
     let mut dirs: Vec<PathBuf> = shared
         .routes
         .paths()
@@ -112,14 +113,13 @@ fn watch_dirs(shared: &Shared, watcher: &mut impl Watcher, watched: &mut HashSet
         .filter_map(|p| p.parent().map(normalize))
         .collect();
     dirs.extend(
-        shared
-            .config
+        config
             .reload
             .watch_dirs
             .iter()
-            .map(|d| normalize(&shared.config.resolve(d))),
+            .map(|d| normalize(&config.resolve(d))),
     );
-    if let Some(source) = &shared.config.source {
+    if let Some(source) = &config.source {
         dirs.extend(source.parent().map(normalize));
     }
     for dir in dirs {
@@ -266,14 +266,16 @@ pub(super) async fn reload_component(shared: &Arc<Shared>, path: &Path) -> bool 
     swapped_any
 }
 
-/// Re-reads the config file and applies its routes and limits, validated exactly as at
-/// start-up. Anything invalid, or a change that needs a restart, is refused and the running
-/// config kept.
+/// Re-reads the config file and applies it, validated exactly as at start-up. Routes, limits,
+/// grants, `[retry]`, `[relay]`, `[consumer]`, `hold_key_order` and `[reload]`'s debounce and
+/// watch_dirs apply live (each loop reads the config cell per round or batch). Anything
+/// invalid, or a change to a key that needs a restart ([`keys_needing_restart`]), refuses the
+/// whole reload and keeps the running config.
 ///
 /// # Errors
 /// The reason the new config was refused.
 pub(super) async fn reload_config(shared: &Arc<Shared>) -> Result<usize, String> {
-    let Some(path) = shared.config.source.clone() else {
+    let Some(path) = shared.config.get().source.clone() else {
         return Err("this host was not started from a config file".into());
     };
     let result = apply_config(shared, &path).await;
@@ -296,29 +298,88 @@ async fn apply_config(shared: &Arc<Shared>, path: &Path) -> Result<usize, String
     let config = Config::load(path).map_err(|e| e.to_string())?;
     shared.runtime.accepts(&config)?;
     let catalog = Catalog::from_config(&config).map_err(|e| e.to_string())?;
-    let current = shared.catalog.get();
-    let services = |c: &Catalog| c.services().map(|s| (**s).clone()).collect::<Vec<_>>();
-    if services(&catalog) != services(&current) {
-        return Err(
-            "the set of services or their table/topic/group changed: restart to apply \
-                    (a new service needs its table, relay and consumer)"
-                .into(),
-        );
+    let restart = keys_needing_restart(
+        &shared.config.get(),
+        &config,
+        &shared.catalog.get(),
+        &catalog,
+    );
+    if !restart.is_empty() {
+        return Err(format!(
+            "{} changed: restart to apply (the running host keeps its config)",
+            restart.join(", ")
+        ));
     }
     let s = shared.clone();
     let entries = tokio::task::spawn_blocking(move || {
         let current = s.routes.entries();
-        RouteTable::build(&s.runtime, &config, &catalog, &current).map(|e| (e, catalog))
+        RouteTable::build(&s.runtime, &config, &catalog, &current).map(|e| (e, catalog, config))
     })
     .await
     .map_err(|e| format!("reload task failed: {e}"))?
     .map_err(|e| e.to_string())?;
-    let (entries, catalog) = entries;
+    let (entries, catalog, config) = entries;
     let count = entries.len();
     // Catalog first: a route is never served before its event type is routed.
     shared.catalog.set(Arc::new(catalog));
     shared.routes.replace_all(entries);
+    shared
+        .health
+        .set_window(Duration::from_millis(config.limits.unhealthy_after_ms));
+    shared.config.set(config);
     Ok(count)
+}
+
+/// The keys of `new` that differ from the running config and cannot apply without a restart:
+/// what the host opened or bound at start (database, transport, admin listener, compile cache,
+/// the watcher) and every service's wiring (a new service needs its table, relay and consumer;
+/// a renamed table or topic would strand rows).
+fn keys_needing_restart(
+    old: &Config,
+    new: &Config,
+    old_catalog: &Catalog,
+    new_catalog: &Catalog,
+) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut differs = |changed: bool, key: &str| {
+        if changed {
+            keys.push(key.to_owned());
+        }
+    };
+    differs(old.database_url != new.database_url, "database_url");
+    differs(old.transport != new.transport, "[transport]");
+    differs(old.naming != new.naming, "naming.prefix");
+    differs(old.admin != new.admin, "admin.listen");
+    differs(old.reload.watch != new.reload.watch, "reload.watch");
+    differs(old.reload.cache != new.reload.cache, "reload.cache");
+    differs(
+        old.reload.cache_dir != new.reload.cache_dir,
+        "reload.cache_dir",
+    );
+    for name in old_catalog
+        .services()
+        .chain(new_catalog.services())
+        .map(|s| s.name.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        match (old_catalog.service(name), new_catalog.service(name)) {
+            (Some(_), None) => keys.push(format!("services.{name} (removed)")),
+            (None, Some(_)) => keys.push(format!("services.{name} (added)")),
+            (Some(a), Some(b)) => {
+                for (field, x, y) in [
+                    ("table", &a.table, &b.table),
+                    ("topic", &a.topic, &b.topic),
+                    ("group", &a.group, &b.group),
+                ] {
+                    if x != y {
+                        keys.push(format!("services.{name}.{field}"));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    keys
 }
 
 #[cfg(test)]

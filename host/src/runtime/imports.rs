@@ -3,8 +3,8 @@
 //! invocation's buffer, which the engine commits for an `ack` and drops otherwise.
 
 use super::bindings::switchyard::handler::{emit, log, state, types};
+use super::effects::Emit;
 use super::invocation::Invocation;
-use crate::store::NewRow;
 
 /// Longest state key, bytes.
 const MAX_KEY_BYTES: usize = 512;
@@ -14,7 +14,13 @@ impl types::Host for Invocation {}
 impl state::Host for Invocation {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
         // Own writes first (latest wins), then what the engine says is visible.
-        if let Some((_, v)) = self.effects.writes.iter().rev().find(|(k, _)| *k == key) {
+        if let Some((_, v)) = self
+            .effects
+            .state_writes
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+        {
             return Ok(Ok(v.clone()));
         }
         Ok(self.reader.get(&self.service, &key).await)
@@ -31,7 +37,7 @@ impl state::Host for Invocation {
                 self.policy.limits.max_value_bytes
             )));
         }
-        self.effects.writes.push((key, Some(value)));
+        self.effects.state_writes.push((key, Some(value)));
         Ok(Ok(()))
     }
 
@@ -39,7 +45,7 @@ impl state::Host for Invocation {
         if let Err(e) = self.check_key(&key) {
             return Ok(Err(e));
         }
-        self.effects.writes.push((key, None));
+        self.effects.state_writes.push((key, None));
         Ok(Ok(()))
     }
 }
@@ -64,10 +70,10 @@ impl emit::Host for Invocation {
                 self.policy.limits.max_emits
             )));
         }
-        let route = match self.catalog.route(&event.event_type) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
+        // Refused here, while the guest can still see the error, rather than at commit.
+        if let Err(e) = self.catalog.route(&event.event_type) {
+            return Ok(Err(e.to_string()));
+        }
         if event.payload.len() > self.policy.limits.max_value_bytes {
             return Ok(Err(format!(
                 "payload of {} is {} bytes, limit is {} bytes",
@@ -85,27 +91,19 @@ impl emit::Host for Invocation {
                 )));
             }
         };
-        let version = if event.event_version.is_empty() {
-            "v1".to_owned()
-        } else {
-            event.event_version
-        };
-        let wrapper = crate::envelope::Wrapper {
-            event_id: None,
-            event_type: event.event_type.clone(),
-            event_version: Some(version),
-            aggregate_id: Some(event.aggregate_id),
-            payload,
-        };
-        let service = &route.service;
-        self.effects.emits.push(NewRow {
-            table: service.table.clone(),
-            biz_type: event.event_type,
-            service_name: service.name.clone(),
-            topic: service.topic.clone(),
+        if payload.is_null() {
+            return Ok(Err(format!(
+                "payload of {} is empty: SmartFlow rejects an event without one",
+                event.event_type
+            )));
+        }
+        // Routed to its owner's table by the engine, exactly like a producer's event.
+        self.effects.emits.push(Emit {
+            event_type: event.event_type,
+            event_version: event.event_version,
+            aggregate_id: event.aggregate_id,
             message_key: event.message_key,
-            payload: wrapper.to_json(),
-            max_retry: self.max_retry,
+            payload,
         });
         Ok(Ok(()))
     }

@@ -7,11 +7,11 @@
 //! guest does, the outcome is data: a trap or a limit becomes a `Retry` with the reason.
 
 use super::bindings::switchyard::handler::types;
+use super::effects::Effects;
 use super::loader::LoadedComponent;
 use super::output::CappedOutput;
 use super::policy::Policy;
 use crate::catalog::Catalog;
-use crate::store::Effects;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,7 +139,6 @@ pub struct Invocation {
     pub(super) version: String,
     pub(super) catalog: Arc<Catalog>,
     pub(super) reader: Arc<dyn StateReader>,
-    pub(super) max_retry: i32,
     pub(super) effects: Effects,
     pub(super) log_bytes: usize,
     pub(super) log_dropped: usize,
@@ -178,7 +177,6 @@ pub(super) async fn run(
     catalog: &Arc<Catalog>,
     reader: Arc<dyn StateReader>,
     event: EventData,
-    max_retry: i32,
     fuel_enabled: bool,
 ) -> InvocationOutput {
     let started = Instant::now();
@@ -212,7 +210,6 @@ pub(super) async fn run(
         version: component.short_hash().to_owned(),
         catalog: catalog.clone(),
         reader,
-        max_retry,
         effects: Effects::default(),
         log_bytes: 0,
         log_dropped: 0,

@@ -7,6 +7,7 @@
 //! only through the [`StateReader`] the engine hands it.
 
 mod bindings;
+mod effects;
 mod imports;
 mod invocation;
 mod loader;
@@ -15,6 +16,7 @@ mod output;
 mod policy;
 
 pub use bindings::CONTRACT;
+pub use effects::{Effects, Emit, StateWrite};
 pub use invocation::{EventData, Invocation, InvocationOutput, Outcome, StateReader};
 pub use loader::{LoadError, LoadedComponent, content_hash};
 pub use policy::Policy;
@@ -215,7 +217,6 @@ impl Runtime {
         catalog: &Arc<Catalog>,
         reader: Arc<dyn StateReader>,
         event: EventData,
-        max_retry: i32,
     ) -> InvocationOutput {
         invocation::run(
             &self.engine,
@@ -224,7 +225,6 @@ impl Runtime {
             catalog,
             reader,
             event,
-            max_retry,
             self.fuel_enabled,
         )
         .await

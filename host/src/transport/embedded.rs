@@ -4,8 +4,7 @@
 //! waits instead of filling memory. Volatile: what is queued dies with the process, which is
 //! why the engine republishes `published` rows at start when this transport is in use.
 
-use super::{Delivery, Message, Subscription, Transport, TransportError};
-use crate::catalog::Service;
+use super::{Channel, Delivery, Message, Subscription, Transport, TransportError};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,26 +47,26 @@ impl EmbeddedTransport {
 impl Transport for EmbeddedTransport {
     async fn publish(
         &self,
-        service: &Service,
+        channel: Channel<'_>,
         messages: Vec<Message>,
     ) -> Vec<Result<(), TransportError>> {
         let mut results = Vec::with_capacity(messages.len());
         for m in messages {
-            let (tx, offset) = self.with_queue(&service.name, |q| {
+            let (tx, offset) = self.with_queue(channel.service, |q| {
                 q.next_offset += 1;
                 (q.tx.clone(), q.next_offset)
             });
             let delivery = Delivery {
                 key: m.key,
                 value: m.value,
-                origin: format!("embedded:{}#{offset}", service.name),
+                origin: format!("embedded:{}#{offset}", channel.service),
                 position: (0, offset),
             };
             results.push(
                 tx.send(delivery)
                     .await
                     .map_err(|_| TransportError::Publish {
-                        topic: service.topic.clone(),
+                        topic: channel.topic.to_owned(),
                         reason: "the consumer has shut down".into(),
                     }),
             );
@@ -75,10 +74,13 @@ impl Transport for EmbeddedTransport {
         results
     }
 
-    async fn subscribe(&self, service: &Service) -> Result<Box<dyn Subscription>, TransportError> {
+    async fn subscribe(
+        &self,
+        channel: Channel<'_>,
+    ) -> Result<Box<dyn Subscription>, TransportError> {
         let rx = self
-            .with_queue(&service.name, |q| q.rx.take())
-            .ok_or_else(|| TransportError::AlreadySubscribed(service.name.clone()))?;
+            .with_queue(channel.service, |q| q.rx.take())
+            .ok_or_else(|| TransportError::AlreadySubscribed(channel.service.to_owned()))?;
         Ok(Box::new(EmbeddedSubscription { rx }))
     }
 

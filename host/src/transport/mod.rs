@@ -7,8 +7,19 @@
 pub mod embedded;
 pub mod kafka;
 
-use crate::catalog::Service;
 use async_trait::async_trait;
+
+/// The names a transport needs for one service's traffic; nothing of routes, tables or
+/// config. The engine derives it from the catalog.
+#[derive(Debug, Clone, Copy)]
+pub struct Channel<'a> {
+    /// The owning service (the embedded queue's key; logs).
+    pub service: &'a str,
+    /// Where its envelopes are published.
+    pub topic: &'a str,
+    /// The consumer group that receives them.
+    pub group: &'a str,
+}
 
 /// A message to publish: SmartFlow's envelope as the value, the row's `message_key` as key.
 #[derive(Debug, Clone)]
@@ -48,12 +59,15 @@ pub trait Transport: Send + Sync + 'static {
     /// Publishes messages to the service's topic, in order. One result per message.
     async fn publish(
         &self,
-        service: &Service,
+        channel: Channel<'_>,
         messages: Vec<Message>,
     ) -> Vec<Result<(), TransportError>>;
 
     /// Opens the service's consumer (its consumer group).
-    async fn subscribe(&self, service: &Service) -> Result<Box<dyn Subscription>, TransportError>;
+    async fn subscribe(
+        &self,
+        channel: Channel<'_>,
+    ) -> Result<Box<dyn Subscription>, TransportError>;
 
     /// True when messages in flight do not survive the process (the embedded queue): at start
     /// the engine then republishes rows left `published` by a previous run.

@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard::catalog::Catalog;
 use switchyard::config::Config;
+use switchyard::runtime::Effects;
 use switchyard::runtime::{EventData, Outcome, Policy, Runtime, StateReader};
-use switchyard::store::{AppliedBatch, Backoff, Effects, RowOutcome, Store, now};
+use switchyard::store::{self, AppliedBatch, Backoff, RowOutcome, Store, now};
 use switchyard::{NewEvent, Switchyard};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -77,7 +78,7 @@ fn native_record(payload: &[u8]) -> Result<Effects, String> {
     }
     let bytes = serde_json::to_vec(&task).map_err(|e| e.to_string())?;
     Ok(Effects {
-        writes: vec![(format!("task/{}/{}", task.user_id, task.id), Some(bytes))],
+        state_writes: vec![(format!("task/{}/{}", task.user_id, task.id), Some(bytes))],
         emits: Vec::new(),
     })
 }
@@ -193,7 +194,6 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
                         &sb.catalog,
                         reader.clone(),
                         event(*id, *k, payload),
-                        20,
                     )
                     .await;
                 anyhow::ensure!(
@@ -208,15 +208,20 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
             handler_time += h.elapsed();
             {
                 let mut overlay = reader.overlay.lock().unwrap_or_else(|p| p.into_inner());
-                for (k, v) in &effects.writes {
+                for (k, v) in &effects.state_writes {
                     overlay.insert(k.clone(), v.clone());
                 }
             }
+            // The task handler emits nothing: its effects are its state writes.
+            anyhow::ensure!(effects.emits.is_empty(), "task handler emitted events");
             out.push((
                 *id,
                 RowOutcome::Consumed {
                     version: sb.component.hash.clone(),
-                    effects,
+                    effects: store::Effects {
+                        writes: effects.state_writes,
+                        emits: Vec::new(),
+                    },
                 },
             ));
         }
@@ -284,7 +289,6 @@ async fn invoke_loop(
                 &sb.catalog,
                 reader.clone(),
                 event(k as i64 + 1, k, payload(k)),
-                20,
             )
             .await;
         anyhow::ensure!(
@@ -312,7 +316,7 @@ pub async fn instantiate(n: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     for k in 0..n {
         let mut e = Effects::default();
-        e.writes
+        e.state_writes
             .push(("build".into(), Some(format!("{k}").into_bytes())));
         std::hint::black_box(e);
     }

@@ -5,13 +5,13 @@
 //! copying undecodable messages' raw bytes to `<topic>.dlq`. It never decides what a message
 //! means: decoding, skipping and dead rows are the engine's.
 
-use super::config::KafkaConfig;
+use super::client::consumer_config;
 use super::context::{GroupContext, Owned};
 use super::events::{ConsumeFailed, DeadLetterFailed, MessageDeadLettered};
 use super::producer::{Producer, Record};
 use super::topics::{Topics, dlq_topic};
-use crate::catalog::Service;
-use crate::transport::{Delivery, Subscription, TransportError};
+use crate::config::KafkaConfig;
+use crate::transport::{Channel, Delivery, Subscription, TransportError};
 use async_trait::async_trait;
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -49,15 +49,15 @@ impl KafkaSubscription {
     /// [`TransportError::Consume`] for settings librdkafka refuses.
     pub(super) fn open(
         config: &KafkaConfig,
-        service: &Service,
+        channel: Channel<'_>,
         producer: Arc<Producer>,
         topics: Arc<Topics>,
     ) -> Result<KafkaSubscription, TransportError> {
         let mut sub = KafkaSubscription {
             consumer: None,
             config: config.clone(),
-            group: service.group.clone(),
-            topic: service.topic.clone(),
+            group: channel.group.to_owned(),
+            topic: channel.topic.to_owned(),
             owned: Arc::new(Mutex::new(BTreeSet::new())),
             broker_down: Arc::new(Notify::new()),
             producer,
@@ -76,10 +76,8 @@ impl KafkaSubscription {
             owned: self.owned.clone(),
             broker_down: self.broker_down.clone(),
         };
-        let consumer: StreamConsumer<GroupContext> = self
-            .config
-            .consumer_config(&self.group)
-            .create_with_context(context)?;
+        let consumer: StreamConsumer<GroupContext> =
+            consumer_config(&self.config, &self.group).create_with_context(context)?;
         consumer.subscribe(&[&self.topic])?;
         Ok(consumer)
     }

@@ -7,20 +7,19 @@
 //! engine calls [`Subscription::commit`](crate::transport::Subscription::commit) after the
 //! database commit.
 
-mod config;
+mod client;
 mod consumer;
 mod context;
 mod events;
 mod producer;
 mod topics;
 
-pub use config::KafkaConfig;
 pub use consumer::KafkaSubscription;
 pub use producer::{EVENT_TYPE, TRACEPARENT};
 pub use topics::{TopicError, dlq_topic};
 
-use super::{Message, Subscription, Transport, TransportError};
-use crate::catalog::Service;
+use super::{Channel, Message, Subscription, Transport, TransportError};
+use crate::config::KafkaConfig;
 use async_trait::async_trait;
 use producer::{Producer, Record};
 use std::collections::HashSet;
@@ -53,13 +52,13 @@ impl KafkaTransport {
     /// [`KafkaError`] naming the bad setting or the missing topic.
     pub async fn connect<'a>(
         config: &KafkaConfig,
-        services: impl IntoIterator<Item = &'a Arc<Service>>,
+        service_topics: impl IntoIterator<Item = &'a str>,
     ) -> Result<KafkaTransport, KafkaError> {
         let producer = Arc::new(Producer::new(config).map_err(KafkaError::Client)?);
         let topics = Arc::new(Topics::new(config)?);
-        let names: Vec<String> = services
+        let names: Vec<String> = service_topics
             .into_iter()
-            .flat_map(|s| [s.topic.clone(), dlq_topic(&s.topic)])
+            .flat_map(|t| [t.to_owned(), dlq_topic(t)])
             .collect();
         topics.ensure(&names).await?;
         Ok(KafkaTransport {
@@ -75,7 +74,7 @@ impl KafkaTransport {
 impl Transport for KafkaTransport {
     async fn publish(
         &self,
-        service: &Service,
+        channel: Channel<'_>,
         messages: Vec<Message>,
     ) -> Vec<Result<(), TransportError>> {
         let records: Vec<Record<'_>> = messages
@@ -86,38 +85,43 @@ impl Transport for KafkaTransport {
                 headers: vec![(EVENT_TYPE, m.event_type.as_str())],
             })
             .collect();
-        let results = self.producer.send(&service.topic, &records).await;
+        let results = self.producer.send(channel.topic, &records).await;
         if results.iter().any(Result::is_err) {
             // A broker that lost its data (in-memory development brokers) lost the topic too:
             // recreate it, so the relay's retry of these rows can succeed. Never waits: the
             // relay must get its failures back and put the rows back to pending.
             self.topics
-                .repair(&[service.topic.clone(), dlq_topic(&service.topic)])
+                .repair(&[channel.topic.to_owned(), dlq_topic(channel.topic)])
                 .await;
         }
         results
             .into_iter()
             .map(|r| {
                 r.map_err(|reason| TransportError::Publish {
-                    topic: service.topic.clone(),
+                    topic: channel.topic.to_owned(),
                     reason,
                 })
             })
             .collect()
     }
 
-    async fn subscribe(&self, service: &Service) -> Result<Box<dyn Subscription>, TransportError> {
+    async fn subscribe(
+        &self,
+        channel: Channel<'_>,
+    ) -> Result<Box<dyn Subscription>, TransportError> {
         if !self
             .subscribed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(service.name.clone())
+            .insert(channel.service.to_owned())
         {
-            return Err(TransportError::AlreadySubscribed(service.name.clone()));
+            return Err(TransportError::AlreadySubscribed(
+                channel.service.to_owned(),
+            ));
         }
         let subscription = KafkaSubscription::open(
             &self.config,
-            service,
+            channel,
             self.producer.clone(),
             self.topics.clone(),
         )?;

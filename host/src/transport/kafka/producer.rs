@@ -5,8 +5,9 @@
 //! a broker loses its state). It never parses or alters the value: SmartFlow's envelope bytes
 //! go out exactly as the relay built them.
 
-use super::config::KafkaConfig;
+use super::client::producer_config;
 use super::context::HostContext;
+use crate::config::KafkaConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
@@ -151,9 +152,7 @@ impl Producer {
 }
 
 fn create(config: &KafkaConfig) -> Result<FutureProducer<HostContext>, KafkaError> {
-    config
-        .producer_config()
-        .create_with_context(HostContext { client: "producer" })
+    producer_config(config).create_with_context(HostContext { client: "producer" })
 }
 
 async fn drain(

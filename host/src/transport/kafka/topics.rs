@@ -5,8 +5,9 @@
 //! missing topic. It never deletes or reconfigures an existing topic: a topic that exists with
 //! other settings is the operator's choice.
 
-use super::config::KafkaConfig;
+use super::client::producer_config;
 use super::context::HostContext;
+use crate::config::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -62,8 +63,7 @@ impl Topics {
     /// # Errors
     /// [`TopicError::Client`] for settings librdkafka refuses.
     pub fn new(config: &KafkaConfig) -> Result<Topics, TopicError> {
-        let admin = config
-            .producer_config()
+        let admin = producer_config(config)
             .create_with_context(HostContext { client: "admin" })
             .map_err(TopicError::Client)?;
         Ok(Topics {

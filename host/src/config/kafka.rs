@@ -1,9 +1,8 @@
 //! `[transport] kind = "kafka"`: the Kafka transport's settings, the user's reference.
 //!
-//! Owns the schema and the translation into librdkafka client settings. It never connects to
-//! anything; `topics`, `producer` and `consumer` do.
+//! Owns the schema and its validation. The translation into librdkafka client settings is the
+//! transport's (`transport/kafka/client.rs`); nothing here connects to anything.
 
-use rdkafka::ClientConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -96,8 +95,8 @@ impl Default for KafkaConfig {
 }
 
 /// Settings the producer and consumers cannot work without, whatever `client` says.
-const PINNED_PRODUCER: &[(&str, &str)] = &[("enable.idempotence", "true"), ("acks", "all")];
-const PINNED_CONSUMER: &[(&str, &str)] = &[
+pub const PINNED_PRODUCER: &[(&str, &str)] = &[("enable.idempotence", "true"), ("acks", "all")];
+pub const PINNED_CONSUMER: &[(&str, &str)] = &[
     // Offsets are committed by the host, only after the database commit.
     ("enable.auto.commit", "false"),
     ("enable.auto.offset.store", "false"),
@@ -141,60 +140,6 @@ impl KafkaConfig {
         }
         Ok(())
     }
-
-    fn base(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers)
-            // A broker restart is noticed and reconnected within a second, not minutes.
-            .set("reconnect.backoff.max.ms", "1000")
-            // Topics recreated after a broker lost them are seen quickly.
-            .set("topic.metadata.refresh.interval.ms", "2000");
-        c
-    }
-
-    /// The idempotent producer's settings (`enable.idempotence`, `acks=all`).
-    pub fn producer_config(&self) -> ClientConfig {
-        let mut c = self.base();
-        c.set("linger.ms", "5")
-            // Publish failures surface (and rows go back to pending) within 30 s, not 5 min.
-            .set("message.timeout.ms", "30000")
-            // Java's default partitioner, so producers in other languages agree on partitions.
-            .set("partitioner", "murmur2_random");
-        for (k, v) in &self.client {
-            c.set(k, v);
-        }
-        for (k, v) in &self.producer {
-            c.set(k, v);
-        }
-        for (k, v) in PINNED_PRODUCER {
-            c.set(*k, *v);
-        }
-        c
-    }
-
-    /// A consumer's settings for one service's group.
-    pub fn consumer_config(&self, group: &str) -> ClientConfig {
-        let mut c = self.base();
-        c.set("group.id", group)
-            .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            .set(
-                "heartbeat.interval.ms",
-                (self.session_timeout_ms / 3).max(1).to_string(),
-            )
-            // A new group (or one whose broker lost its offsets) starts at the oldest message:
-            // redelivery is harmless, a skipped message is not.
-            .set("auto.offset.reset", "earliest");
-        for (k, v) in &self.client {
-            c.set(k, v);
-        }
-        for (k, v) in &self.consumer {
-            c.set(k, v);
-        }
-        for (k, v) in PINNED_CONSUMER {
-            c.set(*k, *v);
-        }
-        c
-    }
 }
 
 #[cfg(test)]
@@ -211,18 +156,6 @@ mod tests {
         cfg.consumer
             .insert("enable.auto.commit".into(), "true".into());
         assert!(cfg.validate().is_err());
-    }
-
-    #[test]
-    fn user_settings_override_host_defaults_but_not_pins() {
-        let mut cfg = KafkaConfig::default();
-        cfg.producer.insert("linger.ms".into(), "50".into());
-        let p = cfg.producer_config();
-        assert_eq!(p.get("linger.ms"), Some("50"));
-        assert_eq!(p.get("enable.idempotence"), Some("true"));
-        let c = cfg.consumer_config("g");
-        assert_eq!(c.get("group.id"), Some("g"));
-        assert_eq!(c.get("enable.auto.commit"), Some("false"));
     }
 
     #[test]

@@ -5,9 +5,16 @@
 //! only checks that what the file names exists and is consistent. `catalog` turns a validated
 //! config into the routing answers the rest of the host asks for.
 
+pub mod kafka;
+mod sections;
+
+pub use kafka::KafkaConfig;
+pub use sections::*;
+
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// Longest table, topic or group name we accept (MySQL's identifier limit is 64).
 pub const MAX_NAME_LEN: usize = 64;
@@ -63,7 +70,7 @@ pub enum ConfigError {
 }
 
 /// The whole file. Unknown keys are errors, so a typo never silently falls back to a default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the outbox tables and handler state live, e.g. `sqlite://switchyard.db`
@@ -108,7 +115,7 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum TransportConfig {
     /// In-process queue per service (single host; the default, needs nothing installed).
@@ -117,333 +124,8 @@ pub enum TransportConfig {
     /// A topic and a consumer group per service on a Kafka cluster (`kind = "kafka"`); the
     /// fields (brokers, partitions, replication_factor, manage_topics, topic_wait_ms,
     /// session_timeout_ms, and librdkafka settings under `client` / `producer` / `consumer`)
-    /// are documented on [`KafkaConfig`](crate::transport::kafka::KafkaConfig).
-    Kafka(crate::transport::kafka::KafkaConfig),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReloadConfig {
-    /// Watch every route's component file (and the config file) and swap in changed versions
-    /// while running. Default true.
-    #[serde(default = "default_true")]
-    pub watch: bool,
-    /// Quiet time after the last change to a file before it is reloaded, so a file being
-    /// written is read once, whole. Milliseconds, default 50.
-    #[serde(default = "default_debounce_ms")]
-    pub debounce_ms: u64,
-    /// Extra directories to watch for component files (relative to the config file): a file
-    /// that appears there is served as soon as a config (re)load maps a route to it.
-    #[serde(default)]
-    pub watch_dirs: Vec<PathBuf>,
-    /// Compiled-component cache, keyed by content hash and engine settings, so a restart or a
-    /// switch back to an earlier version does not recompile. Relative to the config file.
-    /// Default `.switchyard/cache`; set `cache = false` to disable.
-    #[serde(default = "default_cache_dir")]
-    pub cache_dir: PathBuf,
-    /// Whether to use the compiled-component cache. Default true.
-    #[serde(default = "default_true")]
-    pub cache: bool,
-}
-
-fn default_true() -> bool {
-    true
-}
-fn default_debounce_ms() -> u64 {
-    50
-}
-fn default_cache_dir() -> PathBuf {
-    PathBuf::from(".switchyard/cache")
-}
-
-impl Default for ReloadConfig {
-    fn default() -> Self {
-        Self {
-            watch: true,
-            debounce_ms: default_debounce_ms(),
-            watch_dirs: Vec::new(),
-            cache_dir: default_cache_dir(),
-            cache: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Address to serve on, e.g. `127.0.0.1:9898`. Default: none (no endpoint). `switchyard
-    /// status` reads each route's version, load time, reload error and health from it.
-    pub listen: Option<std::net::SocketAddr>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NamingConfig {
-    /// Prefix of default topic and group names: topic `<prefix>.<service>.outbox`, group
-    /// `<prefix>-<service>-outbox-consumer`. Default `smartflow`, SmartFlow's convention.
-    #[serde(default = "default_prefix")]
-    pub prefix: String,
-}
-
-fn default_prefix() -> String {
-    "smartflow".into()
-}
-
-impl Default for NamingConfig {
-    fn default() -> Self {
-        Self {
-            prefix: default_prefix(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Attempts before a row goes `dead` (SmartFlow's `max_retry` column default: 20).
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    /// First backoff, doubled per attempt: SmartFlow's 1 s, 2 s, 4 s ...
-    #[serde(default = "default_backoff_base_ms")]
-    pub backoff_base_ms: u64,
-    /// Backoff ceiling (SmartFlow: 32 s).
-    #[serde(default = "default_backoff_max_ms")]
-    pub backoff_max_ms: u64,
-}
-
-fn default_max_attempts() -> u32 {
-    20
-}
-fn default_backoff_base_ms() -> u64 {
-    1_000
-}
-fn default_backoff_max_ms() -> u64 {
-    32_000
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: default_max_attempts(),
-            backoff_base_ms: default_backoff_base_ms(),
-            backoff_max_ms: default_backoff_max_ms(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RelayConfig {
-    /// Rows claimed and published per round trip (SmartFlow: 100).
-    #[serde(default = "default_batch")]
-    pub batch_size: u32,
-    /// Fallback scan for rows written by other processes; rows enqueued through this host wake
-    /// the relay at once. Milliseconds, default 1000.
-    #[serde(default = "default_poll_ms")]
-    pub poll_interval_ms: u64,
-    /// A row `published` this long ago and still not consumed is published again (its message
-    /// was lost or its consumer died). Milliseconds, default 60000.
-    #[serde(default = "default_visibility_ms")]
-    pub visibility_timeout_ms: u64,
-}
-
-fn default_batch() -> u32 {
-    500
-}
-fn default_poll_ms() -> u64 {
-    1_000
-}
-fn default_visibility_ms() -> u64 {
-    60_000
-}
-
-impl Default for RelayConfig {
-    fn default() -> Self {
-        Self {
-            batch_size: default_batch(),
-            poll_interval_ms: default_poll_ms(),
-            visibility_timeout_ms: default_visibility_ms(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsumerConfig {
-    /// Events handled and committed in one database transaction. Default 500.
-    #[serde(default = "default_batch")]
-    pub batch_size: u32,
-    /// On SIGINT/SIGTERM, how long in-flight batches may take to finish. Default 10000 ms.
-    #[serde(default = "default_shutdown_ms")]
-    pub shutdown_grace_ms: u64,
-}
-
-fn default_shutdown_ms() -> u64 {
-    10_000
-}
-
-impl Default for ConsumerConfig {
-    fn default() -> Self {
-        Self {
-            batch_size: default_batch(),
-            shutdown_grace_ms: default_shutdown_ms(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Wall-clock budget of one invocation, milliseconds. Default 5000; exceeding it is a retry.
-    #[serde(default = "default_deadline_ms")]
-    pub deadline_ms: u64,
-    /// Linear memory a component instance may grow to, bytes. Default 64 MiB.
-    #[serde(default = "default_memory_bytes")]
-    pub memory_bytes: usize,
-    /// Emits one invocation may make. Default 100.
-    #[serde(default = "default_max_emits")]
-    pub max_emits: u32,
-    /// Largest state value or emitted payload, bytes. Default 1 MiB.
-    #[serde(default = "default_max_value_bytes")]
-    pub max_value_bytes: usize,
-    /// Guest output kept per invocation (stdout, stderr and `log` together), bytes; the rest is
-    /// dropped and counted. Default 64 KiB.
-    #[serde(default = "default_max_log_bytes")]
-    pub max_log_bytes: usize,
-    /// Table elements a component instance may grow its tables to. Default 10000.
-    #[serde(default = "default_max_table_elements")]
-    pub max_table_elements: usize,
-    /// A route whose every invocation fails for this long is reported unhealthy (log, metric,
-    /// `status`), without being stopped. Milliseconds, default 60000.
-    #[serde(default = "default_unhealthy_after_ms")]
-    pub unhealthy_after_ms: u64,
-}
-
-fn default_max_log_bytes() -> usize {
-    64 << 10
-}
-fn default_max_table_elements() -> usize {
-    10_000
-}
-fn default_unhealthy_after_ms() -> u64 {
-    60_000
-}
-
-fn default_deadline_ms() -> u64 {
-    5_000
-}
-fn default_memory_bytes() -> usize {
-    64 << 20
-}
-fn default_max_emits() -> u32 {
-    100
-}
-fn default_max_value_bytes() -> usize {
-    1 << 20
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            deadline_ms: default_deadline_ms(),
-            memory_bytes: default_memory_bytes(),
-            max_emits: default_max_emits(),
-            max_value_bytes: default_max_value_bytes(),
-            max_log_bytes: default_max_log_bytes(),
-            max_table_elements: default_max_table_elements(),
-            unhealthy_after_ms: default_unhealthy_after_ms(),
-        }
-    }
-}
-
-/// One service's outbox wiring; every name defaults to SmartFlow's convention.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    /// Outbox table. Default `<service with - as _>_outbox_messages`.
-    pub table: Option<String>,
-    /// Topic. Default `<prefix>.<service>.outbox`.
-    pub topic: Option<String>,
-    /// Consumer group. Default `<prefix>-<service>-outbox-consumer`.
-    pub group: Option<String>,
-    /// Hold back later rows of a `message_key` while an earlier row of the same key waits for
-    /// a retry, so a failing event does not let later ones of its key overtake it. Rows with
-    /// an empty key are never held. Default `false` (SmartFlow's behaviour: a retried row is
-    /// published again after later rows of its key). See `docs/databases.md`.
-    #[serde(default)]
-    pub hold_key_order: bool,
-}
-
-/// `event_type -> service -> component file`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// e.g. `task.urgency.promote.requested`.
-    pub event_type: String,
-    /// The owning service; must have a `[services.<name>]` section.
-    pub service: String,
-    /// Path to the `.wasm` component, relative to the config file.
-    pub component: PathBuf,
-    /// Overrides of `[limits]` for this route only, e.g.
-    /// `limits = { deadline_ms = 200, memory_bytes = 16777216, fuel = 50000000 }`.
-    #[serde(default)]
-    pub limits: RouteLimits,
-    /// Named configuration values the handler may read, exposed as WASI environment variables
-    /// (`std::env::var` in Rust). Nothing else of the host's environment is visible.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Host directories the handler may read (never write), e.g.
-    /// `preopened_dirs = [{ host = "data", guest = "/data" }]`; `host` is relative to the
-    /// config file. Default: none, so every filesystem call fails.
-    #[serde(default)]
-    pub preopened_dirs: Vec<PreopenedDir>,
-    /// Grants the `outbound-http` import (wit/outbound-http.wit) for exactly these
-    /// `host:port` targets, e.g. `allowed_hosts = ["open.feishu.cn:443", "127.0.0.1:8080"]`
-    /// (write the port even when it is the scheme's default). Default: empty, so the import is
-    /// not linked and a component that imports it is refused at start. A request to any other
-    /// host:port is refused at call time with an error the handler sees.
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
-}
-
-/// Per-route overrides of [`LimitsConfig`]; unset fields take the global value.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteLimits {
-    /// Wall-clock budget of one invocation, milliseconds.
-    pub deadline_ms: Option<u64>,
-    /// Linear memory cap, bytes.
-    pub memory_bytes: Option<usize>,
-    /// Emits per invocation.
-    pub max_emits: Option<u32>,
-    /// Largest state value or emitted payload, bytes.
-    pub max_value_bytes: Option<usize>,
-    /// Deterministic budget: WebAssembly instructions (wasmtime fuel units) one invocation may
-    /// execute. Unset means unmetered (metering costs throughput; see docs/SECURITY.md).
-    pub fuel: Option<u64>,
-}
-
-/// A read-only directory granted to a route's handler.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PreopenedDir {
-    /// Directory on the host, relative to the config file.
-    pub host: PathBuf,
-    /// Path the guest sees, e.g. `/data`.
-    pub guest: String,
-}
-
-impl LimitsConfig {
-    /// The limits of one route: the global ones with the route's overrides applied.
-    pub fn for_route(&self, route: &RouteLimits) -> LimitsConfig {
-        LimitsConfig {
-            deadline_ms: route.deadline_ms.unwrap_or(self.deadline_ms),
-            memory_bytes: route.memory_bytes.unwrap_or(self.memory_bytes),
-            max_emits: route.max_emits.unwrap_or(self.max_emits),
-            max_value_bytes: route.max_value_bytes.unwrap_or(self.max_value_bytes),
-            ..self.clone()
-        }
-    }
+    /// are documented on [`KafkaConfig`].
+    Kafka(KafkaConfig),
 }
 
 impl Config {
@@ -627,6 +309,26 @@ pub fn check_name(what: &str, value: &str, kind: NameKind) -> Result<(), ConfigE
             value: value.to_owned(),
             rule,
         })
+    }
+}
+
+/// The running host's config, swapped whole by a config reload. Readers take an `Arc`
+/// snapshot per unit of work (a relay round, a consumed batch), so one unit never sees half of
+/// an old config and half of a new one.
+#[derive(Clone)]
+pub struct ConfigCell(Arc<RwLock<Arc<Config>>>);
+
+impl ConfigCell {
+    pub fn new(config: Config) -> ConfigCell {
+        ConfigCell(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    pub fn get(&self) -> Arc<Config> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, config: Config) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
     }
 }
 

@@ -1,0 +1,128 @@
+//! Config reload is honest: a key that applies live takes effect for the next unit of work, and
+//! a change that needs a restart refuses the whole reload, naming every such key, while the
+//! running config keeps serving.
+
+use crate::support::{RowView, WAIT, config_text};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard::config::Config;
+use switchyard::transport::embedded::EmbeddedTransport;
+use switchyard::{NewEvent, Running, Switchyard};
+
+const TABLE: &str = "probe_outbox_messages";
+
+/// A host started from a config file on SQLite, the watcher off (reloads are explicit here).
+async fn host_from_file(dir: &Path) -> (Switchyard, Running, PathBuf) {
+    let path = dir.join("switchyard.toml");
+    let url = format!("sqlite://{}", dir.join("db.sqlite").display());
+    let text = config_text(&url, "").replace("[retry]\n", "[reload]\nwatch = false\n\n[retry]\n");
+    std::fs::write(&path, text).unwrap();
+    let host = Switchyard::open(Config::load(&path).unwrap())
+        .await
+        .unwrap();
+    let running = host
+        .start(Arc::new(EmbeddedTransport::new()))
+        .await
+        .unwrap();
+    (host, running, path)
+}
+
+async fn final_row(dir: &Path, id: i64) -> RowView {
+    let db = crate::testdb::TestDb::Sqlite(
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("db.sqlite").display()))
+            .await
+            .unwrap(),
+    );
+    let started = Instant::now();
+    loop {
+        match db.row(TABLE, id).await {
+            Some(row) if row.status == "consumed" || row.status == "dead" => return row,
+            row => assert!(started.elapsed() < WAIT, "row {id} never final: {row:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_retry_policy_applies_to_events_enqueued_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, running, path) = host_from_file(dir.path()).await;
+    let retrying = json!({"action": "retry", "reason": "always"});
+    // The running policy: 3 attempts.
+    let before = host
+        .publish(NewEvent::new("probe.run", retrying.clone()))
+        .await
+        .unwrap();
+    let row = final_row(dir.path(), before).await;
+    assert_eq!(
+        (row.status.as_str(), row.retry_count),
+        ("dead", 3),
+        "{row:?}"
+    );
+    // Reloaded: 1 attempt. Applied without a restart, to the next event enqueued.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("max_attempts = 3", "max_attempts = 1");
+    std::fs::write(&path, text).unwrap();
+    running.reload_config().await.unwrap();
+    assert_eq!(host.config().retry.max_attempts, 1);
+    let after = host
+        .publish(NewEvent::new("probe.run", retrying))
+        .await
+        .unwrap();
+    let row = final_row(dir.path(), after).await;
+    assert_eq!(
+        (row.status.as_str(), row.retry_count),
+        ("dead", 1),
+        "{row:?}"
+    );
+    assert!(
+        row.last_error
+            .unwrap()
+            .starts_with("retries exhausted after 1 attempts: always")
+    );
+    assert!(running.shutdown(Duration::from_secs(10)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changing_restart_keys_is_refused_naming_each_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, running, path) = host_from_file(dir.path()).await;
+    let original = std::fs::read_to_string(&path).unwrap();
+    let other_db = format!("sqlite://{}", dir.path().join("other.sqlite").display());
+    let changed = original
+        .replace(
+            &format!("sqlite://{}", dir.path().join("db.sqlite").display()),
+            &other_db,
+        )
+        .replace(
+            "[services.sink]\n",
+            "[services.sink]\ntopic = \"elsewhere\"\n",
+        )
+        .replace("max_attempts = 3", "max_attempts = 1")
+        + "\n[naming]\nprefix = \"acme\"\n";
+    std::fs::write(&path, changed).unwrap();
+    let err = running.reload_config().await.unwrap_err();
+    for key in ["database_url", "naming.prefix", "services.sink.topic"] {
+        assert!(err.contains(key), "{key} not named in: {err}");
+    }
+    assert!(err.contains("restart to apply"), "{err}");
+    // Refused whole: not even the live key applied, and the host keeps serving.
+    assert_eq!(host.config().retry.max_attempts, 3);
+    let id = host
+        .publish(NewEvent::new("probe.run", json!({"set": {"k": "v"}})))
+        .await
+        .unwrap();
+    assert_eq!(final_row(dir.path(), id).await.status, "consumed");
+    // The same file without the restart keys applies.
+    std::fs::write(
+        &path,
+        original.replace("max_attempts = 3", "max_attempts = 2"),
+    )
+    .unwrap();
+    running.reload_config().await.unwrap();
+    assert_eq!(host.config().retry.max_attempts, 2);
+    assert!(running.shutdown(Duration::from_secs(10)).await);
+}
