@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod transport;
 
 pub use engine::{NewEvent, Outbox, Running, Switchyard};

@@ -146,7 +146,10 @@ async fn host_imports_refuse_floods_oversized_values_and_unrouted_types() {
     let mut s = sandbox().await;
     let (status, err) = attack(&s.h, "hostile.run", "emit-flood", "sink.note").await;
     assert_eq!(status, "dead");
-    assert!(err.contains("emit 10 refused: emit limit reached"), "{err}");
+    assert!(
+        err.contains("emit 10 refused: budget exceeded: limits.max_emits allows 10 emits"),
+        "{err}"
+    );
     assert!(
         s.h.rows("sink_outbox_messages").await.is_empty(),
         "a dead invocation's emits are dropped"

@@ -161,6 +161,15 @@ pub struct ConsumerConfig {
     /// On SIGINT/SIGTERM, how long in-flight batches may take to finish. Default 10000 ms.
     #[serde(default = "default_shutdown_ms")]
     pub shutdown_grace_ms: u64,
+    /// Bytes of acked effects (state writes and emitted rows) a batch may buffer before it is
+    /// committed: past it the batch is cut there, committed, and the rest handled in the next
+    /// one. Default 64 MiB.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+}
+
+fn default_max_batch_bytes() -> usize {
+    64 << 20
 }
 
 fn default_shutdown_ms() -> u64 {
@@ -172,6 +181,7 @@ impl Default for ConsumerConfig {
         Self {
             batch_size: default_batch(),
             shutdown_grace_ms: default_shutdown_ms(),
+            max_batch_bytes: default_max_batch_bytes(),
         }
     }
 }
@@ -185,14 +195,30 @@ pub struct LimitsConfig {
     /// Linear memory a component instance may grow to, bytes. Default 64 MiB.
     #[serde(default = "default_memory_bytes")]
     pub memory_bytes: usize,
-    /// Emits one invocation may make. Default 100.
+    /// Emits one invocation may make. Default 100. Past it `emit` returns an error naming
+    /// `limits.max_emits`.
     #[serde(default = "default_max_emits")]
     pub max_emits: u32,
+    /// Bytes of every field of every emit of one invocation together (type, version, aggregate,
+    /// key, payload). Default 4 MiB.
+    #[serde(default = "default_max_emit_bytes")]
+    pub max_emit_bytes: usize,
     /// Largest state value or emitted payload, bytes. Default 1 MiB.
     #[serde(default = "default_max_value_bytes")]
     pub max_value_bytes: usize,
-    /// Guest output kept per invocation (stdout, stderr and `log` together), bytes; the rest is
-    /// dropped and counted. Default 64 KiB.
+    /// State writes (`set` and `delete`) one invocation may make; writing the same key again
+    /// counts again. Default 1000.
+    #[serde(default = "default_max_state_writes")]
+    pub max_state_writes: u32,
+    /// Bytes of every state write of one invocation together (key + value). Default 4 MiB.
+    #[serde(default = "default_max_state_bytes")]
+    pub max_state_bytes: usize,
+    /// Outbound HTTP requests one invocation may send (routes granting `allowed_hosts`).
+    /// Default 8.
+    #[serde(default = "default_max_requests")]
+    pub max_requests: u32,
+    /// Guest output kept per invocation: `log` calls, stdout and stderr together, bytes; the
+    /// rest is dropped and counted. Default 64 KiB.
     #[serde(default = "default_max_log_bytes")]
     pub max_log_bytes: usize,
     /// Table elements a component instance may grow its tables to. Default 10000.
@@ -204,6 +230,18 @@ pub struct LimitsConfig {
     pub unhealthy_after_ms: u64,
 }
 
+fn default_max_emit_bytes() -> usize {
+    4 << 20
+}
+fn default_max_state_writes() -> u32 {
+    1000
+}
+fn default_max_state_bytes() -> usize {
+    4 << 20
+}
+fn default_max_requests() -> u32 {
+    8
+}
 fn default_max_log_bytes() -> usize {
     64 << 10
 }
@@ -233,7 +271,11 @@ impl Default for LimitsConfig {
             deadline_ms: default_deadline_ms(),
             memory_bytes: default_memory_bytes(),
             max_emits: default_max_emits(),
+            max_emit_bytes: default_max_emit_bytes(),
             max_value_bytes: default_max_value_bytes(),
+            max_state_writes: default_max_state_writes(),
+            max_state_bytes: default_max_state_bytes(),
+            max_requests: default_max_requests(),
             max_log_bytes: default_max_log_bytes(),
             max_table_elements: default_max_table_elements(),
             unhealthy_after_ms: default_unhealthy_after_ms(),
@@ -301,8 +343,18 @@ pub struct RouteLimits {
     pub memory_bytes: Option<usize>,
     /// Emits per invocation.
     pub max_emits: Option<u32>,
+    /// Bytes of all emits of one invocation.
+    pub max_emit_bytes: Option<usize>,
     /// Largest state value or emitted payload, bytes.
     pub max_value_bytes: Option<usize>,
+    /// State writes per invocation.
+    pub max_state_writes: Option<u32>,
+    /// Bytes of all state writes of one invocation.
+    pub max_state_bytes: Option<usize>,
+    /// Outbound HTTP requests per invocation.
+    pub max_requests: Option<u32>,
+    /// Guest output (`log`, stdout, stderr) kept per invocation, bytes.
+    pub max_log_bytes: Option<usize>,
     /// Deterministic budget: WebAssembly instructions (wasmtime fuel units) one invocation may
     /// execute. Unset means unmetered (metering costs throughput; see docs/SECURITY.md).
     pub fuel: Option<u64>,
@@ -325,7 +377,12 @@ impl LimitsConfig {
             deadline_ms: route.deadline_ms.unwrap_or(self.deadline_ms),
             memory_bytes: route.memory_bytes.unwrap_or(self.memory_bytes),
             max_emits: route.max_emits.unwrap_or(self.max_emits),
+            max_emit_bytes: route.max_emit_bytes.unwrap_or(self.max_emit_bytes),
             max_value_bytes: route.max_value_bytes.unwrap_or(self.max_value_bytes),
+            max_state_writes: route.max_state_writes.unwrap_or(self.max_state_writes),
+            max_state_bytes: route.max_state_bytes.unwrap_or(self.max_state_bytes),
+            max_requests: route.max_requests.unwrap_or(self.max_requests),
+            max_log_bytes: route.max_log_bytes.unwrap_or(self.max_log_bytes),
             ..self.clone()
         }
     }

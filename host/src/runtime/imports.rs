@@ -1,18 +1,30 @@
-//! The host imports a handler sees: `state`, `emit`, `log`. Each validates its arguments and
+//! The host imports a handler sees: `state`, `emit`, `log`. Each validates its arguments
+//! against where they go (the database's columns) and charges the invocation's budgets, and
 //! answers a bad call with an error value (never a trap); every write only fills the
 //! invocation's buffer, which the engine commits for an `ack` and drops otherwise.
 
 use super::bindings::switchyard::handler::{emit, log, state, types};
 use super::effects::Emit;
 use super::invocation::Invocation;
+use crate::text::escape_controls;
 
 /// Longest state key, bytes.
 const MAX_KEY_BYTES: usize = 512;
+
+/// Longest `message_key`, characters: SmartFlow's `varchar(128)` column.
+const MAX_MESSAGE_KEY_CHARS: usize = 128;
+
+/// Longest event type, aggregate id or version, characters (`biz_type` is `varchar(64)`; the
+/// others travel inside the wrapper, and are kept as short as a type).
+const MAX_NAME_CHARS: usize = 64;
 
 impl types::Host for Invocation {}
 
 impl state::Host for Invocation {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
         // Own writes first (latest wins), then what the engine says is visible.
         if let Some((_, v)) = self
             .effects
@@ -27,22 +39,34 @@ impl state::Host for Invocation {
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
-        if let Err(e) = self.check_key(&key) {
+        if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
         if value.len() > self.policy.limits.max_value_bytes {
             return Ok(Err(format!(
-                "state value for {key:?} is {} bytes, limit is {} bytes",
+                "state value for {key:?} is {} bytes, limit is {} bytes (limits.max_value_bytes)",
                 value.len(),
                 self.policy.limits.max_value_bytes
             )));
+        }
+        if let Err(e) = self
+            .budget
+            .charge_state_write(&self.policy.limits, key.len() + value.len())
+        {
+            return Ok(Err(e));
         }
         self.effects.state_writes.push((key, Some(value)));
         Ok(Ok(()))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), String>> {
-        if let Err(e) = self.check_key(&key) {
+        if let Err(e) = check_key(&key) {
+            return Ok(Err(e));
+        }
+        if let Err(e) = self
+            .budget
+            .charge_state_write(&self.policy.limits, key.len())
+        {
             return Ok(Err(e));
         }
         self.effects.state_writes.push((key, None));
@@ -50,25 +74,54 @@ impl state::Host for Invocation {
     }
 }
 
-impl Invocation {
-    fn check_key(&self, key: &str) -> Result<(), String> {
-        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+/// A state key is stored in a text column: 1–512 bytes, no NUL.
+fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "state key must be 1-{MAX_KEY_BYTES} bytes, got {} bytes",
+            key.len()
+        ));
+    }
+    no_nul("state key", key)
+}
+
+/// Text bound for a database text column may not hold NUL (PostgreSQL refuses it, and the
+/// whole batch's commit with it).
+fn no_nul(what: &str, text: &str) -> Result<(), String> {
+    match text.find('\0') {
+        Some(at) => Err(format!("{what} contains a NUL character at byte {at}")),
+        None => Ok(()),
+    }
+}
+
+/// Checks a follow-up's text fields against the columns they are stored in.
+fn check_follow_up(event: &emit::FollowUp) -> Result<(), String> {
+    for (what, text, max) in [
+        ("event_type", &event.event_type, MAX_NAME_CHARS),
+        ("event_version", &event.event_version, MAX_NAME_CHARS),
+        ("aggregate_id", &event.aggregate_id, MAX_NAME_CHARS),
+        ("message_key", &event.message_key, MAX_MESSAGE_KEY_CHARS),
+    ] {
+        no_nul(what, text)?;
+        let chars = text.chars().count();
+        if chars > max {
             return Err(format!(
-                "state key must be 1-{MAX_KEY_BYTES} bytes, got {} bytes",
-                key.len()
+                "{what} of {} is {chars} characters, at most {max} fit its column",
+                event
+                    .event_type
+                    .chars()
+                    .take(MAX_NAME_CHARS)
+                    .collect::<String>()
             ));
         }
-        Ok(())
     }
+    Ok(())
 }
 
 impl emit::Host for Invocation {
     async fn emit(&mut self, event: emit::FollowUp) -> wasmtime::Result<Result<(), String>> {
-        if self.effects.emits.len() as u32 >= self.policy.limits.max_emits {
-            return Ok(Err(format!(
-                "emit limit reached: at most {} emits per invocation",
-                self.policy.limits.max_emits
-            )));
+        if let Err(e) = check_follow_up(&event) {
+            return Ok(Err(e));
         }
         // Refused here, while the guest can still see the error, rather than at commit.
         if let Err(e) = self.catalog.route(&event.event_type) {
@@ -76,11 +129,19 @@ impl emit::Host for Invocation {
         }
         if event.payload.len() > self.policy.limits.max_value_bytes {
             return Ok(Err(format!(
-                "payload of {} is {} bytes, limit is {} bytes",
+                "payload of {} is {} bytes, limit is {} bytes (limits.max_value_bytes)",
                 event.event_type,
                 event.payload.len(),
                 self.policy.limits.max_value_bytes
             )));
+        }
+        let bytes = event.event_type.len()
+            + event.event_version.len()
+            + event.aggregate_id.len()
+            + event.message_key.len()
+            + event.payload.len();
+        if let Err(e) = self.budget.charge_emit(&self.policy.limits, bytes) {
+            return Ok(Err(e));
         }
         let payload: serde_json::Value = match serde_json::from_slice(&event.payload) {
             Ok(v) => v,
@@ -111,11 +172,11 @@ impl emit::Host for Invocation {
 
 impl log::Host for Invocation {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        self.log_bytes += message.len();
-        if self.log_bytes > self.policy.limits.max_log_bytes {
-            self.log_dropped += message.len();
+        // One budget with stdout and stderr; past it the message is dropped and counted.
+        if !self.output.admit(message.len()) {
             return Ok(());
         }
+        let message = escape_controls(&message);
         let (service, event_type, version, outbox_id) = (
             &self.service,
             &self.event_type,

@@ -1,17 +1,22 @@
 //! One invocation: the per-`Store` state, its limits, and the call itself.
 //!
 //! A fresh instance per event from the route's pre-instantiated component. Limits are set on
-//! every store: linear memory, tables and instance counts through a `ResourceLimiter`, a
-//! wall-clock deadline through the host's epoch ticker (the guest yields to the executor at
-//! every tick, so a spinning guest never starves other routes), optional fuel. Whatever the
-//! guest does, the outcome is data: a trap or a limit becomes a `Retry` with the reason.
+//! every store: memory (all of an instance's linear memories together), tables and instance
+//! counts through a `ResourceLimiter`, a wall-clock deadline through the host's epoch ticker
+//! (the guest yields to the executor at every tick, so a spinning guest never starves other
+//! routes) and, for time spent blocked in a host call (WASI clocks and poll, outbound HTTP, a
+//! state read), a timer around the whole call; optional fuel; per-import budgets
+//! ([`Budget`]). Whatever the guest does, the outcome is data: a trap or a limit becomes a
+//! `Retry` with the reason, cut to 2,000 bytes.
 
 use super::bindings::switchyard::handler::types;
+use super::budget::Budget;
 use super::effects::Effects;
 use super::loader::LoadedComponent;
 use super::output::CappedOutput;
 use super::policy::Policy;
 use crate::catalog::Catalog;
+use crate::text::{cut_reason, escape_controls};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,7 +75,10 @@ pub struct InvocationOutput {
 
 /// Caps memory, tables and instance counts, remembering which cap was hit so the reason says so.
 struct Limiter {
+    /// The cap on all of the instance's linear memories together.
     memory_bytes: usize,
+    /// Bytes of linear memory the instance holds now, across its memories.
+    memory_in_use: usize,
     table_elements: usize,
     exceeded: Option<String>,
 }
@@ -89,12 +97,19 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
+        // Called for every memory (at creation with current = 0, then at each growth), so the
+        // sum of the deltas is what the whole instance holds.
+        let total = self
+            .memory_in_use
+            .saturating_add(desired.saturating_sub(current));
+        if total > self.memory_bytes {
             let cap = self.memory_bytes;
             return self.refuse(format!(
-                "memory limit exceeded: linear memory would grow from {current} to {desired} bytes, cap is {cap} bytes"
+                "memory limit exceeded: linear memory would grow from {current} to {desired} bytes \
+                 ({total} bytes across the instance's memories), cap is {cap} bytes"
             ));
         }
+        self.memory_in_use = total;
         Ok(true)
     }
 
@@ -140,8 +155,9 @@ pub struct Invocation {
     pub(super) catalog: Arc<Catalog>,
     pub(super) reader: Arc<dyn StateReader>,
     pub(super) effects: Effects,
-    pub(super) log_bytes: usize,
-    pub(super) log_dropped: usize,
+    pub(super) budget: Budget,
+    /// Captured stdio and the output budget the `log` import shares with it.
+    pub(super) output: CappedOutput,
 }
 
 impl WasiView for Invocation {
@@ -200,6 +216,7 @@ pub(super) async fn run(
         },
         limiter: Limiter {
             memory_bytes: policy.limits.memory_bytes,
+            memory_in_use: 0,
             table_elements: policy.limits.max_table_elements,
             exceeded: None,
         },
@@ -211,8 +228,8 @@ pub(super) async fn run(
         catalog: catalog.clone(),
         reader,
         effects: Effects::default(),
-        log_bytes: 0,
-        log_dropped: 0,
+        budget: Budget::default(),
+        output: output.clone(),
     };
     let mut store = Store::new(engine, data);
     store.limiter(|s| &mut s.limiter);
@@ -241,23 +258,32 @@ pub(super) async fn run(
         payload: event.payload,
         attempt: event.attempt,
     };
-    let result = async {
+    let call = async {
         let handler = component.pre.instantiate_async(&mut store).await?;
         handler
             .switchyard_handler_handler()
             .call_handle(&mut store, &wit_event)
             .await
-    }
-    .await;
+    };
+    // The epoch deadline stops guest code; this timer stops an invocation blocked in a host
+    // call, which the epoch never sees (dropping the call drops the guest's instance with it).
+    let result = tokio::time::timeout(deadline, call).await;
     let elapsed = started.elapsed();
     let data = store.into_data();
-    log_output(&data, &output);
+    log_output(&data);
     let outcome = match result {
-        Ok(types::Outcome::Ack) => Outcome::Ack,
-        Ok(types::Outcome::Retry(r)) => Outcome::Retry { reason: r.reason },
-        Ok(types::Outcome::Dead(reason)) => Outcome::Dead { reason },
-        Err(e) => Outcome::Retry {
-            reason: classify_failure(&e, &data.limiter, &data.policy),
+        Ok(Ok(types::Outcome::Ack)) => Outcome::Ack,
+        Ok(Ok(types::Outcome::Retry(r))) => Outcome::Retry {
+            reason: cut_reason(&r.reason),
+        },
+        Ok(Ok(types::Outcome::Dead(reason))) => Outcome::Dead {
+            reason: cut_reason(&reason),
+        },
+        Ok(Err(e)) => Outcome::Retry {
+            reason: cut_reason(&classify_failure(&e, &data.limiter, &data.policy)),
+        },
+        Err(_elapsed) => Outcome::Retry {
+            reason: deadline_exceeded(&data.policy),
         },
     };
     let effects = if outcome == Outcome::Ack {
@@ -272,9 +298,10 @@ pub(super) async fn run(
     }
 }
 
-/// Writes the guest's captured stdout/stderr to `tracing`, tagged like its `log` calls.
-fn log_output(data: &Invocation, output: &CappedOutput) {
-    let (bytes, dropped) = output.take();
+/// Writes the guest's captured stdout/stderr to `tracing`, tagged like its `log` calls, with
+/// control characters escaped so the guest cannot forge log lines.
+fn log_output(data: &Invocation) {
+    let (bytes, dropped) = data.output.take();
     let (service, event_type, version, outbox_id) = (
         &data.service,
         &data.event_type,
@@ -283,13 +310,17 @@ fn log_output(data: &Invocation, output: &CappedOutput) {
     );
     if !bytes.is_empty() {
         let text = String::from_utf8_lossy(&bytes);
-        tracing::info!(target: "switchyard::guest", %service, %event_type, %version, outbox_id, stream = "stdio", "{}", text.trim_end());
+        let text = escape_controls(text.trim_end());
+        tracing::info!(target: "switchyard::guest", %service, %event_type, %version, outbox_id, stream = "stdio", "{text}");
     }
-    let dropped = dropped + data.log_dropped;
     if dropped > 0 {
         tracing::warn!(target: "switchyard::guest", %service, %event_type, %version, outbox_id, dropped_bytes = dropped,
             "guest output over the per-invocation cap was dropped");
     }
+}
+
+fn deadline_exceeded(policy: &Policy) -> String {
+    format!("deadline exceeded after {} ms", policy.limits.deadline_ms)
 }
 
 /// Turns a wasmtime error into the reason recorded on the row.
@@ -298,9 +329,7 @@ fn classify_failure(e: &wasmtime::Error, limiter: &Limiter, policy: &Policy) -> 
         return reason.clone();
     }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => {
-            format!("deadline exceeded after {} ms", policy.limits.deadline_ms)
-        }
+        Some(Trap::Interrupt) => deadline_exceeded(policy),
         Some(Trap::OutOfFuel) => format!("fuel budget of {} exhausted", policy.fuel.unwrap_or(0)),
         Some(Trap::StackOverflow) => "trap: stack overflow".to_owned(),
         Some(trap) => format!(

@@ -7,6 +7,7 @@
 //! only through the [`StateReader`] the engine hands it.
 
 mod bindings;
+mod budget;
 mod effects;
 mod imports;
 mod invocation;

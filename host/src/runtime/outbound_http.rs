@@ -4,9 +4,11 @@
 //! only into the linker used for routes whose config grants it (`allowed_hosts`), and the
 //! loader refuses a component that imports it on a route without the grant, so an ungranted
 //! component never runs with it. Every call is checked again here against the route's list:
-//! only `http`/`https`, only a listed `host:port`, no redirects (a redirect could leave the
-//! list), no proxy from the environment, a bounded response and a timeout. Every refusal is an
-//! error value the guest sees, never a trap.
+//! only `http`/`https`, only a listed `host:port`, a `Host` header (if the guest sets one) that
+//! names that same authority, no redirects (a 3xx answer is an error: following it could leave
+//! the list), no proxy from the environment, at most `limits.max_requests` per invocation, a
+//! bounded response and a timeout. Every refusal is an error value the guest sees, never a
+//! trap.
 //!
 //! It must never buffer anything into the consume transaction: a request sent is sent, whatever
 //! the invocation's outcome (at-least-once, and the guest's docs say so).
@@ -33,6 +35,9 @@ impl outbound_http::Host for Invocation {
             Ok(uri) => uri,
             Err(e) => return Ok(Err(e)),
         };
+        if let Err(e) = self.budget.charge_request(&self.policy.limits) {
+            return Ok(Err(e));
+        }
         let timeout = SEND_TIMEOUT.min(Duration::from_millis(self.policy.limits.deadline_ms / 2));
         let result = tokio::task::spawn_blocking(move || call(request, uri, timeout)).await;
         Ok(result.unwrap_or_else(|e| Err(format!("outbound request task failed: {e}"))))
@@ -88,6 +93,24 @@ pub fn check(allowed_hosts: &[String], request: &Request) -> Result<Uri, String>
             allowed_hosts.join(", ")
         ));
     }
+    // A server picks the site by the Host header: one naming another authority would reach a
+    // host the grant does not name (through a shared address or a proxy in front of it).
+    for (name, value) in &request.headers {
+        if name.eq_ignore_ascii_case("host") {
+            let value = value.trim().to_ascii_lowercase();
+            let host = host.to_ascii_lowercase();
+            let port = uri.port_u16().unwrap_or(default_port);
+            let same = value == host
+                || value == format!("{host}:{port}")
+                || (uri.port_u16().is_none() && value == target);
+            if !same {
+                return Err(format!(
+                    "Host header {value:?} differs from the request's authority {target}: \
+                     omit it (the host sets it) or name the same host"
+                ));
+            }
+        }
+    }
     Ok(uri)
 }
 
@@ -113,6 +136,18 @@ fn call(request: Request, uri: Uri, timeout: Duration) -> Result<Response, Strin
         .run(req)
         .map_err(|e| format!("request to {} failed: {e}", request.url))?;
     let status = response.status().as_u16();
+    if response.status().is_redirection() {
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        return Err(format!(
+            "{} answered a redirect ({status}) to {location:?}: redirects are not followed \
+             (the target may not be granted); call the final URL",
+            request.url
+        ));
+    }
     let body = response
         .body_mut()
         .with_config()
@@ -164,5 +199,21 @@ mod tests {
         assert!(err.contains("scheme \"ftp\""), "{err}");
         assert!(check(&allowed, &req("CONNECT", "http://127.0.0.1:8080/")).is_err());
         assert!(check(&[], &req("GET", "http://127.0.0.1:8080/")).is_err());
+    }
+
+    #[test]
+    fn a_host_header_naming_another_authority_is_refused() {
+        let allowed = vec!["127.0.0.1:8080".to_owned()];
+        let mut r = req("POST", "http://127.0.0.1:8080/hook");
+        r.headers.push(("Host".into(), "internal.admin:80".into()));
+        let err = check(&allowed, &r).unwrap_err();
+        assert!(
+            err.contains("Host header \"internal.admin:80\" differs"),
+            "{err}"
+        );
+        r.headers[0].1 = "127.0.0.1:8080".into();
+        assert!(check(&allowed, &r).is_ok());
+        r.headers[0].1 = "127.0.0.1".into();
+        assert!(check(&allowed, &r).is_ok());
     }
 }
