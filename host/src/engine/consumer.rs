@@ -10,7 +10,7 @@ use super::Shared;
 use crate::catalog::{Catalog, Service};
 use crate::envelope;
 use crate::runtime::{EventData, Outcome, StateReader};
-use crate::store::{AppliedBatch, RowOutcome, Store, now};
+use crate::store::{BatchOutcomes, RowOutcome, Store, now};
 use crate::telemetry::{EventHandled, LoopError, MessageSkipped};
 use crate::transport::{Delivery, Subscription};
 use async_trait::async_trait;
@@ -195,7 +195,7 @@ async fn handle_batch(
     if rows.is_empty() {
         return;
     }
-    let applied = AppliedBatch {
+    let applied = BatchOutcomes {
         service: service.name.clone(),
         rows,
     };
@@ -222,7 +222,7 @@ async fn handle_batch(
     for ((id, event_type, label, version, micros), (_, outcome)) in logs.iter().zip(&applied.rows) {
         let reason = match outcome {
             RowOutcome::Consumed { .. } => None,
-            RowOutcome::Failed { reason } | RowOutcome::Dead { reason } => Some(reason.as_str()),
+            RowOutcome::Retry { reason } | RowOutcome::Dead { reason } => Some(reason.as_str()),
         };
         EventHandled {
             service: &service.name,
@@ -248,7 +248,7 @@ async fn handle_batch(
 fn outcome_label(outcome: &RowOutcome) -> &'static str {
     match outcome {
         RowOutcome::Consumed { .. } => "consumed",
-        RowOutcome::Failed { .. } => "retry",
+        RowOutcome::Retry { .. } => "retry",
         RowOutcome::Dead { .. } => "dead",
     }
 }
@@ -311,7 +311,7 @@ async fn handle_one(
     let outcome = match out.outcome {
         Outcome::Ack => {
             let mut overlay = reader.overlay.lock().unwrap_or_else(|p| p.into_inner());
-            for (k, v) in &out.effects.writes {
+            for (k, v) in &out.effects.state_writes {
                 overlay.insert(k.clone(), v.clone());
             }
             RowOutcome::Consumed {
@@ -319,11 +319,11 @@ async fn handle_one(
                 effects: out.effects,
             }
         }
-        Outcome::Retry { reason } => RowOutcome::Failed { reason },
+        Outcome::Retry { reason } => RowOutcome::Retry { reason },
         Outcome::Dead { reason } => RowOutcome::Dead { reason },
     };
     let failure = match &outcome {
-        RowOutcome::Failed { reason } => Some(reason.as_str()),
+        RowOutcome::Retry { reason } => Some(reason.as_str()),
         _ => None,
     };
     shared

@@ -166,7 +166,7 @@ impl Outbox {
             topic: service.topic.clone(),
             message_key: event.message_key,
             payload: wrapper.to_json(),
-            max_retry: self.max_retry,
+            max_attempts: self.max_retry,
         })
     }
 

@@ -14,7 +14,13 @@ impl types::Host for Invocation {}
 impl state::Host for Invocation {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
         // Own writes first (latest wins), then what the engine says is visible.
-        if let Some((_, v)) = self.effects.writes.iter().rev().find(|(k, _)| *k == key) {
+        if let Some((_, v)) = self
+            .effects
+            .state_writes
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+        {
             return Ok(Ok(v.clone()));
         }
         Ok(self.reader.get(&self.service, &key).await)
@@ -31,7 +37,7 @@ impl state::Host for Invocation {
                 self.policy.limits.max_value_bytes
             )));
         }
-        self.effects.writes.push((key, Some(value)));
+        self.effects.state_writes.push((key, Some(value)));
         Ok(Ok(()))
     }
 
@@ -39,7 +45,7 @@ impl state::Host for Invocation {
         if let Err(e) = self.check_key(&key) {
             return Ok(Err(e));
         }
-        self.effects.writes.push((key, None));
+        self.effects.state_writes.push((key, None));
         Ok(Ok(()))
     }
 }
@@ -58,7 +64,7 @@ impl Invocation {
 
 impl emit::Host for Invocation {
     async fn emit(&mut self, event: emit::FollowUp) -> wasmtime::Result<Result<(), String>> {
-        if self.effects.emits.len() as u32 >= self.policy.limits.max_emits {
+        if self.effects.new_rows.len() as u32 >= self.policy.limits.max_emits {
             return Ok(Err(format!(
                 "emit limit reached: at most {} emits per invocation",
                 self.policy.limits.max_emits
@@ -98,14 +104,14 @@ impl emit::Host for Invocation {
             payload,
         };
         let service = &route.service;
-        self.effects.emits.push(NewRow {
+        self.effects.new_rows.push(NewRow {
             table: service.table.clone(),
             biz_type: event.event_type,
             service_name: service.name.clone(),
             topic: service.topic.clone(),
             message_key: event.message_key,
             payload: wrapper.to_json(),
-            max_retry: self.max_retry,
+            max_attempts: self.max_retry,
         });
         Ok(Ok(()))
     }

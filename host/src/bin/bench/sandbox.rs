@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use switchyard::catalog::Catalog;
 use switchyard::config::Config;
 use switchyard::runtime::{EventData, Outcome, Policy, Runtime, StateReader};
-use switchyard::store::{AppliedBatch, Backoff, Effects, RowOutcome, Store, now};
+use switchyard::store::{Backoff, BatchOutcomes, Effects, RowOutcome, Store, now};
 use switchyard::{NewEvent, Switchyard};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -77,8 +77,8 @@ fn native_record(payload: &[u8]) -> Result<Effects, String> {
     }
     let bytes = serde_json::to_vec(&task).map_err(|e| e.to_string())?;
     Ok(Effects {
-        writes: vec![(format!("task/{}/{}", task.user_id, task.id), Some(bytes))],
-        emits: Vec::new(),
+        state_writes: vec![(format!("task/{}/{}", task.user_id, task.id), Some(bytes))],
+        new_rows: Vec::new(),
     })
 }
 
@@ -208,7 +208,7 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
             handler_time += h.elapsed();
             {
                 let mut overlay = reader.overlay.lock().unwrap_or_else(|p| p.into_inner());
-                for (k, v) in &effects.writes {
+                for (k, v) in &effects.state_writes {
                     overlay.insert(k.clone(), v.clone());
                 }
             }
@@ -220,7 +220,7 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
                 },
             ));
         }
-        let applied = AppliedBatch {
+        let applied = BatchOutcomes {
             service: "task".into(),
             rows: out,
         };
@@ -312,7 +312,7 @@ pub async fn instantiate(n: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     for k in 0..n {
         let mut e = Effects::default();
-        e.writes
+        e.state_writes
             .push(("build".into(), Some(format!("{k}").into_bytes())));
         std::hint::black_box(e);
     }
