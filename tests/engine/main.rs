@@ -23,6 +23,6 @@ mod smartflow_notification;
 mod smartflow_scheduler;
 mod smartflow_support;
 mod smartflow_task_memory;
-mod store_ids;
+mod store_contract;
 mod support;
 mod testdb;

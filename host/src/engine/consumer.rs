@@ -11,7 +11,7 @@ use super::outbox::{EnqueueError, row_for};
 use crate::catalog::{Catalog, Service};
 use crate::envelope;
 use crate::runtime::{self, EventData, Outcome, StateReader};
-use crate::store::{self, AppliedBatch, RowOutcome, Store, now};
+use crate::store::{self, BatchOutcomes, RowOutcome, Store, now};
 use crate::telemetry::{EventHandled, LoopError, MessageSkipped};
 use crate::transport::{Delivery, Subscription};
 use async_trait::async_trait;
@@ -207,7 +207,7 @@ async fn handle_batch(
     if rows.is_empty() {
         return;
     }
-    let applied = AppliedBatch {
+    let applied = BatchOutcomes {
         service: service.name.clone(),
         rows,
     };
@@ -234,7 +234,7 @@ async fn handle_batch(
     for ((id, event_type, label, version, micros), (_, outcome)) in logs.iter().zip(&applied.rows) {
         let reason = match outcome {
             RowOutcome::Consumed { .. } => None,
-            RowOutcome::Failed { reason } | RowOutcome::Dead { reason } => Some(reason.as_str()),
+            RowOutcome::Retry { reason } | RowOutcome::Dead { reason } => Some(reason.as_str()),
         };
         EventHandled {
             service: &service.name,
@@ -260,7 +260,7 @@ async fn handle_batch(
 fn outcome_label(outcome: &RowOutcome) -> &'static str {
     match outcome {
         RowOutcome::Consumed { .. } => "consumed",
-        RowOutcome::Failed { .. } => "retry",
+        RowOutcome::Retry { .. } => "retry",
         RowOutcome::Dead { .. } => "dead",
     }
 }
@@ -317,7 +317,7 @@ async fn handle_one(
         Outcome::Ack => match stored_effects(catalog, out.effects, max_attempts) {
             Ok(effects) => {
                 let mut overlay = reader.overlay.lock().unwrap_or_else(|p| p.into_inner());
-                for (k, v) in &effects.writes {
+                for (k, v) in &effects.state_writes {
                     overlay.insert(k.clone(), v.clone());
                 }
                 RowOutcome::Consumed {
@@ -325,15 +325,15 @@ async fn handle_one(
                     effects,
                 }
             }
-            Err(e) => RowOutcome::Failed {
+            Err(e) => RowOutcome::Retry {
                 reason: format!("an emitted event cannot be stored: {e}"),
             },
         },
-        Outcome::Retry { reason } => RowOutcome::Failed { reason },
+        Outcome::Retry { reason } => RowOutcome::Retry { reason },
         Outcome::Dead { reason } => RowOutcome::Dead { reason },
     };
     let failure = match &outcome {
-        RowOutcome::Failed { reason } => Some(reason.as_str()),
+        RowOutcome::Retry { reason } => Some(reason.as_str()),
         _ => None,
     };
     shared
@@ -349,13 +349,13 @@ fn stored_effects(
     effects: runtime::Effects,
     max_attempts: i32,
 ) -> Result<store::Effects, EnqueueError> {
-    let emits = effects
+    let new_rows = effects
         .emits
         .into_iter()
         .map(|emit| row_for(catalog, emit.into(), max_attempts))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(store::Effects {
-        writes: effects.state_writes,
-        emits,
+        state_writes: effects.state_writes,
+        new_rows,
     })
 }

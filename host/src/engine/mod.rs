@@ -85,8 +85,13 @@ impl Switchyard {
     /// # Errors
     /// The failing migration, named.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        let services: Vec<Arc<Service>> = self.catalog.get().services().cloned().collect();
-        self.store.migrate(&services).await?;
+        let tables: Vec<String> = self
+            .catalog
+            .get()
+            .services()
+            .map(|s| s.table.clone())
+            .collect();
+        self.store.migrate(&tables).await?;
         Ok(())
     }
 

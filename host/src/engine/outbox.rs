@@ -170,7 +170,7 @@ pub fn row_for(
         topic: service.topic.clone(),
         message_key: event.message_key,
         payload: wrapper.to_json(),
-        max_retry: max_attempts,
+        max_attempts,
     })
 }
 

@@ -2,8 +2,14 @@
 //!
 //! The store knows tables, rows and transactions; it knows nothing of WebAssembly, routes or
 //! brokers. Every table name it is given comes from the [`catalog`](crate::catalog), which has
-//! validated it, so splicing it into SQL is safe. Each backend implements [`Store`] with the same
-//! semantics; the engine suite runs against each of them.
+//! validated it, so splicing it into SQL is safe.
+//!
+//! There is one implementation of [`Store`]: [`sql::SqlStore`], generic over a
+//! [`sql::Dialect`]. SQLite, MySQL/MariaDB and PostgreSQL are three dialects of it, each in
+//! its own folder (`mod.rs`: connecting, the dialect hooks, the claim; `migrate.rs`: the
+//! schema). The consume transaction, the failed-attempt rule and the plain reads are written
+//! once, in `sql/`. The store contract suite (`tests/engine/store_contract.rs`) runs the same
+//! assertions against each backend.
 
 pub mod mysql;
 pub mod postgres;
@@ -14,7 +20,6 @@ mod types;
 
 pub use types::*;
 
-use crate::catalog::Service;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,9 +78,10 @@ pub enum Hosting {
 /// The operations the engine needs, identical across backends.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Creates or upgrades the host's own tables and each service's outbox table. Only adds:
-    /// never renames or drops; running it twice is a no-op.
-    async fn migrate(&self, services: &[Arc<Service>]) -> StoreResult<()>;
+    /// Creates or upgrades the host's own tables and the given outbox tables (one per
+    /// service, names validated by the catalog). Only adds: never renames or drops; running it
+    /// twice is a no-op.
+    async fn migrate(&self, tables: &[String]) -> StoreResult<()>;
 
     /// Called once when a host starts relays and consumers. A single-host backend refuses a
     /// second host here (and holds its lock until the store is dropped).
@@ -99,8 +105,10 @@ pub trait Store: Send + Sync + 'static {
         hold_keys: bool,
     ) -> StoreResult<Vec<OutboxRow>>;
 
-    /// Records failed attempts (publish failures, undecodable rows, handler failures): `retry_count+1`, back to
-    /// `pending` after the backoff, or `dead` once `max_retry` is reached.
+    /// Records failed attempts (publish failures, undecodable rows, handler failures):
+    /// `retry_count+1`, back to `pending` after the backoff, or `dead` once the row's
+    /// `max_retry` is reached (its text then starts "retries exhausted after N attempts: ").
+    /// Rows already final are left alone.
     async fn fail_attempts(
         &self,
         table: &str,
@@ -128,12 +136,12 @@ pub trait Store: Send + Sync + 'static {
     async fn state_get(&self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
 
     /// Applies one consumed batch of one service in ONE transaction: outcomes of rows still
-    /// open, and the acked ones' state writes and emits. Rows found already `consumed` or
+    /// open, and the acked ones' state writes and new rows. Rows found already `consumed` or
     /// `dead` inside the transaction are skipped with their effects.
     async fn apply(
         &self,
         table: &str,
-        batch: &AppliedBatch,
+        batch: &BatchOutcomes,
         policy: &Backoff,
         now: Timestamp,
     ) -> StoreResult<ApplyReport>;

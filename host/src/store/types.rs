@@ -89,10 +89,13 @@ pub struct NewRow {
     pub topic: String,
     pub message_key: String,
     pub payload: String,
-    pub max_retry: i32,
+    /// Attempts before the row goes `dead` (the config's `[retry] max_attempts`), stored in
+    /// SmartFlow's `max_retry` column.
+    pub max_attempts: i32,
 }
 
-/// SmartFlow's failed-attempt policy: `n = retry_count + 1`; `n >= max_retry` → dead, else
+/// SmartFlow's failed-attempt policy: `n = retry_count + 1`; `n >= max_retry` (the row's
+/// `max_attempts`) → dead, else
 /// pending again after `min(base * 2^(n-1), max)`.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -108,12 +111,14 @@ impl Backoff {
     }
 }
 
-/// Effects of one acknowledged invocation, committed with its consumed mark.
+/// What the store commits for an acked row, in the same transaction as its consumed mark.
 #[derive(Debug, Clone, Default)]
 pub struct Effects {
-    /// `(key, Some(value))` sets, `(key, None)` deletes, in call order.
-    pub writes: Vec<(String, Option<Vec<u8>>)>,
-    pub emits: Vec<NewRow>,
+    /// `(key, Some(value))` sets, `(key, None)` deletes, in call order; within a batch the
+    /// last write of a key wins.
+    pub state_writes: Vec<(String, Option<Vec<u8>>)>,
+    /// Rows to insert as `pending`, in their owners' tables (the handler's emits).
+    pub new_rows: Vec<NewRow>,
 }
 
 /// What happened to one row in a consumed batch.
@@ -121,15 +126,17 @@ pub struct Effects {
 pub enum RowOutcome {
     /// Acked: mark consumed with the handler's content hash, apply the effects.
     Consumed { version: String, effects: Effects },
-    /// A failed attempt (handler `retry`, trap, deadline): backoff or dead.
-    Failed { reason: String },
+    /// A failed attempt (handler `retry`, trap, deadline): `pending` after the backoff, or
+    /// `dead` once the row's attempts are used up.
+    Retry { reason: String },
     /// Permanently failed.
     Dead { reason: String },
 }
 
-/// One service's batch, in delivery order.
+/// The outcomes of one consumed batch of one service, in delivery order: the input of
+/// [`Store::apply`](super::Store::apply).
 #[derive(Debug, Clone)]
-pub struct AppliedBatch {
+pub struct BatchOutcomes {
     pub service: String,
     pub rows: Vec<(i64, RowOutcome)>,
 }
@@ -170,17 +177,7 @@ pub fn split_writes<'a>(
 }
 
 /// Truncates an error text to SmartFlow's 2000-byte `last_error`, on a char boundary.
-pub fn cut_error(reason: &str) -> String {
-    const MAX: usize = 2000;
-    if reason.len() <= MAX {
-        return reason.to_owned();
-    }
-    let mut end = MAX;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_owned()
-}
+pub use crate::text::cut_reason as cut_error;
 
 #[cfg(test)]
 mod tests {
@@ -194,12 +191,5 @@ mod tests {
         };
         let secs: Vec<u64> = (1..=8).map(|n| b.delay(n).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 32, 32]);
-    }
-
-    #[test]
-    fn long_errors_are_cut_on_a_char_boundary() {
-        let s = "é".repeat(1500);
-        let cut = cut_error(&s);
-        assert!(cut.len() <= 2000 && s.starts_with(&cut));
     }
 }

@@ -17,7 +17,7 @@ use switchyard::catalog::Catalog;
 use switchyard::config::Config;
 use switchyard::runtime::Effects;
 use switchyard::runtime::{EventData, Outcome, Policy, Runtime, StateReader};
-use switchyard::store::{self, AppliedBatch, Backoff, RowOutcome, Store, now};
+use switchyard::store::{self, Backoff, BatchOutcomes, RowOutcome, Store, now};
 use switchyard::{NewEvent, Switchyard};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -219,13 +219,13 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
                 RowOutcome::Consumed {
                     version: sb.component.hash.clone(),
                     effects: store::Effects {
-                        writes: effects.state_writes,
-                        emits: Vec::new(),
+                        state_writes: effects.state_writes,
+                        new_rows: Vec::new(),
                     },
                 },
             ));
         }
-        let applied = AppliedBatch {
+        let applied = BatchOutcomes {
             service: "task".into(),
             rows: out,
         };

@@ -3,12 +3,13 @@
 //! read the catalog. Only ever adds: it must never rename, alter or drop what a table already
 //! has.
 
+use crate::store::sql::migrate::ServerSchema;
 use crate::store::{StoreError, StoreResult};
 use sqlx::MySqlPool;
 
 /// Templates applied to every service's outbox table, in order; `{table}` is replaced by the
 /// validated table name. Append only: an applied version is never edited.
-pub(super) const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
+const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
     (
         1,
         include_str!("../../../../migrations/mysql/outbox/0001_smartflow_table.sql"),
@@ -20,16 +21,24 @@ pub(super) const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
 ];
 
 /// Counts the columns named `?2` of table `?1`.
-pub(super) const HAS_COLUMN: &str = "SELECT COUNT(*) FROM information_schema.columns \
+const HAS_COLUMN: &str = "SELECT COUNT(*) FROM information_schema.columns \
      WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?";
 
 /// `(index name, column name)` of the indexes of table `?1`, columns in key order.
-pub(super) const INDEX_COLUMNS: &str = "SELECT index_name, column_name FROM information_schema.statistics \
+const INDEX_COLUMNS: &str = "SELECT index_name, column_name FROM information_schema.statistics \
      WHERE table_schema = DATABASE() AND table_name = ? ORDER BY index_name, seq_in_index";
 
 /// Records an applied outbox template (a second host may have just recorded it too).
-pub(super) const RECORD_MIGRATION: &str = "INSERT IGNORE INTO switchyard_outbox_migrations \
+const RECORD_MIGRATION: &str = "INSERT IGNORE INTO switchyard_outbox_migrations \
      (table_name, version, applied_at) VALUES (?, ?, ?)";
+
+/// What the shared outbox-table migration needs to know of this server.
+pub(super) const SCHEMA: ServerSchema = ServerSchema {
+    templates: OUTBOX_TEMPLATES,
+    has_column: HAS_COLUMN,
+    index_columns: INDEX_COLUMNS,
+    record_migration: RECORD_MIGRATION,
+};
 
 /// Creates or upgrades the host tables.
 pub(super) async fn host_tables(pool: &MySqlPool) -> StoreResult<()> {

@@ -8,18 +8,16 @@
 //! concurrent hosts. It must never alter or drop what a SmartFlow table already has:
 //! migrations only add what is missing.
 
-mod apply;
 mod migrate;
 
-use super::sql::{Dialect, SqlStore, claimed_rows, insert_statements};
-use super::{NewRow, OutboxRow, StoreResult, Timestamp, db};
+use super::sql::{
+    Dialect, SqlStore, claimed_rows, hold_keys_sql, in_input_order, insert_statements,
+};
+use super::{Hosting, NewRow, OutboxRow, StoreResult, Timestamp, db};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::{AssertSqlSafe, Executor, MySql, MySqlConnection, MySqlPool, QueryBuilder};
+use sqlx::{AssertSqlSafe, Executor, MySql, MySqlConnection, MySqlPool, QueryBuilder, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
-
-/// Rows per multi-row statement: 11 parameters each stays far below the 65535 placeholder cap.
-const ROWS_PER_INSERT: usize = 500;
 
 /// How long a caller waits for a pooled connection before the attempt fails (and the engine
 /// logs and backs off): short, so a database outage shows up in the logs within seconds.
@@ -53,12 +51,12 @@ impl SqlStore<MySql> {
             .connect_with(options)
             .await
             .map_err(db("connect mysql"))?;
-        Ok(SqlStore::new(pool))
+        Ok(SqlStore::new(pool, ()))
     }
 }
 
-/// Inserts `pending` rows on a connection the caller controls (its own transaction). One
-/// multi-row INSERT per table and chunk; MySQL has no `RETURNING`, so the ids of one statement
+/// Inserts `pending` rows on a connection the caller controls (its own transaction) and
+/// returns their ids in the order of `rows`. One multi-row INSERT per table and chunk; MySQL has no `RETURNING`, so the ids of one statement
 /// are computed from `LAST_INSERT_ID()` (the first) and `auto_increment_increment`.
 ///
 /// # Errors
@@ -69,7 +67,7 @@ pub async fn insert_rows(
     now: Timestamp,
 ) -> StoreResult<Vec<i64>> {
     let mut ids = Vec::with_capacity(rows.len());
-    for (n, mut q) in insert_statements::<MySql>(rows, now, ROWS_PER_INSERT) {
+    for (n, mut q) in insert_statements::<MySql>(rows, now, MySql::ROWS_PER_INSERT) {
         let done = q
             .build()
             .execute(&mut *conn)
@@ -88,18 +86,38 @@ pub async fn insert_rows(
         let first = done.last_insert_id() as i64;
         ids.extend((0..n as i64).map(|i| first + i * step));
     }
-    Ok(ids)
+    Ok(in_input_order(rows, ids))
 }
 
 impl Dialect for MySql {
-    const UPSERT_STATE: &'static str = apply::UPSERT_STATE;
-    const OUTBOX_TEMPLATES: &'static [(i64, &'static str)] = migrate::OUTBOX_TEMPLATES;
-    const HAS_COLUMN: &'static str = migrate::HAS_COLUMN;
-    const INDEX_COLUMNS: &'static str = migrate::INDEX_COLUMNS;
-    const RECORD_MIGRATION: &'static str = migrate::RECORD_MIGRATION;
+    /// Shared by any number of hosts: nothing to hold.
+    type HostLock = ();
 
-    async fn migrate_host_tables(pool: &MySqlPool) -> StoreResult<()> {
-        migrate::host_tables(pool).await
+    /// InnoDB row locks until commit.
+    const ROW_LOCK: &'static str = " FOR UPDATE";
+
+    /// The primary key is `(service, state_key)`.
+    const UPSERT_STATE: &'static str =
+        " ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)";
+
+    /// 11 parameters per outbox row stays far below the 65535 placeholder cap.
+    const ROWS_PER_INSERT: usize = 500;
+
+    const IDS_PER_LIST: usize = 1000;
+
+    /// A plain `BEGIN` (READ COMMITTED, set per session): the consume locks its rows with
+    /// [`Dialect::ROW_LOCK`].
+    async fn begin_write(pool: &MySqlPool) -> Result<Transaction<'static, MySql>, sqlx::Error> {
+        pool.begin().await
+    }
+
+    fn acquire_host(_: &()) -> StoreResult<Hosting> {
+        Ok(Hosting::Shared)
+    }
+
+    async fn migrate(pool: &MySqlPool, tables: &[String]) -> StoreResult<()> {
+        migrate::host_tables(pool).await?;
+        super::sql::migrate::outbox_tables(pool, tables, &migrate::SCHEMA).await
     }
 
     async fn insert_rows(
@@ -120,11 +138,7 @@ impl Dialect for MySql {
         // A locking read does not lock the rows its subqueries read, so the hold check sees
         // waiting rows even while another transaction has them locked.
         let hold = if hold_keys {
-            format!(
-                " AND NOT (c.message_key <> '' AND EXISTS (SELECT 1 FROM {table} e \
-                 WHERE e.message_key = c.message_key AND e.id < c.id \
-                 AND e.status = 'pending' AND e.next_retry_at > ?))"
-            )
+            hold_keys_sql(table, "?")
         } else {
             String::new()
         };
@@ -184,7 +198,7 @@ impl Dialect for MySql {
             .await
             .map_err(db("find stale rows"))?;
         let mut done = 0;
-        for chunk in ids.chunks(1000) {
+        for chunk in ids.chunks(MySql::IDS_PER_LIST) {
             let mut q = QueryBuilder::<MySql>::new(format!(
                 "UPDATE {table} SET status = 'pending', \
                  last_error = 'published but not consumed within the visibility timeout', next_retry_at = "

@@ -6,18 +6,14 @@
 //! their status. Sessions run at PostgreSQL's default READ COMMITTED. It must never alter or
 //! drop what an adopted table already has: migrations only add what is missing.
 
-mod apply;
 mod migrate;
 
-use super::sql::{Dialect, SqlStore, claimed_rows, insert_statements};
-use super::{NewRow, OutboxRow, StoreResult, Timestamp, db};
+use super::sql::{Dialect, SqlStore, claimed_rows, hold_keys_sql, insert_returning};
+use super::{Hosting, NewRow, OutboxRow, StoreResult, Timestamp, db};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
-
-/// Rows per multi-row statement: 11 parameters each stays far below the 65535 bind cap.
-const ROWS_PER_INSERT: usize = 500;
 
 /// How long a caller waits for a pooled connection before the attempt fails (and the engine
 /// logs and backs off): short, so a database outage shows up in the logs within seconds.
@@ -42,7 +38,7 @@ impl SqlStore<Postgres> {
             .connect_with(options)
             .await
             .map_err(db("connect postgres"))?;
-        Ok(SqlStore::new(pool))
+        Ok(SqlStore::new(pool, ()))
     }
 }
 
@@ -56,28 +52,38 @@ pub async fn insert_rows(
     rows: &[NewRow],
     now: Timestamp,
 ) -> StoreResult<Vec<i64>> {
-    let mut ids = Vec::with_capacity(rows.len());
-    for (_, mut q) in insert_statements::<Postgres>(rows, now, ROWS_PER_INSERT) {
-        q.push(" RETURNING id");
-        let returned: Vec<i64> = q
-            .build_query_scalar()
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("insert outbox rows"))?;
-        ids.extend(returned);
-    }
-    Ok(ids)
+    insert_returning::<Postgres>(conn, rows, now).await
 }
 
 impl Dialect for Postgres {
-    const UPSERT_STATE: &'static str = apply::UPSERT_STATE;
-    const OUTBOX_TEMPLATES: &'static [(i64, &'static str)] = migrate::OUTBOX_TEMPLATES;
-    const HAS_COLUMN: &'static str = migrate::HAS_COLUMN;
-    const INDEX_COLUMNS: &'static str = migrate::INDEX_COLUMNS;
-    const RECORD_MIGRATION: &'static str = migrate::RECORD_MIGRATION;
+    /// Shared by any number of hosts: nothing to hold.
+    type HostLock = ();
 
-    async fn migrate_host_tables(pool: &PgPool) -> StoreResult<()> {
-        migrate::host_tables(pool).await
+    /// Row locks until commit.
+    const ROW_LOCK: &'static str = " FOR UPDATE";
+
+    /// The primary key is `(service, state_key)`.
+    const UPSERT_STATE: &'static str = " ON CONFLICT (service, state_key) DO UPDATE SET \
+         value = excluded.value, updated_at = excluded.updated_at";
+
+    /// 11 parameters per outbox row stays far below the 65535 bind cap.
+    const ROWS_PER_INSERT: usize = 500;
+
+    const IDS_PER_LIST: usize = 1000;
+
+    /// A plain `BEGIN` (READ COMMITTED): the consume locks its rows with
+    /// [`Dialect::ROW_LOCK`].
+    async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        pool.begin().await
+    }
+
+    fn acquire_host(_: &()) -> StoreResult<Hosting> {
+        Ok(Hosting::Shared)
+    }
+
+    async fn migrate(pool: &PgPool, tables: &[String]) -> StoreResult<()> {
+        migrate::host_tables(pool).await?;
+        super::sql::migrate::outbox_tables(pool, tables, &migrate::SCHEMA).await
     }
 
     async fn insert_rows(
@@ -97,11 +103,7 @@ impl Dialect for Postgres {
     ) -> StoreResult<Vec<OutboxRow>> {
         // `FOR UPDATE OF c` locks only the candidates, never the rows the hold check reads.
         let hold = if hold_keys {
-            format!(
-                " AND NOT (c.message_key <> '' AND EXISTS (SELECT 1 FROM {table} e \
-                 WHERE e.message_key = c.message_key AND e.id < c.id \
-                 AND e.status = 'pending' AND e.next_retry_at > $1))"
-            )
+            hold_keys_sql(table, "$1")
         } else {
             String::new()
         };

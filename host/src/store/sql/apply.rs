@@ -1,22 +1,25 @@
-//! The consume transaction of a [`SqlStore`]: outcomes, state writes and emits of one batch.
+//! The consume transaction, written once for every backend: outcomes, state writes and new
+//! rows of one batch, and the failed-attempt rule.
 //!
-//! The batch's rows are locked `FOR UPDATE` (in primary-key order, so two hosts applying
-//! overlapping batches queue up instead of deadlocking) before their status is re-read; a row
-//! another host already made final is skipped with its effects.
+//! It runs in a write transaction begun by [`Dialect::begin_write`]. The batch's rows are
+//! locked with [`Dialect::ROW_LOCK`] (`FOR UPDATE` on the servers, in primary-key order so two
+//! hosts applying overlapping batches queue up instead of deadlocking; SQLite already holds
+//! its write lock) before their status is re-read; a row another host or an earlier attempt
+//! already made final is skipped with its effects.
 
 use super::{Dialect, SqlStore};
 use crate::store::{
-    AppliedBatch, ApplyReport, Backoff, RowOutcome, RowState, Status, StoreResult, Timestamp,
+    ApplyReport, Backoff, BatchOutcomes, RowOutcome, RowState, Status, StoreResult, Timestamp,
     cut_error, db, later,
 };
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
 use std::collections::BTreeMap;
 
-/// A row's state with its own retry ceiling (SmartFlow's per-row `max_retry`).
+/// A row's state with its own attempt ceiling (SmartFlow's per-row `max_retry` column).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Locked {
     pub state: RowState,
-    pub max_retry: i32,
+    pub max_attempts: i32,
 }
 
 /// Failed attempts grouped by what they write: `(retry_count, dead, last_error) -> ids`, so
@@ -24,14 +27,15 @@ pub(super) struct Locked {
 type FailureGroups = BTreeMap<(i32, bool, String), Vec<i64>>;
 
 /// One failed attempt of a locked row, SmartFlow's way: `retry_count+1`, then dead at
-/// `max_retry`, else pending after the backoff. Returns whether the row goes dead; a final
+/// `max_attempts` ("retries exhausted after N attempts: reason", cut to 2,000 bytes), else
+/// pending after the backoff. Returns whether the row goes dead; a final
 /// row is left alone.
 fn plan_failure(groups: &mut FailureGroups, id: i64, row: Locked, reason: &str) -> bool {
     if row.state.status.is_final() {
         return false;
     }
     let failures = row.state.retry_count.saturating_add(1);
-    let dead = failures >= row.max_retry;
+    let dead = failures >= row.max_attempts;
     let error = if dead {
         cut_error(&format!(
             "retries exhausted after {failures} attempts: {}",
@@ -66,7 +70,7 @@ where
         let mut sorted = ids.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        for chunk in sorted.chunks(1000) {
+        for chunk in sorted.chunks(D::IDS_PER_LIST) {
             let mut q = QueryBuilder::<D>::new(format!(
                 "SELECT id, status, retry_count, max_retry FROM {table} WHERE id IN ("
             ));
@@ -76,7 +80,7 @@ where
             }
             q.push(") ORDER BY id");
             if lock {
-                q.push(" FOR UPDATE");
+                q.push(D::ROW_LOCK);
             }
             for r in q
                 .build()
@@ -94,7 +98,7 @@ where
                             status,
                             retry_count: r.get(2),
                         },
-                        max_retry: r.get(3),
+                        max_attempts: r.get(3),
                     },
                 );
             }
@@ -126,7 +130,7 @@ where
         Ok(dead)
     }
 
-    /// Writes planned failures: one UPDATE per group.
+    /// Writes planned failures: one UPDATE per group (and per [`Dialect::IDS_PER_LIST`] ids).
     async fn write_failures(
         conn: &mut D::Connection,
         table: &str,
@@ -135,29 +139,45 @@ where
         now: Timestamp,
     ) -> StoreResult<()> {
         for ((failures, dead, error), ids) in groups {
-            let mut q = QueryBuilder::<D>::new(format!("UPDATE {table} SET retry_count = "));
-            q.push_bind(failures);
-            if dead {
-                q.push(", status = 'dead'");
-            } else {
-                q.push(", status = 'pending', next_retry_at = ")
-                    .push_bind(later(now, policy.delay(failures as u32)));
+            for chunk in ids.chunks(D::IDS_PER_LIST) {
+                Self::write_failure(conn, table, (failures, dead, &error), chunk, policy, now)
+                    .await?;
             }
-            q.push(", last_error = ")
-                .push_bind(error)
-                .push(", updated_at = ")
-                .push_bind(now)
-                .push(" WHERE id IN (");
-            let mut sep = q.separated(", ");
-            for id in ids {
-                sep.push_bind(id);
-            }
-            q.push(")");
-            q.build()
-                .execute(&mut *conn)
-                .await
-                .map_err(db("record failed attempts"))?;
         }
+        Ok(())
+    }
+
+    /// One UPDATE of a failure group: `(retry_count, dead, last_error)` on `ids`.
+    async fn write_failure(
+        conn: &mut D::Connection,
+        table: &str,
+        (failures, dead, error): (i32, bool, &str),
+        ids: &[i64],
+        policy: &Backoff,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut q = QueryBuilder::<D>::new(format!("UPDATE {table} SET retry_count = "));
+        q.push_bind(failures);
+        if dead {
+            q.push(", status = 'dead'");
+        } else {
+            q.push(", status = 'pending', next_retry_at = ")
+                .push_bind(later(now, policy.delay(failures as u32)));
+        }
+        q.push(", last_error = ")
+            .push_bind(error.to_owned())
+            .push(", updated_at = ")
+            .push_bind(now)
+            .push(" WHERE id IN (");
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        q.push(")");
+        q.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("record failed attempts"))?;
         Ok(())
     }
 
@@ -165,7 +185,7 @@ where
     pub(super) async fn apply_batch(
         conn: &mut D::Connection,
         table: &str,
-        batch: &AppliedBatch,
+        batch: &BatchOutcomes,
         policy: &Backoff,
         now: Timestamp,
     ) -> StoreResult<ApplyReport> {
@@ -174,7 +194,7 @@ where
         let mut report = ApplyReport::default();
         // Final value per key, in batch order: later events overwrite earlier ones.
         let mut writes: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
-        let mut emits = Vec::new();
+        let mut new_rows = Vec::new();
         let mut consumed: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         let mut dead: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         let mut failed = FailureGroups::new();
@@ -188,14 +208,14 @@ where
             };
             match outcome {
                 RowOutcome::Consumed { version, effects } => {
-                    for (k, v) in &effects.writes {
+                    for (k, v) in &effects.state_writes {
                         writes.insert(k, v.as_deref());
                     }
-                    emits.extend(effects.emits.iter().cloned());
+                    new_rows.extend(effects.new_rows.iter().cloned());
                     consumed.entry(version.as_str()).or_default().push(*id);
                     report.consumed += 1;
                 }
-                RowOutcome::Failed { reason } => {
+                RowOutcome::Retry { reason } => {
                     if plan_failure(&mut failed, *id, state, reason) {
                         report.dead += 1;
                     } else {
@@ -209,26 +229,28 @@ where
             }
         }
         Self::write_failures(conn, table, failed, policy, now).await?;
-        for (reason, ids) in dead {
-            let mut q = QueryBuilder::<D>::new(format!(
-                "UPDATE {table} SET status = 'dead', last_error = "
-            ));
-            q.push_bind(reason)
-                .push(", updated_at = ")
-                .push_bind(now)
-                .push(" WHERE id IN (");
-            let mut sep = q.separated(", ");
-            for id in ids {
-                sep.push_bind(id);
+        for (reason, ids) in &dead {
+            for chunk in ids.chunks(D::IDS_PER_LIST) {
+                let mut q = QueryBuilder::<D>::new(format!(
+                    "UPDATE {table} SET status = 'dead', last_error = "
+                ));
+                q.push_bind(reason.clone())
+                    .push(", updated_at = ")
+                    .push_bind(now)
+                    .push(" WHERE id IN (");
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                q.build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("mark dead"))?;
             }
-            q.push(")");
-            q.build()
-                .execute(&mut *conn)
-                .await
-                .map_err(db("mark dead"))?;
         }
         for (version, ids) in consumed {
-            for chunk in ids.chunks(1000) {
+            for chunk in ids.chunks(D::IDS_PER_LIST) {
                 let mut q = QueryBuilder::<D>::new(format!(
                     "UPDATE {table} SET status = 'consumed', consumed_at = "
                 ));
@@ -250,9 +272,9 @@ where
             }
         }
         Self::write_state(conn, &batch.service, &writes, now).await?;
-        if !emits.is_empty() {
-            D::insert_rows(conn, &emits, now).await?;
-            for e in &emits {
+        if !new_rows.is_empty() {
+            D::insert_rows(conn, &new_rows, now).await?;
+            for e in &new_rows {
                 *report.emitted.entry(e.table.clone()).or_default() += 1;
             }
         }
@@ -266,7 +288,7 @@ where
         now: Timestamp,
     ) -> StoreResult<()> {
         let (sets, deletes) = crate::store::split_writes(writes);
-        for chunk in sets.chunks(500) {
+        for chunk in sets.chunks(D::ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<D>::new(
                 "INSERT INTO switchyard_state (service, state_key, value, updated_at) ",
             );
@@ -282,7 +304,7 @@ where
                 .await
                 .map_err(db("write state"))?;
         }
-        for chunk in deletes.chunks(500) {
+        for chunk in deletes.chunks(D::IDS_PER_LIST) {
             let mut q = QueryBuilder::<D>::new("DELETE FROM switchyard_state WHERE service = ");
             q.push_bind(service.to_owned()).push(" AND state_key IN (");
             let mut sep = q.separated(", ");

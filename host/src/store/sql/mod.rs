@@ -1,61 +1,101 @@
-//! What the MySQL/MariaDB and PostgreSQL stores share, written once over the backend.
+//! The one store: [`SqlStore`], generic over a [`Dialect`]; SQLite, MySQL/MariaDB and
+//! PostgreSQL are its three dialects.
 //!
-//! [`SqlStore`] implements [`Store`] for any backend that implements [`Dialect`]: the consume
-//! transaction (`apply.rs`), the outbox-table templates (`migrate.rs`) and the plain reads are
-//! the same SQL on both servers, and `QueryBuilder` renders `?` or `$n` placeholders by itself.
-//! What really differs stays in each backend's folder, behind [`Dialect`]: connecting, the
-//! state-table upsert, reading the ids of inserted rows (`RETURNING` or `LAST_INSERT_ID()`),
-//! the `SKIP LOCKED` claim and requeue, and reading the catalog. SQLite, whose transactions
-//! and failure path differ, shares only the outbox INSERT ([`insert_statements`]) and the
-//! reading of claimed rows ([`claimed_rows`]).
+//! Written once here: the consume transaction and the failed-attempt rule (`apply.rs`), the
+//! additive outbox-table migration of the servers (`migrate.rs`), the outbox INSERT
+//! (`insert.rs`), the `hold_key_order` condition (`hold_keys_sql`), the reading of claimed
+//! rows (`claimed_rows`) and the plain reads (`next_due`, `table_status`, `state_get`,
+//! `row_states`). `QueryBuilder` renders `?` or `$n` placeholders by itself.
+//!
+//! What really differs stays in each backend's folder, behind the [`Dialect`] hooks:
+//! - how a write transaction begins ([`Dialect::begin_write`]: SQLite takes its write lock
+//!   up front with `BEGIN IMMEDIATE`, the servers a plain `BEGIN`);
+//! - the row-lock suffix of the status re-read ([`Dialect::ROW_LOCK`]: `FOR UPDATE`, or
+//!   nothing on SQLite, whose write lock already covers the whole file);
+//! - the single-host lock ([`Dialect::acquire_host`]: SQLite's lock file; the servers are
+//!   shared);
+//! - the state-table upsert ([`Dialect::UPSERT_STATE`]) and how many rows or ids one
+//!   statement may bind ([`Dialect::ROWS_PER_INSERT`], [`Dialect::IDS_PER_LIST`]);
+//! - migrations ([`Dialect::migrate`]: SQLite's DDL is transactional, MySQL's is not);
+//! - reading the ids of inserted rows (`RETURNING` or `LAST_INSERT_ID()`), the claim and the
+//!   visibility requeue (`SKIP LOCKED` on the servers, a single writer on SQLite).
 //!
 //! Generic rather than a macro: the code reads as ordinary Rust, and the sqlx bounds it needs
 //! are written once per `impl` block ([`SqlStore`]'s `where` clauses), not per function.
 
 mod apply;
-mod migrate;
+mod insert;
+pub(crate) mod migrate;
+
+pub(crate) use insert::{in_input_order, insert_returning, insert_statements};
 
 use super::{
-    AppliedBatch, ApplyReport, Backoff, Hosting, NewRow, OutboxRow, RowState, Store, StoreResult,
+    ApplyReport, Backoff, BatchOutcomes, Hosting, NewRow, OutboxRow, RowState, Store, StoreResult,
     TableStatus, Timestamp, db,
 };
-use crate::catalog::Service;
 use async_trait::async_trait;
 use sqlx::{
     AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
-    QueryBuilder, Row, Type,
+    QueryBuilder, Row, Transaction, Type,
 };
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-/// The differences between the servers a [`SqlStore`] runs on. Each statement here binds
-/// with the backend's own placeholders.
+/// What differs between the backends a [`SqlStore`] runs on. Each statement here binds with
+/// the backend's own placeholders.
 pub trait Dialect: Database {
+    /// What [`Dialect::acquire_host`] keeps for the life of the store: SQLite's held lock
+    /// file; nothing on a server that many hosts share.
+    type HostLock: Send + Sync + 'static;
+
+    /// Appended to the status re-read of a write transaction (`SELECT ... ORDER BY id`) to lock
+    /// the rows until commit, so a concurrent host cannot make them final in between. Servers:
+    /// `" FOR UPDATE"`; SQLite: empty, its `BEGIN IMMEDIATE` already holds the file's one
+    /// write lock (and it has no row locks).
+    const ROW_LOCK: &'static str;
+
     /// Appended to `INSERT INTO switchyard_state (service, state_key, value, updated_at)
     /// VALUES ...`: overwrite the value of a key that exists.
     const UPSERT_STATE: &'static str;
-    /// Outbox-table templates, in order; `{table}` is replaced by the validated table name.
-    /// Append only: an applied version is never edited.
-    const OUTBOX_TEMPLATES: &'static [(i64, &'static str)];
-    /// `COUNT(*)` of the columns named `$2` of table `$1`.
-    const HAS_COLUMN: &'static str;
-    /// `(index name, column name)` of every index of table `$1`, columns in key order.
-    const INDEX_COLUMNS: &'static str;
-    /// Records `(table_name, version, applied_at)` in `switchyard_outbox_migrations`, doing
-    /// nothing if it is already there.
-    const RECORD_MIGRATION: &'static str;
 
-    /// Creates or upgrades the host's own tables (`sqlx::migrate!`).
-    fn migrate_host_tables(pool: &Pool<Self>) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Rows per multi-row INSERT (outbox rows bind 11 parameters each, state rows 4), so a
+    /// statement stays under the backend's bind limit: SQLite 32766, the servers 65535.
+    const ROWS_PER_INSERT: usize;
 
-    /// [`Store::insert`] on a connection the caller controls (its own transaction).
+    /// Ids (or keys) per `IN (...)` list, for the same limit.
+    const IDS_PER_LIST: usize;
+
+    /// Begins a write transaction on a pooled connection. It must make the status re-read and
+    /// the writes of one transaction see one snapshot: SQLite takes its write lock at the start
+    /// (`BEGIN IMMEDIATE`; a deferred `BEGIN` would read, then fail to upgrade to a writer with
+    /// `SQLITE_BUSY` mid-transaction); the servers begin plainly and lock rows with
+    /// [`Dialect::ROW_LOCK`].
+    fn begin_write(
+        pool: &Pool<Self>,
+    ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send;
+
+    /// [`Store::acquire_host`]: a single-host backend takes (and keeps in `lock`) its host lock,
+    /// refusing a second host; a shared server returns [`Hosting::Shared`].
+    fn acquire_host(lock: &Self::HostLock) -> StoreResult<Hosting>;
+
+    /// [`Store::migrate`]: the host tables (`sqlx::migrate!`) and the outbox templates. Per
+    /// backend because DDL differs in kind, not only in text: SQLite applies each table's
+    /// templates in one transaction, MySQL commits DDL implicitly (so the servers guard every
+    /// additive step with a catalog check instead, see `migrate::outbox_tables`).
+    fn migrate(
+        pool: &Pool<Self>,
+        tables: &[String],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// [`Store::insert`] on a connection the caller controls (its own transaction). Per
+    /// backend because MySQL has no `RETURNING`.
     fn insert_rows(
         conn: &mut Self::Connection,
         rows: &[NewRow],
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<Vec<i64>>> + Send;
 
-    /// [`Store::claim_due`].
+    /// [`Store::claim_due`]; use `hold_keys_sql` for the `hold_key_order` condition. Per backend
+    /// because of `SKIP LOCKED` and `UPDATE ... RETURNING` support.
     fn claim_due(
         pool: &Pool<Self>,
         table: &str,
@@ -64,7 +104,7 @@ pub trait Dialect: Database {
         hold_keys: bool,
     ) -> impl Future<Output = StoreResult<Vec<OutboxRow>>> + Send;
 
-    /// [`Store::requeue_stale`].
+    /// [`Store::requeue_stale`]. Per backend because of `SKIP LOCKED`.
     fn requeue_stale(
         pool: &Pool<Self>,
         table: &str,
@@ -73,47 +113,16 @@ pub trait Dialect: Database {
     ) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
-/// The multi-row INSERTs that write `rows` as new `pending` outbox rows: one per table and
-/// chunk of at most `per_statement` rows, in table order and then row order, each with its
-/// number of rows. The caller appends whatever its server needs to report the new ids.
-pub(crate) fn insert_statements<D: Database>(
-    rows: &[NewRow],
-    now: Timestamp,
-    per_statement: usize,
-) -> Vec<(usize, QueryBuilder<D>)>
-where
-    i32: Type<D> + for<'q> Encode<'q, D>,
-    String: Type<D> + for<'q> Encode<'q, D>,
-    Timestamp: Type<D> + for<'q> Encode<'q, D>,
-{
-    let mut by_table: BTreeMap<&str, Vec<&NewRow>> = BTreeMap::new();
-    for row in rows {
-        by_table.entry(row.table.as_str()).or_default().push(row);
-    }
-    let mut statements = Vec::new();
-    for (table, rows) in by_table {
-        for chunk in rows.chunks(per_statement) {
-            let mut q = QueryBuilder::<D>::new(format!(
-                "INSERT INTO {table} (biz_type, service_name, topic, message_key, payload, status, \
-                 retry_count, max_retry, next_retry_at, created_at, updated_at) "
-            ));
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.biz_type.clone())
-                    .push_bind(r.service_name.clone())
-                    .push_bind(r.topic.clone())
-                    .push_bind(r.message_key.clone())
-                    .push_bind(r.payload.clone())
-                    .push_bind("pending".to_owned())
-                    .push_bind(0i32)
-                    .push_bind(r.max_retry)
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            statements.push((chunk.len(), q));
-        }
-    }
-    statements
+/// The `hold_key_order` condition of a claim, appended to its `WHERE` on candidate rows `c`:
+/// a row whose `message_key` has an earlier row waiting for a retry (`pending`, not yet due at
+/// `now`) is held back. `now` is the placeholder text the claim binds the time to (`?`, `$1`,
+/// `?1`). Rows without a key are never held.
+pub(crate) fn hold_keys_sql(table: &str, now: &str) -> String {
+    format!(
+        " AND NOT (c.message_key <> '' AND EXISTS (SELECT 1 FROM {table} e \
+         WHERE e.message_key = c.message_key AND e.id < c.id \
+         AND e.status = 'pending' AND e.next_retry_at > {now}))"
+    )
 }
 
 /// Rows a claim returned (`id, biz_type, service_name, message_key, payload, retry_count`),
@@ -140,14 +149,16 @@ where
     rows
 }
 
-/// A store on a server that any number of hosts share (see `mysql` and `postgres`).
-pub struct SqlStore<D: Database> {
+/// The store, on any [`Dialect`]: `SqliteStore`, `MySqlStore` and `PgStore` are aliases of it.
+pub struct SqlStore<D: Dialect> {
     pool: Pool<D>,
+    /// Kept by [`Dialect::acquire_host`] until the store is dropped.
+    host_lock: D::HostLock,
 }
 
-impl<D: Database> SqlStore<D> {
-    pub(super) fn new(pool: Pool<D>) -> SqlStore<D> {
-        SqlStore { pool }
+impl<D: Dialect> SqlStore<D> {
+    pub(super) fn new(pool: Pool<D>, host_lock: D::HostLock) -> SqlStore<D> {
+        SqlStore { pool, host_lock }
     }
 
     /// The pool, for callers that enqueue inside their own transactions.
@@ -155,8 +166,9 @@ impl<D: Database> SqlStore<D> {
         &self.pool
     }
 
-    async fn begin(&self, op: &'static str) -> StoreResult<sqlx::Transaction<'static, D>> {
-        self.pool.begin().await.map_err(db(op))
+    /// A write transaction, begun the dialect's way ([`Dialect::begin_write`]).
+    async fn begin_write(&self, op: &'static str) -> StoreResult<Transaction<'static, D>> {
+        D::begin_write(&self.pool).await.map_err(db(op))
     }
 }
 
@@ -172,17 +184,16 @@ where
     Vec<u8>: Type<D> + for<'q> Encode<'q, D> + for<'r> Decode<'r, D>,
     Timestamp: Type<D> + for<'q> Encode<'q, D> + for<'r> Decode<'r, D>,
 {
-    async fn migrate(&self, services: &[Arc<Service>]) -> StoreResult<()> {
-        D::migrate_host_tables(&self.pool).await?;
-        self.migrate_outbox_tables(services).await
+    async fn migrate(&self, tables: &[String]) -> StoreResult<()> {
+        D::migrate(&self.pool, tables).await
     }
 
     async fn acquire_host(&self) -> StoreResult<Hosting> {
-        Ok(Hosting::Shared)
+        D::acquire_host(&self.host_lock)
     }
 
     async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
-        let mut tx = self.begin("begin insert").await?;
+        let mut tx = self.begin_write("begin insert").await?;
         let ids = D::insert_rows(&mut tx, rows, now).await?;
         tx.commit().await.map_err(db("commit insert"))?;
         Ok(ids)
@@ -208,7 +219,7 @@ where
         if failures.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin("begin fail attempts").await?;
+        let mut tx = self.begin_write("begin fail attempts").await?;
         Self::fail_many(&mut tx, table, failures, policy, now).await?;
         tx.commit().await.map_err(db("commit fail attempts"))?;
         Ok(())
@@ -255,11 +266,11 @@ where
     async fn apply(
         &self,
         table: &str,
-        batch: &AppliedBatch,
+        batch: &BatchOutcomes,
         policy: &Backoff,
         now: Timestamp,
     ) -> StoreResult<ApplyReport> {
-        let mut tx = self.begin("begin apply").await?;
+        let mut tx = self.begin_write("begin apply").await?;
         let report = Self::apply_batch(&mut tx, table, batch, policy, now).await?;
         tx.commit().await.map_err(db("commit apply"))?;
         Ok(report)

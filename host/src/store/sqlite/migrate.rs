@@ -2,10 +2,8 @@
 //! templates recorded in `switchyard_outbox_migrations`. Only ever adds: it must never rename,
 //! alter or drop what a table already has.
 
-use crate::catalog::Service;
 use crate::store::{StoreError, StoreResult, db};
 use sqlx::{AssertSqlSafe, Connection, SqlitePool};
-use std::sync::Arc;
 
 /// Templates applied to every service's outbox table, in order; `{table}` is replaced by the
 /// validated table name. Append only: an applied version is never edited.
@@ -24,8 +22,10 @@ const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
     ),
 ];
 
-/// Creates or upgrades the host tables and each service's outbox table.
-pub(super) async fn run(pool: &SqlitePool, services: &[Arc<Service>]) -> StoreResult<()> {
+/// Creates or upgrades the host tables and each outbox table. SQLite's DDL is transactional:
+/// each table's missing templates are applied in one `BEGIN IMMEDIATE` transaction, so a
+/// second process migrating at the same time waits, then finds them recorded.
+pub(super) async fn run(pool: &SqlitePool, tables: &[String]) -> StoreResult<()> {
     sqlx::migrate!("../migrations/sqlite")
         .run(pool)
         .await
@@ -34,8 +34,7 @@ pub(super) async fn run(pool: &SqlitePool, services: &[Arc<Service>]) -> StoreRe
             source: e.into(),
         })?;
     let mut conn = pool.acquire().await.map_err(db("acquire connection"))?;
-    for service in services {
-        let table = &service.table;
+    for table in tables {
         let mut tx = conn
             .begin_with("BEGIN IMMEDIATE")
             .await

@@ -1,42 +1,39 @@
-//! The embedded default: one SQLite file, one host.
+//! The embedded default: one SQLite file, one host. A [`Dialect`] of the one store.
 //!
-//! Writes take SQLite's single write lock with `BEGIN IMMEDIATE`, so the status check and the
-//! writes of a consume transaction see the same snapshot. WAL mode lets the relay read while a
-//! consumer commits. `synchronous = FULL`: a commit survives power loss, not only a crash.
-//! Single host: a running host holds an exclusive lock on `<file>.host-lock`, and a second
-//! host started on the same file is refused with an error saying so (commands such as
-//! `publish` and `status` do not take it, so they work beside a running host).
+//! Writes take SQLite's single write lock with `BEGIN IMMEDIATE`
+//! ([`Dialect::begin_write`]), so the status check and the writes of a consume transaction see
+//! the same snapshot; having no row locks, the status re-read adds no lock suffix. WAL mode
+//! lets the relay read while a consumer commits. `synchronous = FULL`: a commit survives power
+//! loss, not only a crash. Single host: a running host holds an exclusive lock on
+//! `<file>.host-lock` ([`SqliteHostLock`]), and a second host started on the same file is
+//! refused with an error saying so (commands such as `publish` and `status` do not take it, so
+//! they work beside a running host).
 
-mod apply;
 mod migrate;
 
-use super::sql::{claimed_rows, insert_statements};
-use super::{
-    Backoff, Hosting, NewRow, OutboxRow, RowState, Store, StoreError, StoreResult, TableStatus,
-    Timestamp, db,
-};
-use crate::catalog::Service;
-use crate::store::{AppliedBatch, ApplyReport};
-use async_trait::async_trait;
+use super::sql::{Dialect, SqlStore, claimed_rows, hold_keys_sql, insert_returning};
+use super::{Hosting, NewRow, OutboxRow, StoreError, StoreResult, Timestamp, db};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Connection, Row, Sqlite, SqliteConnection, SqlitePool};
-use std::collections::BTreeMap;
+use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
-/// Bound parameters per statement stay well under SQLite's limit (32766).
-const ROWS_PER_INSERT: usize = 200;
+/// The store on a SQLite file.
+pub type SqliteStore = SqlStore<Sqlite>;
 
-pub struct SqliteStore {
-    pool: SqlitePool,
+/// The single-host lock of a SQLite store: the lock file beside the database, held open (and
+/// locked) from [`Store::acquire_host`](crate::store::Store::acquire_host) until the store is
+/// dropped or the process dies.
+pub struct SqliteHostLock {
     /// The database file (`None` in memory), whose lock file marks the running host.
-    path: Option<std::path::PathBuf>,
-    /// The held lock file, released when the store is dropped (or the process dies).
-    host_lock: std::sync::Mutex<Option<std::fs::File>>,
+    path: Option<PathBuf>,
+    /// The held lock file.
+    held: Mutex<Option<std::fs::File>>,
 }
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// Opens (creating if missing) the database file named by `sqlite://PATH`.
     ///
     /// # Errors
@@ -57,24 +54,16 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db("connect sqlite"))?;
-        Ok(SqliteStore {
-            pool,
+        let lock = SqliteHostLock {
             path,
-            host_lock: std::sync::Mutex::new(None),
-        })
-    }
-
-    /// The pool, for callers that enqueue inside their own transactions.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    async fn write_tx(&self) -> StoreResult<sqlx::pool::PoolConnection<Sqlite>> {
-        self.pool.acquire().await.map_err(db("acquire connection"))
+            held: Mutex::new(None),
+        };
+        Ok(SqlStore::new(pool, lock))
     }
 }
 
-/// Inserts `pending` rows on a connection the caller controls (its own transaction).
+/// Inserts `pending` rows on a connection the caller controls (its own transaction): one
+/// multi-row `INSERT ... RETURNING id` per table and chunk.
 ///
 /// # Errors
 /// The database error of the failing statement.
@@ -83,38 +72,42 @@ pub async fn insert_rows(
     rows: &[NewRow],
     now: Timestamp,
 ) -> StoreResult<Vec<i64>> {
-    let mut ids = Vec::with_capacity(rows.len());
-    for (_, mut q) in insert_statements::<Sqlite>(rows, now, ROWS_PER_INSERT) {
-        q.push(" RETURNING id");
-        let returned = q
-            .build()
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("insert outbox rows"))?;
-        for r in returned {
-            ids.push(r.get::<i64, _>(0));
-        }
-    }
-    Ok(ids)
+    insert_returning::<Sqlite>(conn, rows, now).await
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn migrate(&self, services: &[Arc<Service>]) -> StoreResult<()> {
-        migrate::run(&self.pool, services).await
+impl Dialect for Sqlite {
+    type HostLock = SqliteHostLock;
+
+    /// No row locks: `BEGIN IMMEDIATE` already holds the one write lock of the file.
+    const ROW_LOCK: &'static str = "";
+
+    /// The primary key is `(service, state_key)`.
+    const UPSERT_STATE: &'static str = " ON CONFLICT (service, state_key) DO UPDATE SET \
+         value = excluded.value, updated_at = excluded.updated_at";
+
+    /// 11 parameters per outbox row stays well under SQLite's 32766 bound parameters.
+    const ROWS_PER_INSERT: usize = 200;
+
+    const IDS_PER_LIST: usize = 800;
+
+    /// `BEGIN IMMEDIATE` on a pooled connection: the write lock is taken before the status
+    /// re-read, so the re-read and the writes see one snapshot (a deferred `BEGIN` could read,
+    /// then fail to upgrade to a writer with `SQLITE_BUSY` mid-transaction).
+    async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    async fn acquire_host(&self) -> StoreResult<Hosting> {
-        let Some(path) = &self.path else {
+    fn acquire_host(lock: &SqliteHostLock) -> StoreResult<Hosting> {
+        let Some(path) = &lock.path else {
             return Ok(Hosting::Exclusive); // in memory: nobody else can open it
         };
-        let mut held = self.host_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = lock.held.lock().unwrap_or_else(|p| p.into_inner());
         if held.is_some() {
             return Ok(Hosting::Exclusive);
         }
         let mut lock_path = path.clone().into_os_string();
         lock_path.push(".host-lock");
-        let lock = std::path::PathBuf::from(lock_path);
+        let lock = PathBuf::from(lock_path);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -142,30 +135,28 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
-        let mut conn = self.write_tx().await?;
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db("begin insert"))?;
-        let ids = insert_rows(&mut tx, rows, now).await?;
-        tx.commit().await.map_err(db("commit insert"))?;
-        Ok(ids)
+    async fn migrate(pool: &SqlitePool, tables: &[String]) -> StoreResult<()> {
+        migrate::run(pool, tables).await
+    }
+
+    async fn insert_rows(
+        conn: &mut SqliteConnection,
+        rows: &[NewRow],
+        now: Timestamp,
+    ) -> StoreResult<Vec<i64>> {
+        insert_rows(conn, rows, now).await
     }
 
     async fn claim_due(
-        &self,
+        pool: &SqlitePool,
         table: &str,
         now: Timestamp,
         limit: u32,
         hold_keys: bool,
     ) -> StoreResult<Vec<OutboxRow>> {
+        // One statement, so one writer: SQLite needs no `SKIP LOCKED`.
         let hold = if hold_keys {
-            format!(
-                " AND NOT (c.message_key <> '' AND EXISTS (SELECT 1 FROM {table} e \
-                 WHERE e.message_key = c.message_key AND e.id < c.id \
-                 AND e.status = 'pending' AND e.next_retry_at > ?1))"
-            )
+            hold_keys_sql(table, "?1")
         } else {
             String::new()
         };
@@ -179,36 +170,14 @@ impl Store for SqliteStore {
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
             .map_err(db("claim due rows"))?;
         Ok(claimed_rows(rows))
     }
 
-    async fn fail_attempts(
-        &self,
-        table: &str,
-        failures: &[(i64, String)],
-        policy: &Backoff,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        if failures.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.write_tx().await?;
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db("begin fail attempts"))?;
-        for (id, reason) in failures {
-            apply::fail_one(&mut tx, table, *id, reason, policy, now).await?;
-        }
-        tx.commit().await.map_err(db("commit fail attempts"))?;
-        Ok(())
-    }
-
     async fn requeue_stale(
-        &self,
+        pool: &SqlitePool,
         table: &str,
         cutoff: Timestamp,
         now: Timestamp,
@@ -222,69 +191,9 @@ impl Store for SqliteStore {
             .bind(now)
             .bind(now)
             .bind(cutoff)
-            .execute(&self.pool)
+            .execute(pool)
             .await
             .map_err(db("requeue stale rows"))?;
         Ok(done.rows_affected())
-    }
-
-    async fn row_states(&self, table: &str, ids: &[i64]) -> StoreResult<BTreeMap<i64, RowState>> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(db("acquire connection"))?;
-        apply::row_states(&mut conn, table, ids).await
-    }
-
-    async fn next_due(&self, table: &str) -> StoreResult<Option<Timestamp>> {
-        let sql = format!("SELECT MIN(next_retry_at) FROM {table} WHERE status = 'pending'");
-        sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("next due"))
-    }
-
-    async fn state_get(&self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        sqlx::query_scalar("SELECT value FROM switchyard_state WHERE service = ? AND state_key = ?")
-            .bind(service)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("read state"))
-    }
-
-    async fn apply(
-        &self,
-        table: &str,
-        batch: &AppliedBatch,
-        policy: &Backoff,
-        now: Timestamp,
-    ) -> StoreResult<ApplyReport> {
-        let mut conn = self.write_tx().await?;
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db("begin apply"))?;
-        let report = apply::apply_batch(&mut tx, table, batch, policy, now).await?;
-        tx.commit().await.map_err(db("commit apply"))?;
-        Ok(report)
-    }
-
-    async fn table_status(&self, table: &str) -> StoreResult<TableStatus> {
-        let sql = format!("SELECT status, COUNT(*) FROM {table} GROUP BY status");
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("count statuses"))?;
-        let counts = rows
-            .into_iter()
-            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
-            .collect();
-        let oldest = self.next_due(table).await?;
-        Ok(TableStatus {
-            counts,
-            oldest_pending: oldest,
-        })
     }
 }

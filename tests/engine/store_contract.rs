@@ -1,0 +1,290 @@
+//! The store contract: what every backend's [`Store`] must do, each clause written once as an
+//! `async fn <clause>(store: &dyn Store, db: &TestDb)` and run against SQLite, MariaDB and
+//! PostgreSQL by [`store_suite!`] (graphile-worker's `driver_contract` habit). The consume
+//! transaction's clauses are in `store_contract/apply.rs`. Each test gets a fresh database; rows are read
+//! back with plain SQL ([`TestDb`]), never through the store under test.
+
+mod apply;
+
+use crate::support::Backend;
+use crate::testdb::{self, TestDb};
+use apply::{
+    a_batch_skips_rows_already_final_and_their_effects,
+    a_failed_attempt_backs_off_and_the_last_one_is_dead_with_a_cut_reason,
+    state_writes_of_a_batch_last_write_wins_and_deletes_delete,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard::store::{
+    self, Backoff, BatchOutcomes, Effects, NewRow, RowOutcome, Store, earlier, later, now,
+};
+
+const A: &str = "alpha_outbox_messages";
+const B: &str = "beta_outbox_messages";
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(32),
+};
+
+/// A fresh database on one backend, migrated with tables [`A`] and [`B`], and its store.
+pub struct Fixture {
+    _server: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+    _dir: tempfile::TempDir,
+    pub store: Arc<dyn Store>,
+    pub db: TestDb,
+}
+
+impl Fixture {
+    pub async fn new(backend: Backend) -> Fixture {
+        let server = match backend {
+            Backend::Sqlite => None,
+            _ => Some(testdb::SERVERS.clone().read_owned().await),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (url, db) = testdb::fresh(backend, dir.path()).await;
+        let store = store::open(&url).await.unwrap();
+        store.migrate(&[A.to_owned(), B.to_owned()]).await.unwrap();
+        Fixture {
+            _server: server,
+            _dir: dir,
+            store,
+            db,
+        }
+    }
+
+    pub async fn finish(self) {
+        drop(self.store);
+        self.db.drop_database().await;
+    }
+}
+
+/// Instantiates each listed `async fn name(store: &dyn Store, db: &TestDb)` once per backend,
+/// as `store_contract::<backend>::<name>`.
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        store_suite!(@backend sqlite, Sqlite, $($name),*);
+        store_suite!(@backend mariadb, MariaDb, $($name),*);
+        store_suite!(@backend postgres, Postgres, $($name),*);
+    };
+    (@backend $module:ident, $backend:ident, $($name:ident),*) => {
+        mod $module {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() {
+                   let f = super::Fixture::new($crate::support::Backend::$backend).await;
+                   super::$name(&*f.store, &f.db).await;
+                   f.finish().await;
+               } )*
+        }
+    };
+}
+
+store_suite!(
+    claims_due_rows_in_retry_time_then_id_order_and_marks_them_published,
+    hold_keys_holds_a_row_behind_an_earlier_row_of_its_key_waiting_for_a_retry,
+    a_failed_attempt_backs_off_and_the_last_one_is_dead_with_a_cut_reason,
+    a_batch_skips_rows_already_final_and_their_effects,
+    visibility_requeue_returns_only_stale_published_rows,
+    insert_returns_each_rows_id_across_tables_and_statements,
+    state_writes_of_a_batch_last_write_wins_and_deletes_delete,
+);
+
+fn new_row(table: &str, key: &str, n: usize, max_attempts: i32) -> NewRow {
+    NewRow {
+        table: table.to_owned(),
+        biz_type: "probe.run".into(),
+        service_name: "probe".into(),
+        topic: "t".into(),
+        message_key: key.to_owned(),
+        payload: format!("{{\"n\":{n}}}"),
+        max_attempts,
+    }
+}
+
+async fn insert_one(store: &dyn Store, table: &str, key: &str, max_attempts: i32) -> i64 {
+    store
+        .insert(&[new_row(table, key, 0, max_attempts)], now())
+        .await
+        .unwrap()[0]
+}
+
+/// Sets a row's `next_retry_at` with a literal (portable across the three backends).
+async fn due_at(db: &TestDb, table: &str, id: i64, at: &str) {
+    db.exec(&format!(
+        "UPDATE {table} SET next_retry_at = '{at}' WHERE id = {id}"
+    ))
+    .await;
+}
+
+async fn status(db: &TestDb, table: &str, id: i64) -> String {
+    db.row(table, id).await.unwrap().status
+}
+
+async fn publish_count(db: &TestDb, table: &str, id: i64) -> i64 {
+    // A count, because `publish_count` is a 32-bit column and the helper reads 64 bits.
+    for n in 0..5 {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE id = {id} AND publish_count = {n}");
+        if db.scalar(&sql).await == 1 {
+            return n;
+        }
+    }
+    panic!("row {id} of {table}: publish_count is not 0..5")
+}
+
+fn batch(rows: Vec<(i64, RowOutcome)>) -> BatchOutcomes {
+    BatchOutcomes {
+        service: "probe".into(),
+        rows,
+    }
+}
+
+fn consumed(state_writes: Vec<(&str, Option<&str>)>, new_rows: Vec<NewRow>) -> RowOutcome {
+    RowOutcome::Consumed {
+        version: "v1".into(),
+        effects: Effects {
+            state_writes: state_writes
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.map(|v| v.as_bytes().to_vec())))
+                .collect(),
+            new_rows,
+        },
+    }
+}
+
+async fn claims_due_rows_in_retry_time_then_id_order_and_marks_them_published(
+    store: &dyn Store,
+    db: &TestDb,
+) {
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(insert_one(store, A, "", 20).await);
+    }
+    let [late, early1, early2, future] = ids[..] else {
+        unreachable!()
+    };
+    due_at(db, A, late, "2002-01-01 00:00:00").await;
+    due_at(db, A, early1, "2001-01-01 00:00:00").await;
+    due_at(db, A, early2, "2001-01-01 00:00:00").await;
+    due_at(db, A, future, "2999-01-01 00:00:00").await;
+    let first = store.claim_due(A, now(), 2, false).await.unwrap();
+    let got: Vec<i64> = first.iter().map(|r| r.id).collect();
+    assert_eq!(
+        got,
+        [early1, early2],
+        "earliest next_retry_at first, ties by id"
+    );
+    assert_eq!(first[0].payload, "{\"n\":0}");
+    assert_eq!(status(db, A, late).await, "pending", "beyond the limit");
+    let second = store.claim_due(A, now(), 10, false).await.unwrap();
+    let got: Vec<i64> = second.iter().map(|r| r.id).collect();
+    assert_eq!(got, [late], "a row not yet due is not claimed");
+    for id in [early1, early2, late] {
+        assert_eq!(status(db, A, id).await, "published");
+        assert_eq!(publish_count(db, A, id).await, 1);
+    }
+    assert_eq!(status(db, A, future).await, "pending");
+    assert_eq!(publish_count(db, A, future).await, 0);
+    assert!(
+        store
+            .claim_due(A, now(), 10, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn hold_keys_holds_a_row_behind_an_earlier_row_of_its_key_waiting_for_a_retry(
+    store: &dyn Store,
+    db: &TestDb,
+) {
+    let waiting = insert_one(store, A, "k", 20).await;
+    let held = insert_one(store, A, "k", 20).await;
+    let other = insert_one(store, A, "other", 20).await;
+    let keyless = insert_one(store, A, "", 20).await;
+    due_at(db, A, waiting, "2999-01-01 00:00:00").await;
+    let got: Vec<i64> = store
+        .claim_due(A, now(), 10, true)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(got, [other, keyless], "only key k is held");
+    assert_eq!(status(db, A, held).await, "pending");
+    let got: Vec<i64> = store
+        .claim_due(A, now(), 10, false)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(got, [held], "without hold_keys nothing is held");
+    assert_eq!(status(db, A, waiting).await, "pending");
+}
+async fn visibility_requeue_returns_only_stale_published_rows(store: &dyn Store, db: &TestDb) {
+    let t = now();
+    let old = earlier(t, Duration::from_secs(600));
+    let rows: Vec<NewRow> = (0..4).map(|n| new_row(A, "", n, 20)).collect();
+    let ids = store
+        .insert(&rows, earlier(t, Duration::from_secs(1200)))
+        .await
+        .unwrap();
+    let [stale, done, recent, pending] = ids[..] else {
+        unreachable!()
+    };
+    assert_eq!(store.claim_due(A, old, 2, false).await.unwrap().len(), 2);
+    store
+        .apply(
+            A,
+            &batch(vec![(done, consumed(vec![], vec![]))]),
+            &BACKOFF,
+            old,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.claim_due(A, t, 1, false).await.unwrap()[0].id, recent);
+    let cutoff = earlier(t, Duration::from_secs(300));
+    assert_eq!(store.requeue_stale(A, cutoff, t).await.unwrap(), 1);
+    let row = db.row(A, stale).await.unwrap();
+    assert_eq!(row.status, "pending");
+    assert!(row.last_error.unwrap().contains("visibility timeout"));
+    assert_eq!(status(db, A, recent).await, "published");
+    assert_eq!(status(db, A, done).await, "consumed");
+    assert_eq!(status(db, A, pending).await, "pending");
+    assert_eq!(store.requeue_stale(A, cutoff, t).await.unwrap(), 0);
+    // Requeued rows are due at once and a claim counts the second publish.
+    let got: Vec<i64> = store
+        .claim_due(A, later(t, Duration::from_secs(1)), 10, false)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(got, [stale, pending]);
+    assert_eq!(publish_count(db, A, stale).await, 2);
+}
+
+async fn insert_returns_each_rows_id_across_tables_and_statements(store: &dyn Store, db: &TestDb) {
+    // Something already in each table, so ids do not simply start at 1.
+    insert_one(store, A, "", 20).await;
+    insert_one(store, B, "", 20).await;
+    insert_one(store, B, "", 20).await;
+    // More rows than one multi-row statement holds on any backend, tables interleaved.
+    let rows: Vec<NewRow> = (0..1_234)
+        .map(|n| new_row(if n % 3 == 0 { B } else { A }, "", n, 20))
+        .collect();
+    let ids = store.insert(&rows, now()).await.unwrap();
+    assert_eq!(ids.len(), rows.len());
+    for (n, (row, id)) in rows.iter().zip(&ids).enumerate() {
+        if n % 37 != 0 && n != rows.len() - 1 {
+            continue;
+        }
+        let stored = db.row(&row.table, *id).await.unwrap();
+        assert_eq!(
+            stored.payload, row.payload,
+            "row {id} of {} holds row {n}",
+            row.table
+        );
+    }
+    assert_eq!(db.ids(A).await.len(), 1 + 822);
+    assert_eq!(db.ids(B).await.len(), 2 + 412);
+}
