@@ -7,12 +7,13 @@
 //! messages to the transport.
 
 use super::Shared;
+use super::commit::{self, Handled};
 use super::outbox::{EnqueueError, row_for};
 use crate::catalog::{Catalog, Service};
 use crate::envelope;
 use crate::runtime::{self, EventData, Outcome, StateReader};
-use crate::store::{self, BatchOutcomes, RowOutcome, Store, now};
-use crate::telemetry::{EventHandled, LoopError, MessageSkipped};
+use crate::store::{self, RowOutcome, Store, now};
+use crate::telemetry::{LoopError, MessageSkipped};
 use crate::transport::{Delivery, Subscription};
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap};
@@ -169,6 +170,8 @@ async fn handle_batch(
     });
     let mut rows = Vec::with_capacity(pending.len());
     let mut logs = Vec::with_capacity(pending.len());
+    // Bytes of acked effects buffered since the last commit (`consumer.max_batch_bytes`).
+    let mut buffered = 0usize;
     for p in &pending {
         let id = p.env.outbox_id;
         let Some(state) = states.get(&id) else {
@@ -195,65 +198,51 @@ async fn handle_batch(
             max_attempts,
         )
         .await;
-        logs.push((
+        buffered = buffered.saturating_add(buffered_bytes(&outcome));
+        logs.push(Handled {
             id,
-            p.env.event_type.clone(),
-            outcome_label(&outcome),
-            version.clone(),
-            micros,
-        ));
-        rows.push((id, outcome));
-    }
-    if rows.is_empty() {
-        return;
-    }
-    let applied = BatchOutcomes {
-        service: service.name.clone(),
-        rows,
-    };
-    let report = loop {
-        match shared
-            .store
-            .apply(&service.table, &applied, &super::backoff(&config), now())
-            .await
-        {
-            Ok(r) => break r,
-            Err(e) => {
-                // Nothing was committed; the same batch is applied again (apply re-checks
-                // every row's status, so a partial earlier success cannot double-apply).
-                LoopError {
-                    service: &service.name,
-                    stage: "apply batch",
-                    error: &e,
-                }
-                .emit();
-                tokio::time::sleep(ERROR_BACKOFF).await;
-            }
-        }
-    };
-    for ((id, event_type, label, version, micros), (_, outcome)) in logs.iter().zip(&applied.rows) {
-        let reason = match outcome {
-            RowOutcome::Consumed { .. } => None,
-            RowOutcome::Retry { reason } | RowOutcome::Dead { reason } => Some(reason.as_str()),
-        };
-        EventHandled {
-            service: &service.name,
-            event_type,
-            outbox_id: *id,
-            outcome: label,
-            reason,
+            event_type: p.env.event_type.clone(),
+            label: outcome_label(&outcome),
             version,
-            micros: *micros,
+            micros,
+        });
+        rows.push((id, outcome));
+        if buffered > config.consumer.max_batch_bytes {
+            // Cut the batch here: what it buffered so far commits now, the rest starts a new
+            // one. The transport is acknowledged only after the last part commits.
+            commit::commit(
+                shared,
+                service,
+                &catalog,
+                &config,
+                std::mem::take(&mut rows),
+                std::mem::take(&mut logs),
+            )
+            .await;
+            buffered = 0;
         }
-        .emit();
     }
-    for table in report.emitted.keys() {
-        if let Some(owner) = catalog.services().find(|s| &s.table == table) {
-            shared.wakers.wake(&owner.name);
+    commit::commit(shared, service, &catalog, &config, rows, logs).await;
+}
+
+/// Bytes an outcome keeps in memory until its batch commits: the acked state writes and new
+/// rows (a failure keeps only its reason).
+fn buffered_bytes(outcome: &RowOutcome) -> usize {
+    match outcome {
+        RowOutcome::Consumed { effects, .. } => {
+            let writes: usize = effects
+                .state_writes
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum();
+            let rows: usize = effects
+                .new_rows
+                .iter()
+                .map(|r| r.payload.len() + r.message_key.len() + r.biz_type.len())
+                .sum();
+            writes + rows
         }
-    }
-    if report.retried > 0 {
-        shared.wakers.wake(&service.name); // the relay recomputes when the next retry is due
+        RowOutcome::Retry { reason } | RowOutcome::Dead { reason } => reason.len(),
     }
 }
 
