@@ -207,6 +207,7 @@ async fn handle_batch(
         {
             Ok(r) => break r,
             Err(e) => {
+                shared.counters.batch_commit_failed(&service.name);
                 // Nothing was committed; the same batch is applied again (apply re-checks
                 // every row's status, so a partial earlier success cannot double-apply).
                 LoopError {
@@ -296,6 +297,7 @@ async fn handle_one(
     };
     let max_retry = shared.config.retry.max_attempts as i32;
     let component = &route.component;
+    shared.counters.invocation_started(&env.event_type);
     let out = shared
         .runtime
         .invoke(
@@ -307,6 +309,7 @@ async fn handle_one(
             max_retry,
         )
         .await;
+    shared.counters.invocation_finished(&env.event_type);
     let micros = out.elapsed.as_micros();
     let outcome = match out.outcome {
         Outcome::Ack => {

@@ -7,12 +7,14 @@
 //! commit in one transaction before the transport is acknowledged.
 
 mod consumer;
+pub mod counters;
 pub mod health;
 pub mod outbox;
 mod relay;
 mod reload;
 mod routes;
 
+pub use counters::Counters;
 pub use outbox::{EnqueueError, EnqueueOn, NewEvent, Outbox, Ticket, Wakers};
 pub use routes::{RouteLoadError, RouteTable};
 
@@ -40,6 +42,7 @@ pub(crate) struct Shared {
     pub wakers: Arc<Wakers>,
     pub backoff: Backoff,
     pub health: health::RouteHealth,
+    pub counters: Counters,
 }
 
 /// A configured host: database and routing, not yet running.
@@ -178,6 +181,7 @@ impl Switchyard {
                 base: Duration::from_millis(self.config.retry.backoff_base_ms),
                 max: Duration::from_millis(self.config.retry.backoff_max_ms),
             },
+            counters: Counters::default(),
         });
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -306,6 +310,11 @@ impl Running {
     /// Component versions swapped in by hot reload since start.
     pub fn component_reloads(&self) -> u64 {
         self.shared.routes.swaps()
+    }
+
+    /// What this host has done since it started (invocations, failed commits, reload checks).
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
     }
 
     /// The last failed reload of a component file, if not fixed since.
