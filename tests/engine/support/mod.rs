@@ -1,18 +1,30 @@
-//! Shared test harness: a fresh database (SQLite file, or a fresh MariaDB/PostgreSQL database
-//! on the real servers), a config wiring the real `task` component and the `probe` test
-//! component, the host started on the chosen transport, and helpers that read rows back with
-//! plain SQL.
+//! The test harness, one for every engine test: a fresh database (SQLite file, or a fresh
+//! MariaDB/PostgreSQL database on the real servers), a config wiring the real `task` component
+//! and the `probe` test component (or SmartFlow's own example config), the host started on the
+//! chosen transport, and helpers that read rows back with plain SQL.
+//!
+//! - [`harness`]: [`Harness`], the test services' config and row reads.
+//! - [`smartflow`]: the same harness started from `examples/smartflow.toml`, and its helpers.
+//! - [`sink`]: a local HTTP sink standing in for Feishu's webhook.
+//!
+//! Tests wait on conditions, never on the clock: [`eventually`] polls a condition the test
+//! cannot be notified of; a negative ("nothing happened") is asserted on a counter that would
+//! have moved ([`switchyard::Running::counters`]).
 //!
 //! Every engine test is written once as `async fn name(setup: Setup)` and instantiated for
-//! each backend × transport by [`engine_suite!`].
+//! each backend × transport by [`engine_suite!`]; a test of the store alone is written once as
+//! `async fn name(backend: Backend)` and instantiated per backend by [`backend_suite!`].
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+pub mod harness;
+pub mod sink;
+pub mod smartflow;
+
+/// Plain-SQL access to the test database, independent of the host's store.
+pub use crate::testdb::TestDb;
+pub use harness::{Harness, RowView, component, config_text, hash_of};
+
+use std::fmt::{Debug, Display};
 use std::time::{Duration, Instant};
-use switchyard::config::Config;
-use switchyard::transport::Transport;
-use switchyard::transport::embedded::EmbeddedTransport;
-use switchyard::{Running, Switchyard};
 
 /// How long a test waits for the host to reach a state before failing.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -93,229 +105,65 @@ macro_rules! engine_suite {
     };
 }
 
-/// A built component; panics with the fix if it is missing.
-pub fn component(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../build/components")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "component {} is missing: run scripts/build-components.sh (the README's test command does)",
-        path.display()
-    );
-    path.canonicalize().unwrap()
+/// Instantiates each listed `async fn test(backend: Backend)` once per database, as
+/// `<backend>::<test>` (`sqlite`, `mariadb`, `postgres`), so a store-level test is written once.
+/// `servers: test, ...` instantiates on MariaDB and PostgreSQL only (what SQLite cannot do,
+/// e.g. adopt a MySQL-shaped table or share a table between hosts).
+#[macro_export]
+macro_rules! backend_suite {
+    (servers: $($name:ident),* $(,)?) => {
+        mod mariadb {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::support::Backend::MariaDb).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::support::Backend::Postgres).await } )*
+        }
+    };
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::support::Backend::Sqlite).await } )*
+        }
+        $crate::backend_suite!(servers: $($name),*);
+    };
 }
 
-/// Config text for the test services: `task` (real component), `probe` and `sink` (probe).
-pub fn config_text(database_url: &str, extra: &str) -> String {
-    format!(
-        r#"
-database_url = "{database_url}"
-
-[retry]
-max_attempts = 3
-backoff_base_ms = 10
-backoff_max_ms = 40
-
-[relay]
-poll_interval_ms = 250
-
-[services.task]
-[services.probe]
-[services.sink]
-
-[[routes]]
-event_type = "task.urgency.promote.requested"
-service = "task"
-component = "{task}"
-
-[[routes]]
-event_type = "task.record.requested"
-service = "task"
-component = "{task}"
-
-[[routes]]
-event_type = "probe.run"
-service = "probe"
-component = "{probe}"
-
-[[routes]]
-event_type = "sink.note"
-service = "sink"
-component = "{probe}"
-{extra}
-"#,
-        task = component("task").display(),
-        probe = component("probe").display(),
-    )
-}
-
-/// Plain-SQL access to the test database, independent of the host's store.
-pub use crate::testdb::TestDb;
-
-pub struct Harness {
-    /// Keeps a SQLite database directory alive for the test.
-    pub _dir: tempfile::TempDir,
-    #[allow(dead_code, reason = "read by backend- and transport-specific tests")]
-    pub setup: Setup,
-    pub host: Switchyard,
-    pub transport: Arc<dyn Transport>,
-    pub running: Option<Running>,
-    pub db: TestDb,
-    /// Held while the test uses a database server (see `testdb::SERVERS`).
-    pub _server: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
-}
-
-impl Harness {
-    /// A migrated, started host on a fresh database.
-    pub async fn start(setup: Setup) -> Harness {
-        Self::start_with(setup, "").await
-    }
-
-    pub async fn start_with(setup: Setup, extra: &str) -> Harness {
-        Self::start_edited(setup, extra, |text| text).await
-    }
-
-    /// As [`Harness::start_with`], with the whole config text passed through `edit` first
-    /// (to change a value `config_text` already sets).
-    pub async fn start_edited(
-        setup: Setup,
-        extra: &str,
-        edit: impl Fn(String) -> String,
-    ) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let server = match setup.backend {
-            Backend::Sqlite => None,
-            _ => Some(crate::testdb::SERVERS.clone().read_owned().await),
+/// Waits for a condition the test cannot be notified of, and returns its value.
+///
+/// `check` is called until it returns `Ok(value)` (first after 5 ms, then backing off to
+/// 50 ms); `Err(observed)` means "not yet" and carries what it saw. After `timeout` the test
+/// fails naming `what` was awaited and the last observation. [`until`] builds the `Result`
+/// from an observation and the condition it must meet.
+pub async fn eventually<T, O, F, Fut>(what: impl Display, timeout: Duration, mut check: F) -> T
+where
+    O: Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, O>>,
+{
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let observed = match check().await {
+            Ok(value) => return value,
+            Err(observed) => observed,
         };
-        let (url, db) = crate::testdb::fresh(setup.backend, dir.path()).await;
-        let config = Config::parse(
-            &edit(match setup.transport {
-                TransportKind::Embedded => config_text(&url, extra),
-                TransportKind::Kafka => {
-                    config_text(&url, &format!("{extra}\n{}", crate::kafka::config_extra()))
-                }
-            }),
-            Path::new("test.toml"),
-            dir.path().to_owned(),
-        )
-        .unwrap();
-        let host = Switchyard::open(config).await.unwrap();
-        host.migrate().await.unwrap();
-        let transport: Arc<dyn Transport> = match setup.transport {
-            TransportKind::Embedded => Arc::new(EmbeddedTransport::new()),
-            TransportKind::Kafka => host.configured_transport().await.unwrap(),
-        };
-        let running = host.start(transport.clone()).await.unwrap();
-        Harness {
-            _dir: dir,
-            setup,
-            host,
-            transport,
-            running: Some(running),
-            db,
-            _server: server,
-        }
-    }
-
-    pub async fn stop(&mut self) {
-        if let Some(r) = self.running.take() {
-            assert!(
-                r.shutdown(Duration::from_secs(10)).await,
-                "host did not stop within its grace period"
-            );
-        }
-        self.db.drop_database().await;
-    }
-
-    /// Waits until the row reaches a final status, and returns it.
-    pub async fn wait_final(&self, table: &str, id: i64) -> RowView {
-        self.wait_row(table, id, |r| r.status == "consumed" || r.status == "dead")
-            .await
-    }
-
-    pub async fn wait_row(&self, table: &str, id: i64, done: impl Fn(&RowView) -> bool) -> RowView {
-        let started = Instant::now();
-        loop {
-            let row = self.row(table, id).await;
-            if let Some(r) = &row
-                && done(r)
-            {
-                return r.clone();
-            }
-            assert!(
-                started.elapsed() < WAIT,
-                "row {id} of {table} did not reach the expected state: {row:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub async fn row(&self, table: &str, id: i64) -> Option<RowView> {
-        self.db.row(table, id).await
-    }
-
-    pub async fn ids(&self, table: &str) -> Vec<i64> {
-        self.db.ids(table).await
-    }
-
-    pub async fn rows(&self, table: &str) -> Vec<RowView> {
-        let mut out = Vec::new();
-        for id in self.ids(table).await {
-            out.push(self.row(table, id).await.unwrap());
-        }
-        out
-    }
-
-    pub async fn state(&self, service: &str, key: &str) -> Option<String> {
-        let v = self.db.state(service, key).await;
-        v.map(|b| String::from_utf8(b).unwrap())
-    }
-
-    pub async fn publish(&self, event_type: &str, payload: serde_json::Value) -> i64 {
-        self.host
-            .publish(switchyard::NewEvent::new(event_type, payload))
-            .await
-            .unwrap()
-    }
-
-    /// Inserts a due `pending` row with SmartFlow's columns only, as a foreign producer would.
-    pub async fn insert_raw(
-        &self,
-        table: &str,
-        biz_type: &str,
-        payload: &str,
-        max_retry: i32,
-    ) -> i64 {
-        self.db
-            .insert_raw(table, biz_type, payload, max_retry)
-            .await
-    }
-
-    /// Makes every insert into `table` fail (a trigger), so a transaction that inserts there
-    /// rolls back; [`Harness::allow_inserts`] undoes it.
-    pub async fn refuse_inserts(&self, table: &str) {
-        self.db.refuse_inserts(table).await;
-    }
-
-    pub async fn allow_inserts(&self, table: &str) {
-        self.db.allow_inserts(table).await;
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}; last observed: {observed:?}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct RowView {
-    pub status: String,
-    pub retry_count: i32,
-    pub last_error: Option<String>,
-    pub handler_version: Option<String>,
-    pub biz_type: String,
-    pub payload: String,
-}
-
-/// blake3 of a component file: what `handler_version` must record.
-pub fn hash_of(path: &Path) -> String {
-    blake3::hash(&std::fs::read(path).unwrap())
-        .to_hex()
-        .to_string()
+/// `Ok(observed)` when it meets `holds`, else `Err(observed)`: the usual body of an
+/// [`eventually`] check.
+pub fn until<O>(observed: O, holds: impl FnOnce(&O) -> bool) -> Result<O, O> {
+    if holds(&observed) {
+        Ok(observed)
+    } else {
+        Err(observed)
+    }
 }
