@@ -49,15 +49,8 @@ const SMARTFLOW_POSTGRES: &str = "CREATE TABLE probe_outbox_messages (
 CREATE INDEX idx_outbox_status_retry ON probe_outbox_messages (status, next_retry_at, biz_type);
 CREATE INDEX idx_outbox_service ON probe_outbox_messages (service_name)";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_smartflow_table_on_mariadb_is_adopted_in_place() {
-    adopt(Backend::MariaDb).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_smartflow_table_on_postgres_is_adopted_in_place() {
-    adopt(Backend::Postgres).await;
-}
+// SmartFlow's tables live on MySQL (or PostgreSQL); there is no SQLite table to adopt.
+crate::backend_suite!(servers: a_smartflow_table_is_adopted_in_place);
 
 /// Columns (name, type, nullability, default) and indexes of the probe table, as text.
 async fn schema(db: &TestDb) -> (String, String) {
@@ -105,7 +98,7 @@ fn smartflow_insert(n: usize) -> String {
     )
 }
 
-async fn adopt(backend: Backend) {
+async fn a_smartflow_table_is_adopted_in_place(backend: Backend) {
     let _server = testdb::SERVERS.clone().read_owned().await;
     let dir = tempfile::tempdir().unwrap();
     let (url, db) = testdb::fresh(backend, dir.path()).await;

@@ -1,9 +1,9 @@
 //! The `switchyard` binary end to end: migrate, publish, run, status, and a SIGTERM that lets
 //! in-flight work commit and exits 0.
 
-use crate::support::config_text;
+use crate::support::{WAIT, config_text, eventually};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn switchyard(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -12,8 +12,8 @@ fn switchyard(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn the_binary_publishes_runs_reports_and_stops_cleanly_on_sigterm() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_publishes_runs_reports_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("switchyard.toml");
     let url = format!("sqlite://{}", dir.path().join("cli.db").display());
@@ -67,45 +67,40 @@ fn the_binary_publishes_runs_reports_and_stops_cleanly_on_sigterm() {
         "{status}"
     );
 
-    let mut host = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    let host = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["run", "-c", config])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    loop {
+    eventually("all 20 task rows to be consumed", WAIT, || async {
         let status = String::from_utf8(switchyard(&["status", "-c", config]).stdout).unwrap();
-        let task: Vec<&str> = status
+        let consumed = status
             .lines()
             .find(|l| l.starts_with("task "))
             .unwrap()
             .split_whitespace()
-            .collect();
-        if task[3] == "20" {
-            break;
+            .nth(3)
+            .unwrap()
+            .to_owned();
+        if consumed == "20" {
+            Ok(())
+        } else {
+            Err(status)
         }
-        assert!(
-            started.elapsed() < crate::support::WAIT,
-            "not all consumed: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
+    .await;
     let kill = Command::new("kill")
         .args(["-TERM", &host.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let exited = Instant::now();
-    let code = loop {
-        if let Some(code) = host.try_wait().unwrap() {
-            break code;
-        }
-        assert!(
-            exited.elapsed() < Duration::from_secs(15),
-            "the host did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let host = &std::sync::Mutex::new(host);
+    let code = eventually(
+        "the host to exit after SIGTERM",
+        Duration::from_secs(15),
+        || async move { host.lock().unwrap().try_wait().unwrap().ok_or("running") },
+    )
+    .await;
     assert!(code.success(), "SIGTERM must exit 0, got {code}");
 }

@@ -2,11 +2,11 @@
 //! a change that needs a restart refuses the whole reload, naming every such key, while the
 //! running config keeps serving.
 
-use crate::support::{RowView, WAIT, config_text};
+use crate::support::{RowView, WAIT, config_text, eventually, until};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard::config::Config;
 use switchyard::transport::embedded::EmbeddedTransport;
 use switchyard::{NewEvent, Running, Switchyard};
@@ -35,14 +35,14 @@ async fn final_row(dir: &Path, id: i64) -> RowView {
             .await
             .unwrap(),
     );
-    let started = Instant::now();
-    loop {
-        match db.row(TABLE, id).await {
-            Some(row) if row.status == "consumed" || row.status == "dead" => return row,
-            row => assert!(started.elapsed() < WAIT, "row {id} never final: {row:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let row = eventually(format!("row {id} final"), WAIT, || async {
+        until(db.row(TABLE, id).await, |row| {
+            row.as_ref()
+                .is_some_and(|r| r.status == "consumed" || r.status == "dead")
+        })
+    })
+    .await;
+    row.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! The skeleton's promises: publish → consumed, retries, traps, emits, redelivery, dead rows.
 
-use crate::support::{Harness, Setup, TestDb, component, hash_of};
+use crate::support::{Harness, Setup, TestDb, WAIT, component, eventually, hash_of, until};
 use serde_json::json;
 use switchyard::catalog::Service;
 use switchyard::engine::EnqueueOn;
@@ -213,19 +213,21 @@ async fn a_failed_commit_keeps_neither_the_consume_nor_the_emit(setup: Setup) {
             json!({"set": {"s": "1"}, "emit": [{"event_type": "sink.note", "payload": {}}]}),
         )
         .await;
-    // The consumer keeps retrying the same batch; while it fails nothing of it is visible.
-    h.wait_row("probe_outbox_messages", id, |r| r.status == "published")
-        .await;
-    for _ in 0..5 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let row = h.row("probe_outbox_messages", id).await.unwrap();
-        assert_eq!(
-            row.status, "published",
-            "the consumed mark must roll back with the emit"
-        );
-        assert!(h.rows("sink_outbox_messages").await.is_empty());
-        assert_eq!(h.state("probe", "s").await, None);
-    }
+    // The consumer keeps applying the same batch again; once it has failed to commit it
+    // three times, nothing of it is visible.
+    let failed = eventually("3 failed commits of the probe batch", WAIT, || async {
+        until(h.running().counters().batch_commits_failed("probe"), |n| {
+            *n >= 3
+        })
+    })
+    .await;
+    let row = h.row("probe_outbox_messages", id).await.unwrap();
+    assert_eq!(
+        row.status, "published",
+        "the consumed mark must roll back with the emit ({failed} failed commits)"
+    );
+    assert!(h.rows("sink_outbox_messages").await.is_empty());
+    assert_eq!(h.state("probe", "s").await, None);
     h.allow_inserts("sink_outbox_messages").await;
     assert_eq!(
         h.wait_final("probe_outbox_messages", id).await.status,

@@ -5,7 +5,7 @@
 //! `testdb::SERVERS` for writing: no other server test of this binary runs meanwhile.
 
 use crate::fleet;
-use crate::support::Backend;
+use crate::support::{Backend, WAIT, eventually, until};
 use crate::testdb::{self, TestDb};
 use serde_json::json;
 use std::process::Command;
@@ -15,15 +15,8 @@ use switchyard::store::now;
 
 const ROWS: i64 = 10_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mariadb_restarting_mid_run_loses_nothing() {
-    restart_mid_run(Backend::MariaDb).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_restarting_mid_run_loses_nothing() {
-    restart_mid_run(Backend::Postgres).await;
-}
+// SQLite has no server to restart.
+crate::backend_suite!(servers: the_server_restarting_mid_run_loses_nothing);
 
 fn run(cmd: &str) {
     let status = Command::new("sh").args(["-c", cmd]).status().unwrap();
@@ -50,7 +43,7 @@ fn restart(backend: Backend) {
     run(&format!("{root}/scripts/databases.sh"));
 }
 
-async fn restart_mid_run(backend: Backend) {
+async fn the_server_restarting_mid_run_loses_nothing(backend: Backend) {
     let _exclusive = testdb::SERVERS.clone().write_owned().await;
     let dir = tempfile::tempdir().unwrap();
     let (url, db) = testdb::fresh(backend, dir.path()).await;
@@ -78,9 +71,10 @@ async fn restart_mid_run(backend: Backend) {
     outbox.wake("probe");
     // Restart once the host is mid-way.
     let consumed = "SELECT COUNT(*) FROM probe_outbox_messages WHERE status = 'consumed'";
-    while db.scalar(consumed).await < 1 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the first row to be consumed", WAIT, || async {
+        until(db.scalar(consumed).await, |n| *n >= 1)
+    })
+    .await;
     tokio::task::spawn_blocking(move || restart(backend))
         .await
         .unwrap();

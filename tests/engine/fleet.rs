@@ -2,11 +2,11 @@
 //! a config file on disk (so `switchyard run` processes can read it), hosts started in this
 //! process, and waiting for a count to reach a value.
 
-use crate::support::{WAIT, config_text};
+use crate::support::{WAIT, config_text, eventually};
 use crate::testdb::TestDb;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard::config::Config;
 use switchyard::transport::embedded::EmbeddedTransport;
 use switchyard::{Running, Switchyard};
@@ -38,7 +38,8 @@ pub async fn start(config: &Path) -> (Switchyard, Running) {
     (host, running)
 }
 
-/// Polls `sql` (one integer) until it equals `want`, failing after `limit` with `context()`.
+/// Waits until `sql` (one integer) equals `want`, failing after `limit` with the last value
+/// and `context()` (evaluated only then).
 pub async fn wait_count(
     db: &TestDb,
     sql: &str,
@@ -46,19 +47,23 @@ pub async fn wait_count(
     limit: Duration,
     context: impl Fn() -> String,
 ) {
-    let started = Instant::now();
-    loop {
+    /// The last count, shown with the caller's context if the wait fails.
+    struct Count<'a, C>(i64, &'a C);
+    impl<C: Fn() -> String> std::fmt::Debug for Count<'_, C> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}; {}", self.0, (self.1)())
+        }
+    }
+    let context = &context;
+    eventually(format!("{sql} to be {want}"), limit, || async move {
         let got = db.scalar(sql).await;
         if got == want {
-            return;
+            Ok(())
+        } else {
+            Err(Count(got, context))
         }
-        assert!(
-            started.elapsed() < limit,
-            "{sql} is {got}, expected {want} within {limit:?}; {}",
-            context()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 /// [`wait_count`] with the suite's usual limit.

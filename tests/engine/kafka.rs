@@ -5,7 +5,7 @@
 //!
 //! A missing broker is a failure that says how to start one, never a skip.
 
-use crate::support::{Harness, Setup, WAIT};
+use crate::support::{Harness, Setup, WAIT, eventually, until};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message as _, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -353,15 +353,12 @@ async fn consumed(h: &Harness) -> i64 {
 }
 
 async fn wait_consumed(h: &Harness, want: i64, within: Duration) {
-    let started = Instant::now();
-    while consumed(h).await < want {
-        assert!(
-            started.elapsed() < within,
-            "only {} of {want} consumed after {within:?}",
-            consumed(h).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        format!("{want} probe rows to be consumed"),
+        within,
+        || async { until(consumed(h).await, |n| *n >= want) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,26 +452,33 @@ async fn two_replicas_in_one_group_share_the_partitions_and_apply_each_event_onc
     let first_hash = crate::support::hash_of(&crate::support::component("probe"));
     let second_hash = crate::support::hash_of(&copy);
     // Rounds of events until both replicas have applied some: the group gave each a share.
-    let started = Instant::now();
-    let mut sent = 0;
-    loop {
-        enqueue_increments(&h, sent..sent + ROUND).await;
-        sent += ROUND;
-        wait_consumed(&h, sent as i64, Duration::from_secs(60)).await;
-        let versions: std::collections::BTreeSet<String> = h
-            .rows("probe_outbox_messages")
-            .await
-            .into_iter()
-            .filter_map(|r| r.handler_version)
-            .collect();
-        if versions.contains(&first_hash) && versions.contains(&second_hash) {
-            break;
-        }
-        assert!(
-            started.elapsed() < WAIT * 2,
-            "after {sent} events only one replica consumed: {versions:?}"
-        );
-    }
+    let sent = &std::sync::atomic::AtomicUsize::new(0);
+    let (host, first_hash, second_hash) = (&h, &first_hash, &second_hash);
+    eventually(
+        "both replicas to consume a share",
+        WAIT * 2,
+        || async move {
+            let first = sent.fetch_add(ROUND, Ordering::Relaxed);
+            enqueue_increments(host, first..first + ROUND).await;
+            wait_consumed(host, (first + ROUND) as i64, Duration::from_secs(60)).await;
+            let versions: std::collections::BTreeSet<String> = host
+                .rows("probe_outbox_messages")
+                .await
+                .into_iter()
+                .filter_map(|r| r.handler_version)
+                .collect();
+            if versions.contains(first_hash) && versions.contains(second_hash) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "after {} events one replica: {versions:?}",
+                    first + ROUND
+                ))
+            }
+        },
+    )
+    .await;
+    let sent = sent.load(Ordering::Relaxed);
     for i in 0..sent {
         let v = h
             .host

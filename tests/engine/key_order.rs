@@ -10,22 +10,9 @@ use crate::testdb;
 use serde_json::json;
 use switchyard::NewEvent;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_holds_a_later_row_of_a_key_while_the_earlier_one_waits_for_its_retry() {
-    later_row_waits_for_earlier_retry(Backend::Sqlite).await;
-}
+crate::backend_suite!(a_later_row_of_a_key_is_held_while_the_earlier_one_waits_for_its_retry);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mariadb_holds_a_later_row_of_a_key_while_the_earlier_one_waits_for_its_retry() {
-    later_row_waits_for_earlier_retry(Backend::MariaDb).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_holds_a_later_row_of_a_key_while_the_earlier_one_waits_for_its_retry() {
-    later_row_waits_for_earlier_retry(Backend::Postgres).await;
-}
-
-async fn later_row_waits_for_earlier_retry(backend: Backend) {
+async fn a_later_row_of_a_key_is_held_while_the_earlier_one_waits_for_its_retry(backend: Backend) {
     let _server = match backend {
         Backend::Sqlite => None,
         _ => Some(testdb::SERVERS.clone().read_owned().await),

@@ -21,7 +21,6 @@ mod smartflow_agent;
 mod smartflow_chain;
 mod smartflow_notification;
 mod smartflow_scheduler;
-mod smartflow_support;
 mod smartflow_task_memory;
 mod store_contract;
 mod support;

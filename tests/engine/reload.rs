@@ -1,11 +1,11 @@
 //! Hot reload: a changed component serves the next event, in-flight ones finish on their
 //! version, broken files never replace a working one, and each real change reloads once.
 
-use crate::support::{Harness, Setup, component, config_text, hash_of};
+use crate::support::{Harness, Setup, WAIT, component, config_text, eventually, hash_of, until};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard::config::Config;
 use switchyard::transport::embedded::EmbeddedTransport;
 
@@ -34,7 +34,7 @@ impl Reloading {
     }
 
     fn running(&self) -> &switchyard::Running {
-        self.h.running.as_ref().unwrap()
+        self.h.running()
     }
 
     fn serving(&self) -> String {
@@ -50,28 +50,28 @@ impl Reloading {
 
     /// Waits (bounded) until the route serves `hash`.
     async fn wait_serving(&self, hash: &str) {
-        let started = Instant::now();
-        while self.serving() != hash {
-            assert!(
-                started.elapsed() < crate::support::WAIT,
-                "version {hash} was never served"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually(format!("version {hash} to be served"), WAIT, || async {
+            until(self.serving(), |serving| serving == hash)
+        })
+        .await;
     }
 
     async fn wait_reload_error(&self) -> String {
-        let started = Instant::now();
-        loop {
-            if let Some(e) = self.running().reload_error(&self.current()) {
-                return e;
-            }
-            assert!(
-                started.elapsed() < crate::support::WAIT,
-                "the broken file was never reported"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually("the broken file to be reported", WAIT, || async {
+            self.running().reload_error(&self.current()).ok_or(())
+        })
+        .await
+    }
+
+    /// Waits until the reloader has checked one more changed file than `before` (a count of
+    /// [`Counters::reload_checks`](switchyard::engine::Counters::reload_checks)): the change
+    /// made since was processed, so whatever it would have swapped is swapped now.
+    async fn wait_checked_after(&self, before: u64) {
+        let counters = self.running().counters();
+        eventually("the reloader to check the changed file", WAIT, || async {
+            until(counters.reload_checks(), |n| *n > before)
+        })
+        .await;
     }
 }
 
@@ -190,14 +190,17 @@ async fn broken_files_never_replace_the_working_version() {
         );
         // Repair, so the next case starts from a clean state.
         std::fs::copy(component("probe"), r.current()).unwrap();
-        let started = Instant::now();
-        while r.running().reload_error(&r.current()).is_some() {
-            assert!(
-                started.elapsed() < crate::support::WAIT,
-                "{what}: repair not noticed"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually(
+            format!("{what}: the repair to be noticed"),
+            WAIT,
+            || async {
+                match r.running().reload_error(&r.current()) {
+                    None => Ok(()),
+                    Some(error) => Err(error),
+                }
+            },
+        )
+        .await;
     }
     assert_eq!(
         r.running().component_reloads(),
@@ -211,34 +214,40 @@ async fn broken_files_never_replace_the_working_version() {
 async fn each_way_of_changing_a_file_reloads_exactly_once_and_a_touch_not_at_all() {
     let mut r = Reloading::start().await;
     let (a, b) = (component("probe"), component("probe-b"));
-    // Quiet period long enough for any second, spurious reload to have happened.
-    let settle = Duration::from_millis(400);
+    let checks = || r.running().counters().reload_checks();
+    // Each change is awaited until the reloader has checked the file (a counter), so a count of
+    // swaps read after it includes whatever the change would have swapped.
     // Rename-replace.
     rename_replace(&b, &r.current());
     r.wait_serving(&hash_of(&b)).await;
-    tokio::time::sleep(settle).await;
     assert_eq!(r.running().component_reloads(), 1, "rename-replace");
     // In-place write (truncate + write of the same inode).
     std::fs::write(r.current(), std::fs::read(&a).unwrap()).unwrap();
     r.wait_serving(&hash_of(&a)).await;
-    tokio::time::sleep(settle).await;
     assert_eq!(r.running().component_reloads(), 2, "in-place write");
     // Delete, then recreate.
+    let before = checks();
     std::fs::remove_file(r.current()).unwrap();
-    tokio::time::sleep(settle).await;
+    r.wait_checked_after(before).await;
     assert_eq!(
         r.serving(),
         hash_of(&a),
         "a deleted file keeps its loaded version serving"
     );
+    assert_eq!(
+        r.running().component_reloads(),
+        2,
+        "a deletion swaps nothing"
+    );
     std::fs::copy(&b, r.current()).unwrap();
     r.wait_serving(&hash_of(&b)).await;
-    tokio::time::sleep(settle).await;
     assert_eq!(r.running().component_reloads(), 3, "delete + recreate");
-    // Touch without a change, and an editor's temp file beside it.
-    std::fs::write(r.current(), std::fs::read(&b).unwrap()).unwrap();
+    // An editor's temp file beside it, then a touch without a change: the touch is checked
+    // after the temp file's event was seen (the watcher's events arrive in order).
+    let before = checks();
     std::fs::write(r.dir.path().join(".current.wasm.swp"), b"swap").unwrap();
-    tokio::time::sleep(settle).await;
+    std::fs::write(r.current(), std::fs::read(&b).unwrap()).unwrap();
+    r.wait_checked_after(before).await;
     assert_eq!(
         r.running().component_reloads(),
         3,
@@ -276,14 +285,11 @@ async fn config_reload_applies_valid_routes_and_refuses_invalid_ones() {
         component("probe-b").display()
     );
     std::fs::write(&path, &added).unwrap();
-    let started = Instant::now();
-    while !running.routes().iter().any(|(t, _)| t == "probe.extra") {
-        assert!(
-            started.elapsed() < crate::support::WAIT,
-            "the new route was never applied"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the new route probe.extra to be applied", WAIT, || async {
+        let routes: Vec<String> = running.routes().into_iter().map(|(t, _)| t).collect();
+        until(routes, |routes| routes.iter().any(|t| t == "probe.extra"))
+    })
+    .await;
     let id = host
         .publish(switchyard::NewEvent::new(
             "probe.extra",
@@ -299,17 +305,13 @@ async fn config_reload_applies_valid_routes_and_refuses_invalid_ones() {
         .await
         .unwrap(),
     );
-    let started = Instant::now();
-    let row = loop {
+    let row = eventually(format!("row {id} to be consumed"), WAIT, || async {
         match db.row(TABLE, id).await {
-            Some(row) if row.status == "consumed" => break row,
-            row => assert!(
-                started.elapsed() < crate::support::WAIT,
-                "not consumed: {row:?}"
-            ),
+            Some(row) if row.status == "consumed" => Ok(row),
+            row => Err(row),
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    })
+    .await;
     assert_eq!(row.handler_version.unwrap(), hash_of(&component("probe-b")));
     // Invalid configs are refused with the reason, and the running routes stay.
     for (what, text, reason) in [

@@ -2,7 +2,7 @@
 //! test component ends with the right reason, keeps none of its writes, and the host and a
 //! well-behaved route keep going. Grants open exactly what they name.
 
-use crate::support::{Harness, Setup, component};
+use crate::support::{Harness, Setup, WAIT, component, eventually, until};
 use serde_json::json;
 use std::time::Instant;
 
@@ -67,15 +67,23 @@ async fn an_infinite_loop_hits_its_deadline_while_another_route_keeps_its_pace()
     // Baseline: the well-behaved route alone.
     let baseline = consume_tasks(h, 0).await;
     let looping = h.publish("hostile.run", json!({"attack": "loop"})).await;
-    h.wait_row(TABLE, looping, |r| r.status == "published")
-        .await;
+    let counters = h.running().counters();
+    eventually(
+        "the infinite loop's first invocation to start",
+        WAIT,
+        || async { until(counters.invocations_started("hostile.run"), |n| *n >= 1) },
+    )
+    .await;
     let with_hostile = consume_tasks(h, 1000).await;
     // The loop's first attempt (2 s deadline) is still running: the other route did not wait.
-    let row = h.row(TABLE, looping).await.unwrap();
+    let in_flight = (
+        counters.invocations_started("hostile.run"),
+        counters.invocations_finished("hostile.run"),
+    );
     assert_eq!(
-        (row.status.as_str(), row.retry_count),
-        ("published", 0),
-        "{row:?}"
+        in_flight,
+        (1, 0),
+        "(started, finished) invocations of the loop when the 50 task events were consumed"
     );
     println!("50 task events: {baseline:?} alone, {with_hostile:?} beside an infinite loop");
     let row = h.wait_final(TABLE, looping).await;

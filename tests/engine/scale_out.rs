@@ -16,15 +16,8 @@ use switchyard::store::now;
 const ROWS: i64 = 10_000;
 const PROCESSES: usize = 3;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_relay_processes_on_one_mariadb_table_consume_every_row_once() {
-    three_processes_share_one_table(Backend::MariaDb).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_relay_processes_on_one_postgres_table_consume_every_row_once() {
-    three_processes_share_one_table(Backend::Postgres).await;
-}
+// SQLite is single-host (see single_host.rs).
+crate::backend_suite!(servers: three_relay_processes_on_one_table_consume_every_row_once);
 
 /// Kills the host processes if the test fails before stopping them.
 struct Fleet(Vec<Child>);
@@ -70,7 +63,7 @@ fn log_tails(dir: &Path) -> String {
         .join("\n")
 }
 
-async fn three_processes_share_one_table(backend: Backend) {
+async fn three_relay_processes_on_one_table_consume_every_row_once(backend: Backend) {
     let _server = testdb::SERVERS.clone().read_owned().await;
     let dir = tempfile::tempdir().unwrap();
     let (url, db) = testdb::fresh(backend, dir.path()).await;

@@ -2,7 +2,8 @@
 //! snapshots and the timeline, each with its happy path, invalid payloads, version and
 //! redelivery.
 
-use crate::smartflow_support::{Sink, assert_dead, publish_v, redeliver, run, start, state_json};
+use crate::support::sink::Sink;
+use crate::support::smartflow::{assert_dead, publish_v, redeliver, run, start, state_json};
 use serde_json::{Value, json};
 
 const AGENT: &str = "agent_outbox_messages";

@@ -2,7 +2,8 @@
 //! trigger → a preview → a notification request → the webhook, received once by a local sink;
 //! and a user's chat message → a memory extraction job. Every outbox row ends `consumed`.
 
-use crate::smartflow_support::{Sink, assert_all_consumed, publish_v, start, state_json};
+use crate::support::sink::Sink;
+use crate::support::smartflow::{assert_all_consumed, publish_v, start, state_json};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 //! import, one delivery per dedupe key, the delivery record, and the component's own retry of a
 //! failed send.
 
-use crate::smartflow_support::{Sink, assert_dead, publish_v, redeliver, start, state_json};
+use crate::support::sink::Sink;
+use crate::support::smartflow::{assert_dead, publish_v, redeliver, start, state_json};
 use serde_json::{Value, json};
 
 const NOTIFICATION: &str = "notification_outbox_messages";
@@ -287,7 +288,7 @@ async fn a_component_importing_outbound_http_without_the_grant_is_refused_at_sta
     let sink = Sink::start().await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
-    let text = crate::smartflow_support::config_text(&url, &sink.addr)
+    let text = crate::support::smartflow::config_text(&url, &sink.addr)
         .replace(&format!("allowed_hosts = [\"{}\"]\n", sink.addr), "");
     assert!(!text.contains("allowed_hosts"), "every grant removed");
     let config = switchyard::config::Config::parse(
@@ -319,7 +320,7 @@ async fn a_component_importing_outbound_http_without_the_grant_is_refused_at_sta
 fn a_malformed_allowed_hosts_entry_is_refused_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
-    let text = crate::smartflow_support::config_text(&url, "http://127.0.0.1:1/hook");
+    let text = crate::support::smartflow::config_text(&url, "http://127.0.0.1:1/hook");
     let err = switchyard::config::Config::parse(
         &text,
         std::path::Path::new("s.toml"),

@@ -1,7 +1,8 @@
 //! SmartFlow's active-scheduler: the deterministic decision (closed / preview_generated /
 //! rejected), the notification it requests in the same transaction, and its checks.
 
-use crate::smartflow_support::{Sink, assert_dead, publish_v, redeliver, run, start, state_json};
+use crate::support::sink::Sink;
+use crate::support::smartflow::{assert_dead, publish_v, redeliver, run, start, state_json};
 use serde_json::{Value, json};
 
 const SCHEDULER: &str = "active_scheduler_outbox_messages";

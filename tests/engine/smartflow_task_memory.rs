@@ -1,7 +1,8 @@
 //! SmartFlow's memory service (one extraction job per idempotency key) and the task event that
 //! starts the trigger chain (`task.upsert.requested`).
 
-use crate::smartflow_support::{Sink, assert_dead, publish_v, redeliver, run, start, state_json};
+use crate::support::sink::Sink;
+use crate::support::smartflow::{assert_dead, publish_v, redeliver, run, start, state_json};
 use serde_json::{Value, json};
 
 const MEMORY: &str = "memory_outbox_messages";

@@ -45,6 +45,7 @@ pub(super) async fn commit(
         {
             Ok(r) => break r,
             Err(e) => {
+                shared.counters.batch_commit_failed(&service.name);
                 // Nothing was committed; the same batch is applied again (apply re-checks
                 // every row's status, so a partial earlier success cannot double-apply).
                 LoopError {

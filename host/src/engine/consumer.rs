@@ -12,7 +12,7 @@ use super::outbox::{EnqueueError, row_for};
 use crate::catalog::{Catalog, Service};
 use crate::envelope;
 use crate::runtime::{self, EventData, Outcome, StateReader};
-use crate::store::{self, RowOutcome, Store, now};
+use crate::store::{self, RowOutcome, Store};
 use crate::telemetry::{LoopError, MessageSkipped};
 use crate::transport::{Delivery, Subscription};
 use async_trait::async_trait;
@@ -297,10 +297,12 @@ async fn handle_one(
         attempt: u32::try_from(retry_count).unwrap_or(0).saturating_add(1),
     };
     let component = &route.component;
+    shared.counters.invocation_started(&env.event_type);
     let out = shared
         .runtime
         .invoke(component, &route.policy, catalog, reader.clone(), event)
         .await;
+    shared.counters.invocation_finished(&env.event_type);
     let micros = out.elapsed.as_micros();
     let outcome = match out.outcome {
         Outcome::Ack => match stored_effects(catalog, out.effects, max_attempts) {

@@ -8,12 +8,14 @@
 
 mod commit;
 mod consumer;
+pub mod counters;
 pub mod health;
 pub mod outbox;
 mod relay;
 mod reload;
 mod routes;
 
+pub use counters::Counters;
 pub use outbox::{EnqueueError, EnqueueOn, NewEvent, Outbox, Ticket, Wakers};
 pub use routes::{RouteLoadError, RouteTable};
 
@@ -42,6 +44,7 @@ pub(crate) struct Shared {
     pub routes: RouteTable,
     pub wakers: Arc<Wakers>,
     pub health: health::RouteHealth,
+    pub counters: Counters,
 }
 
 /// The failed-attempt delays of `[retry]`.
@@ -194,6 +197,7 @@ impl Switchyard {
             health: health::RouteHealth::new(Duration::from_millis(
                 config.limits.unhealthy_after_ms,
             )),
+            counters: Counters::default(),
         });
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -330,6 +334,11 @@ impl Running {
     /// Component versions swapped in by hot reload since start.
     pub fn component_reloads(&self) -> u64 {
         self.shared.routes.swaps()
+    }
+
+    /// What this host has done since it started (invocations, failed commits, reload checks).
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
     }
 
     /// The last failed reload of a component file, if not fixed since.

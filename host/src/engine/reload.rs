@@ -88,6 +88,7 @@ pub(super) async fn run(shared: Arc<Shared>, watch: Watch, stop: CancellationTok
                         watch_dirs(&shared, &mut watcher, &mut watched);
                     } else {
                         reload_component(&shared, &path).await;
+                        shared.counters.reload_checked();
                     }
                 }
             }

@@ -1,97 +1,15 @@
-//! Shared test harness: a fresh database (SQLite file, or a fresh MariaDB/PostgreSQL database
-//! on the real servers), a config wiring the real `task` component and the `probe` test
-//! component, the host started on the chosen transport, and helpers that read rows back with
-//! plain SQL.
-//!
-//! Every engine test is written once as `async fn name(setup: Setup)` and instantiated for
-//! each backend × transport by [`engine_suite!`].
+//! [`Harness`]: a migrated, started host on a fresh database, with the test services `task`
+//! (the real component), `probe` and `sink` (the probe test component), and plain-SQL reads of
+//! its rows and state.
 
+use super::{Backend, Setup, TestDb, TransportKind, WAIT, eventually};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard::config::Config;
 use switchyard::transport::Transport;
 use switchyard::transport::embedded::EmbeddedTransport;
 use switchyard::{Running, Switchyard};
-
-/// How long a test waits for the host to reach a state before failing.
-pub const WAIT: Duration = Duration::from_secs(30);
-
-/// Which database the host runs on in a test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    /// A fresh database on the real MariaDB server (127.0.0.1:3306, root).
-    MariaDb,
-    /// A fresh database on the real PostgreSQL server (127.0.0.1:5432, postgres).
-    Postgres,
-}
-
-/// Which transport carries envelopes in a test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportKind {
-    Embedded,
-    /// The real broker at `SWITCHYARD_KAFKA_BROKERS` (default 127.0.0.1:9092, started by
-    /// `scripts/kafka.sh start`), topics under a fresh prefix per test.
-    Kafka,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Setup {
-    pub backend: Backend,
-    pub transport: TransportKind,
-}
-
-impl Setup {
-    pub const SQLITE_EMBEDDED: Setup = Setup {
-        backend: Backend::Sqlite,
-        transport: TransportKind::Embedded,
-    };
-    pub const MARIADB_EMBEDDED: Setup = Setup {
-        backend: Backend::MariaDb,
-        transport: TransportKind::Embedded,
-    };
-    pub const POSTGRES_EMBEDDED: Setup = Setup {
-        backend: Backend::Postgres,
-        transport: TransportKind::Embedded,
-    };
-    pub const SQLITE_KAFKA: Setup = Setup {
-        backend: Backend::Sqlite,
-        transport: TransportKind::Kafka,
-    };
-    pub const MARIADB_KAFKA: Setup = Setup {
-        backend: Backend::MariaDb,
-        transport: TransportKind::Kafka,
-    };
-}
-
-/// Instantiates each listed `async fn test(setup: Setup)` once per backend × transport, as
-/// `<setup>::<test>`, so the whole suite runs everywhere without copies.
-#[macro_export]
-macro_rules! engine_suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name($crate::support::Setup::SQLITE_EMBEDDED).await } )*
-        }
-        mod mariadb_embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name($crate::support::Setup::MARIADB_EMBEDDED).await } )*
-        }
-        mod postgres_embedded {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name($crate::support::Setup::POSTGRES_EMBEDDED).await } )*
-        }
-        mod sqlite_kafka {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name($crate::support::Setup::SQLITE_KAFKA).await } )*
-        }
-        mod mariadb_kafka {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name($crate::support::Setup::MARIADB_KAFKA).await } )*
-        }
-    };
-}
 
 /// A built component; panics with the fix if it is missing.
 pub fn component(name: &str) -> PathBuf {
@@ -150,9 +68,6 @@ component = "{probe}"
     )
 }
 
-/// Plain-SQL access to the test database, independent of the host's store.
-pub use crate::testdb::TestDb;
-
 pub struct Harness {
     /// Keeps a SQLite database directory alive for the test.
     pub _dir: tempfile::TempDir,
@@ -183,23 +98,28 @@ impl Harness {
         extra: &str,
         edit: impl Fn(String) -> String,
     ) -> Harness {
+        Self::start_from(setup, |url| {
+            edit(match setup.transport {
+                TransportKind::Embedded => config_text(url, extra),
+                TransportKind::Kafka => {
+                    config_text(url, &format!("{extra}\n{}", crate::kafka::config_extra()))
+                }
+            })
+        })
+        .await
+    }
+
+    /// A migrated, started host on a fresh database of `setup.backend`, configured by the text
+    /// `config` makes from the database URL.
+    pub async fn start_from(setup: Setup, config: impl FnOnce(&str) -> String) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let server = match setup.backend {
             Backend::Sqlite => None,
             _ => Some(crate::testdb::SERVERS.clone().read_owned().await),
         };
         let (url, db) = crate::testdb::fresh(setup.backend, dir.path()).await;
-        let config = Config::parse(
-            &edit(match setup.transport {
-                TransportKind::Embedded => config_text(&url, extra),
-                TransportKind::Kafka => {
-                    config_text(&url, &format!("{extra}\n{}", crate::kafka::config_extra()))
-                }
-            }),
-            Path::new("test.toml"),
-            dir.path().to_owned(),
-        )
-        .unwrap();
+        let config =
+            Config::parse(&config(&url), Path::new("test.toml"), dir.path().to_owned()).unwrap();
         let host = Switchyard::open(config).await.unwrap();
         host.migrate().await.unwrap();
         let transport: Arc<dyn Transport> = match setup.transport {
@@ -218,6 +138,11 @@ impl Harness {
         }
     }
 
+    /// The running host (its counters, routes, reload state).
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("the host is running")
+    }
+
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
             assert!(
@@ -234,21 +159,16 @@ impl Harness {
             .await
     }
 
+    /// Waits until the row satisfies `done` (the database has no change feed to await).
     pub async fn wait_row(&self, table: &str, id: i64, done: impl Fn(&RowView) -> bool) -> RowView {
-        let started = Instant::now();
-        loop {
-            let row = self.row(table, id).await;
-            if let Some(r) = &row
-                && done(r)
-            {
-                return r.clone();
+        let what = format!("row {id} of {table} to reach the expected state");
+        eventually(what, WAIT, || async {
+            match self.row(table, id).await {
+                Some(r) if done(&r) => Ok(r),
+                row => Err(row),
             }
-            assert!(
-                started.elapsed() < WAIT,
-                "row {id} of {table} did not reach the expected state: {row:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     pub async fn row(&self, table: &str, id: i64) -> Option<RowView> {
