@@ -104,3 +104,64 @@ async fn the_binary_publishes_runs_reports_and_stops_cleanly_on_sigterm() {
     .await;
     assert!(code.success(), "SIGTERM must exit 0, got {code}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cannot_forge_a_line_of_the_hosts_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    let url = format!("sqlite://{}", dir.path().join("forge.db").display());
+    let routes = format!(
+        "[services.hostile]\n[[routes]]\nevent_type = \"hostile.run\"\nservice = \"hostile\"\n\
+         component = \"{}\"\n",
+        crate::support::component("hostile").display()
+    );
+    std::fs::write(&config, config_text(&url, &routes)).unwrap();
+    let config = config.to_str().unwrap();
+    let out = switchyard(&[
+        "publish",
+        "-c",
+        config,
+        "--type",
+        "hostile.run",
+        "--payload",
+        r#"{"attack": "forge-log"}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = dir.path().join("host.log");
+    let host = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["run", "-c", config])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // The component logs through `log` and through stdout; both reach the host's log.
+    let text = eventually("both guest lines in the host's log", WAIT, || async {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.matches("payment failed").count() >= 2 {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    })
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &host.id().to_string()])
+        .status();
+    for line in text.lines().filter(|l| l.contains("payment failed")) {
+        assert!(
+            line.contains("hello\\n2026-12-02T00:00:00.000000Z ERROR"),
+            "the guest's newline must be escaped, on the guest's own line: {line}"
+        );
+    }
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("2026-12-02T00:00:00.000000Z")),
+        "a forged line starts a line of the host's log:\n{text}"
+    );
+}

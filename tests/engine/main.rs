@@ -11,6 +11,7 @@ mod config_reload;
 mod consume;
 mod db_restart;
 mod fleet;
+mod hostile;
 mod kafka;
 mod key_order;
 mod reload;

@@ -8,6 +8,7 @@
 
 mod bindings;
 mod budget;
+mod cache_dir;
 mod effects;
 mod imports;
 mod invocation;
@@ -92,6 +93,7 @@ impl Runtime {
             // wasmtime's own cache: keyed by the component's bytes and the engine's settings.
             // wasmtime requires an absolute cache path.
             let dir = std::path::absolute(config.resolve(&config.reload.cache_dir))?;
+            cache_dir::ensure_private(&dir).map_err(anyhow::Error::msg)?;
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(&dir);
             let cache = wasmtime::Cache::new(cache).map_err(|e| {

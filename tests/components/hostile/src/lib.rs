@@ -1,6 +1,7 @@
 //! A hostile handler for the sandbox tests. The payload picks the attack:
-//! `{"attack": "loop" | "memory" | "recurse" | "table" | "emit-flood" | "log-flood" |
-//!  "read-file" | "env" | "connect", "arg": "..."}`.
+//! `{"attack": "loop" | "memory" | "recurse" | "table" | "emit-flood" | "emit-bytes" |
+//!  "state-flood" | "state-bytes" | "sleep" | "poll" | "forge-log" | "log-flood" | "read-file" |
+//!  "env" | "connect", "arg": "..."}`.
 //! Attacks that the host answers with an error value (not a trap) end the invocation as `dead`
 //! with that error, so the tests can read what the guest was told.
 
@@ -64,6 +65,55 @@ impl Guest for Component {
                         return Outcome::Dead(format!("emit {i} refused: {e}"));
                     }
                 }
+                Outcome::Ack
+            }
+            "emit-bytes" => {
+                // Payloads just under max_value_bytes, until the per-invocation byte budget.
+                let payload = format!("\"{}\"", "x".repeat(60_000)).into_bytes();
+                for i in 0..100_000 {
+                    let follow_up = FollowUp {
+                        event_type: attack.arg.clone(),
+                        event_version: String::new(),
+                        aggregate_id: String::new(),
+                        message_key: String::new(),
+                        payload: payload.clone(),
+                    };
+                    if let Err(e) = emit(&follow_up) {
+                        return Outcome::Dead(format!("emit {i} refused: {e}"));
+                    }
+                }
+                Outcome::Ack
+            }
+            "state-flood" => {
+                // The same key again and again: each write is buffered by the host.
+                for i in 0..10_000_000u64 {
+                    if let Err(e) = state::set("same-key", &[7u8; 1024]) {
+                        return Outcome::Dead(format!("state write {i} refused: {e}"));
+                    }
+                }
+                Outcome::Ack
+            }
+            "state-bytes" => {
+                for i in 0..100_000u64 {
+                    if let Err(e) = state::set(&format!("k{i}"), &vec![7u8; 60_000]) {
+                        return Outcome::Dead(format!("state write {i} refused: {e}"));
+                    }
+                }
+                Outcome::Ack
+            }
+            "sleep" => {
+                // Blocked in WASI's poll (what std::thread::sleep compiles to), not in guest code.
+                std::thread::sleep(std::time::Duration::from_secs(30));
+                Outcome::Ack
+            }
+            "poll" => {
+                wasip2::clocks::monotonic_clock::subscribe_duration(30_000_000_000).block();
+                Outcome::Ack
+            }
+            "forge-log" => {
+                let forged = "\n2026-12-02T00:00:00.000000Z ERROR switchyard: payment failed service=payments";
+                log(Level::Info, &format!("hello{forged}"));
+                println!("hello{forged}");
                 Outcome::Ack
             }
             "oversized-state" => match state::set("big", &vec![0u8; 4 << 20]) {

@@ -1,0 +1,141 @@
+//! Hostile handlers against the boundary between a handler and the host (issue 12): each attack
+//! of the `hostile` test component ends with the outcome and reason the host promises, the
+//! host's memory stays bounded (VmRSS of this process, which runs the host), and the attacked
+//! service's next good event is still consumed.
+
+use crate::support::{Harness, Setup, component};
+use serde_json::json;
+use std::time::Instant;
+
+const TABLE: &str = "hostile_outbox_messages";
+
+/// A service `hostile` with the attack route (tight budgets, a 1 s deadline) and a good route
+/// (the probe component) whose events must keep flowing behind an attack.
+fn routes() -> String {
+    format!(
+        r#"
+[services.hostile]
+
+[[routes]]
+event_type = "hostile.run"
+service = "hostile"
+component = "{hostile}"
+limits = {{ deadline_ms = 1000, max_state_writes = 100, max_state_bytes = 262144, max_emit_bytes = 200000, max_value_bytes = 65536 }}
+
+[[routes]]
+event_type = "hostile.good"
+service = "hostile"
+component = "{probe}"
+"#,
+        hostile = component("hostile").display(),
+        probe = component("probe").display(),
+    )
+}
+
+/// Resident memory of this process (the host runs in it), KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Growth of this process's resident memory an attack may cause: the whole test binary's
+/// share, far below the gigabytes an unbounded host buffer reached before the budgets.
+const RSS_BOUND_KIB: u64 = 512 * 1024;
+
+/// Runs one attack to its final row; asserts bounded memory and that the service's next good
+/// event is consumed after it. Returns (status, last_error).
+async fn attack(h: &Harness, attack: &str, arg: &str) -> (String, String) {
+    let before = rss_kib();
+    let id = h
+        .publish("hostile.run", json!({"attack": attack, "arg": arg}))
+        .await;
+    let good = h
+        .publish("hostile.good", json!({"set": {"after": attack}}))
+        .await;
+    let row = h.wait_final(TABLE, id).await;
+    let grown = rss_kib().saturating_sub(before);
+    assert!(
+        grown < RSS_BOUND_KIB,
+        "{attack}: host RSS grew by {grown} KiB (bound {RSS_BOUND_KIB} KiB)"
+    );
+    assert_eq!(
+        h.wait_final(TABLE, good).await.status,
+        "consumed",
+        "{attack}: the service's next good event was not consumed"
+    );
+    assert_eq!(h.state("hostile", "after").await.as_deref(), Some(attack));
+    (row.status, row.last_error.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_write_loop_on_one_key_hits_its_budget_not_the_hosts_memory() {
+    let mut h = Harness::start_with(Setup::SQLITE_EMBEDDED, &routes()).await;
+    let (status, err) = attack(&h, "state-flood", "").await;
+    assert_eq!(status, "dead");
+    // The component's first write is its "hostile-was-here" marker: 1 + 99 = the budget of 100.
+    assert!(
+        err.contains("state write 99 refused: budget exceeded: limits.max_state_writes"),
+        "{err}"
+    );
+    assert_eq!(
+        h.state("hostile", "same-key").await,
+        None,
+        "a dead invocation writes nothing"
+    );
+    let (_, err) = attack(&h, "state-bytes", "").await;
+    assert!(
+        err.contains("state write 4 refused: budget exceeded: limits.max_state_bytes"),
+        "{err}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emits_are_bounded_in_bytes_as_well_as_in_count() {
+    let mut h = Harness::start_with(Setup::SQLITE_EMBEDDED, &routes()).await;
+    let (status, err) = attack(&h, "emit-bytes", "sink.note").await;
+    assert_eq!(status, "dead");
+    assert!(
+        err.contains("emit 3 refused: budget exceeded: limits.max_emit_bytes"),
+        "{err}"
+    );
+    assert!(h.rows("sink_outbox_messages").await.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_blocked_in_wasi_sleep_or_poll_ends_at_its_deadline_and_the_service_goes_on() {
+    let mut h = Harness::start_with(Setup::SQLITE_EMBEDDED, &routes()).await;
+    for blocking in ["sleep", "poll"] {
+        let started = Instant::now();
+        let (status, err) = attack(&h, blocking, "").await;
+        // Three attempts (max_attempts = 3) of at most the 1 s deadline each, not 3 × 30 s.
+        assert_eq!(status, "dead", "{blocking}");
+        assert!(
+            err.contains("deadline exceeded after 1000 ms"),
+            "{blocking}: {err}"
+        );
+        println!("{blocking}: dead after {:?}", started.elapsed());
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_longer_than_2000_bytes_is_cut_where_it_enters_the_host() {
+    let mut h = Harness::start_with(Setup::SQLITE_EMBEDDED, &routes()).await;
+    // The probe's `dead` with a 100 KiB reason.
+    let id = h
+        .publish(
+            "hostile.good",
+            json!({"action": "dead", "reason": "r".repeat(100_000)}),
+        )
+        .await;
+    let row = h.wait_final(TABLE, id).await;
+    assert_eq!(row.status, "dead");
+    assert_eq!(row.last_error.unwrap().len(), 2000);
+    h.stop().await;
+}
