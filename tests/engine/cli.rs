@@ -149,9 +149,17 @@ async fn a_guest_cannot_forge_a_line_of_the_hosts_log() {
         }
     })
     .await;
-    let _ = Command::new("kill")
+    let kill = Command::new("kill")
         .args(["-TERM", &host.id().to_string()])
-        .status();
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut host = host;
+    let code = tokio::task::spawn_blocking(move || host.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(code.success(), "SIGTERM must exit 0, got {code}");
     for line in text.lines().filter(|l| l.contains("payment failed")) {
         assert!(
             line.contains("hello\\n2026-12-02T00:00:00.000000Z ERROR"),
