@@ -94,6 +94,7 @@ fn event(id: i64, k: usize, payload: Vec<u8>) -> EventData {
         message_key: format!("k{}", k % 64),
         payload,
         attempt: 1,
+        chain_depth: 0,
     }
 }
 

@@ -21,6 +21,14 @@ event_type = "hostile.run"
 service = "hostile"
 component = "{hostile}"
 limits = {{ deadline_ms = 1000, max_state_writes = 100, max_state_bytes = 262144, max_emit_bytes = 200000, max_value_bytes = 65536 }}
+emits = ["sink.note"]
+
+[[routes]]
+event_type = "hostile.ping"
+service = "hostile"
+component = "{hostile}"
+limits = {{ max_hops = 3 }}
+emits = ["hostile.ping"]
 
 [[routes]]
 event_type = "hostile.good"
@@ -137,5 +145,65 @@ async fn a_reason_longer_than_2000_bytes_is_cut_where_it_enters_the_host() {
     let row = h.wait_final(TABLE, id).await;
     assert_eq!(row.status, "dead");
     assert_eq!(row.last_error.unwrap().len(), 2000);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_of_a_type_the_route_does_not_list_is_refused_naming_the_grant() {
+    let mut h = Harness::start_with(Setup::SQLITE_EMBEDDED, &routes()).await;
+    // task.record.requested is routed (to another service) but not in hostile.run's emits.
+    let (status, err) = attack(&h, "emit-flood", "task.record.requested").await;
+    assert_eq!(status, "dead");
+    assert!(
+        err.contains(
+            "emit 0 refused: this route (hostile.run) may not emit \"task.record.requested\""
+        ) && err.contains("add it to the route's emits"),
+        "{err}"
+    );
+    assert!(
+        h.rows("task_outbox_messages").await.is_empty(),
+        "nothing reached the victim"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_emits_stops_at_max_hops() {
+    let mut h = Harness::start_with(Setup::SQLITE_EMBEDDED, &routes()).await;
+    let first = h
+        .publish(
+            "hostile.ping",
+            json!({"attack": "ping", "arg": "hostile.ping"}),
+        )
+        .await;
+    // Depths 0, 1, 2 and 3 exist; the event at depth 3 may not emit a fourth hop.
+    let last = crate::support::eventually("the chain to end", crate::support::WAIT, || async {
+        let rows: Vec<_> = h
+            .rows(TABLE)
+            .await
+            .into_iter()
+            .filter(|r| r.biz_type == "hostile.ping")
+            .collect();
+        match rows.iter().find(|r| r.status == "dead") {
+            Some(dead) => Ok((rows.len(), dead.clone())),
+            None => Err(rows.len()),
+        }
+    })
+    .await;
+    let (count, dead) = last;
+    assert_eq!(count, 4, "a producer's event and three hops");
+    assert!(
+        dead.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("ping refused: hop limit")
+            && dead
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("limits.max_hops is 3"),
+        "{dead:?}"
+    );
+    assert_eq!(h.wait_final(TABLE, first).await.status, "consumed");
     h.stop().await;
 }

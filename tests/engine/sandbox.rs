@@ -20,6 +20,7 @@ event_type = "hostile.run"
 service = "hostile"
 component = "{hostile}"
 limits = {{ deadline_ms = 2000, memory_bytes = 16777216, max_emits = 10, max_value_bytes = 65536 }}
+emits = ["sink.note"]
 
 [[routes]]
 event_type = "granted.run"

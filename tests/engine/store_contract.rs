@@ -97,6 +97,7 @@ fn new_row(table: &str, key: &str, n: usize, max_attempts: i32) -> NewRow {
         message_key: key.to_owned(),
         payload: format!("{{\"n\":{n}}}"),
         max_attempts,
+        chain_depth: 0,
     }
 }
 

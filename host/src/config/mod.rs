@@ -243,6 +243,15 @@ impl Config {
             for host in &route.allowed_hosts {
                 check_allowed_host(&route.event_type, host)?;
             }
+            for emitted in &route.emits {
+                if !self.routes.iter().any(|r| &r.event_type == emitted) {
+                    return Err(ConfigError::Invalid(format!(
+                        "route for event type {:?} (service {:?}) may emit {emitted:?}, which no \
+                         route handles: add a [[routes]] entry for it or remove it from emits",
+                        route.event_type, route.service
+                    )));
+                }
+            }
             let path = self.resolve(&route.component);
             if !path.is_file() {
                 return Err(ConfigError::MissingComponent {
@@ -356,5 +365,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("databse"), "{err}");
+    }
+
+    #[test]
+    fn an_emit_grant_of_an_unrouted_type_is_refused_at_start() {
+        let err = Config::parse(
+            "database_url = \"sqlite://x\"\n[services.s]\n[[routes]]\nevent_type = \"a.b\"\n\
+             service = \"s\"\ncomponent = \"x.wasm\"\nemits = [\"nobody.routes.this\"]\n",
+            Path::new("c.toml"),
+            PathBuf::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("may emit \"nobody.routes.this\", which no route handles"),
+            "{err}"
+        );
     }
 }

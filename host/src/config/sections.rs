@@ -217,6 +217,11 @@ pub struct LimitsConfig {
     /// Default 8.
     #[serde(default = "default_max_requests")]
     pub max_requests: u32,
+    /// How deep a chain of emits may go: a producer's event is at depth 0, what its handler
+    /// emits at 1, and so on; an emit that would pass this depth is refused, so two routes
+    /// emitting each other stop. Default 16.
+    #[serde(default = "default_max_hops")]
+    pub max_hops: u32,
     /// Guest output kept per invocation: `log` calls, stdout and stderr together, bytes; the
     /// rest is dropped and counted. Default 64 KiB.
     #[serde(default = "default_max_log_bytes")]
@@ -230,6 +235,9 @@ pub struct LimitsConfig {
     pub unhealthy_after_ms: u64,
 }
 
+fn default_max_hops() -> u32 {
+    16
+}
 fn default_max_emit_bytes() -> usize {
     4 << 20
 }
@@ -276,6 +284,7 @@ impl Default for LimitsConfig {
             max_state_writes: default_max_state_writes(),
             max_state_bytes: default_max_state_bytes(),
             max_requests: default_max_requests(),
+            max_hops: default_max_hops(),
             max_log_bytes: default_max_log_bytes(),
             max_table_elements: default_max_table_elements(),
             unhealthy_after_ms: default_unhealthy_after_ms(),
@@ -331,6 +340,11 @@ pub struct RouteConfig {
     /// host:port is refused at call time with an error the handler sees.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// The event types this route's handler may emit, e.g.
+    /// `emits = ["notification.feishu.requested"]`. Each must be routed (start-up refuses one
+    /// that is not). Default: none, so every `emit` is refused with an error naming this key.
+    #[serde(default)]
+    pub emits: Vec<String>,
 }
 
 /// Per-route overrides of [`LimitsConfig`]; unset fields take the global value.
@@ -353,6 +367,8 @@ pub struct RouteLimits {
     pub max_state_bytes: Option<usize>,
     /// Outbound HTTP requests per invocation.
     pub max_requests: Option<u32>,
+    /// Depth of a chain of emits.
+    pub max_hops: Option<u32>,
     /// Guest output (`log`, stdout, stderr) kept per invocation, bytes.
     pub max_log_bytes: Option<usize>,
     /// Deterministic budget: WebAssembly instructions (wasmtime fuel units) one invocation may
@@ -382,6 +398,7 @@ impl LimitsConfig {
             max_state_writes: route.max_state_writes.unwrap_or(self.max_state_writes),
             max_state_bytes: route.max_state_bytes.unwrap_or(self.max_state_bytes),
             max_requests: route.max_requests.unwrap_or(self.max_requests),
+            max_hops: route.max_hops.unwrap_or(self.max_hops),
             max_log_bytes: route.max_log_bytes.unwrap_or(self.max_log_bytes),
             ..self.clone()
         }

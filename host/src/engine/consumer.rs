@@ -12,7 +12,7 @@ use super::outbox::{EnqueueError, row_for};
 use crate::catalog::{Catalog, Service};
 use crate::envelope;
 use crate::runtime::{self, EventData, Outcome, StateReader};
-use crate::store::{self, RowOutcome, Store};
+use crate::store::{self, RowOutcome, RowState, Store};
 use crate::telemetry::{LoopError, MessageSkipped};
 use crate::transport::{Delivery, Subscription};
 use async_trait::async_trait;
@@ -188,16 +188,8 @@ async fn handle_batch(
             // Already applied (or dead): acknowledge without running anything again.
             continue;
         }
-        let (outcome, version, micros) = handle_one(
-            shared,
-            &catalog,
-            service,
-            p,
-            state.retry_count,
-            &reader,
-            max_attempts,
-        )
-        .await;
+        let (outcome, version, micros) =
+            handle_one(shared, &catalog, service, p, *state, &reader, max_attempts).await;
         buffered = buffered.saturating_add(buffered_bytes(&outcome));
         logs.push(Handled {
             id,
@@ -260,7 +252,7 @@ async fn handle_one(
     catalog: &Arc<Catalog>,
     service: &Service,
     p: &Pending<'_>,
-    retry_count: i32,
+    state: RowState,
     reader: &Arc<BatchState>,
     max_attempts: i32,
 ) -> (RowOutcome, String, u128) {
@@ -294,7 +286,10 @@ async fn handle_one(
         aggregate_id: env.aggregate_id.clone(),
         message_key: p.delivery.key.clone(),
         payload,
-        attempt: u32::try_from(retry_count).unwrap_or(0).saturating_add(1),
+        attempt: u32::try_from(state.retry_count)
+            .unwrap_or(0)
+            .saturating_add(1),
+        chain_depth: u32::try_from(state.chain_depth).unwrap_or(0),
     };
     let component = &route.component;
     shared.counters.invocation_started(&env.event_type);
@@ -305,7 +300,8 @@ async fn handle_one(
     shared.counters.invocation_finished(&env.event_type);
     let micros = out.elapsed.as_micros();
     let outcome = match out.outcome {
-        Outcome::Ack => match stored_effects(catalog, out.effects, max_attempts) {
+        Outcome::Ack => match stored_effects(catalog, out.effects, max_attempts, state.chain_depth)
+        {
             Ok(effects) => {
                 let mut overlay = reader.overlay.lock().unwrap_or_else(|p| p.into_inner());
                 for (k, v) in &effects.state_writes {
@@ -339,12 +335,17 @@ fn stored_effects(
     catalog: &Catalog,
     effects: runtime::Effects,
     max_attempts: i32,
+    chain_depth: i32,
 ) -> Result<store::Effects, EnqueueError> {
     let new_rows = effects
         .emits
         .into_iter()
-        .map(|emit| row_for(catalog, emit.into(), max_attempts))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|emit| {
+            let mut row = row_for(catalog, emit.into(), max_attempts)?;
+            row.chain_depth = chain_depth.saturating_add(1);
+            Ok(row)
+        })
+        .collect::<Result<Vec<_>, EnqueueError>>()?;
     Ok(store::Effects {
         state_writes: effects.state_writes,
         new_rows,

@@ -171,6 +171,7 @@ pub fn row_for(
         message_key: event.message_key,
         payload: wrapper.to_json(),
         max_attempts,
+        chain_depth: 0,
     })
 }
 

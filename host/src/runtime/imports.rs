@@ -127,6 +127,19 @@ impl emit::Host for Invocation {
         if let Err(e) = self.catalog.route(&event.event_type) {
             return Ok(Err(e.to_string()));
         }
+        if !self.policy.emits.contains(&event.event_type) {
+            return Ok(Err(format!(
+                "this route ({}) may not emit {:?}: add it to the route's emits to grant it",
+                self.event_type, event.event_type
+            )));
+        }
+        if self.chain_depth >= self.policy.limits.max_hops {
+            return Ok(Err(format!(
+                "hop limit: this event is {} emits from its producer's and limits.max_hops is \
+                 {}: a chain of emits this deep is refused (two routes emitting each other?)",
+                self.chain_depth, self.policy.limits.max_hops
+            )));
+        }
         if event.payload.len() > self.policy.limits.max_value_bytes {
             return Ok(Err(format!(
                 "payload of {} is {} bytes, limit is {} bytes (limits.max_value_bytes)",

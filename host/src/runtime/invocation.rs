@@ -49,6 +49,8 @@ pub struct EventData {
     pub message_key: String,
     pub payload: Vec<u8>,
     pub attempt: u32,
+    /// How many emits separate this event from its producer's (0: a producer's event).
+    pub chain_depth: u32,
 }
 
 /// What the handler decided, with traps and limits folded in.
@@ -151,6 +153,7 @@ pub struct Invocation {
     pub(super) service: String,
     pub(super) event_type: String,
     pub(super) outbox_id: i64,
+    pub(super) chain_depth: u32,
     pub(super) version: String,
     pub(super) catalog: Arc<Catalog>,
     pub(super) reader: Arc<dyn StateReader>,
@@ -224,6 +227,7 @@ pub(super) async fn run(
         service: event.service.clone(),
         event_type: event.event_type.clone(),
         outbox_id: event.outbox_id,
+        chain_depth: event.chain_depth,
         version: component.short_hash().to_owned(),
         catalog: catalog.clone(),
         reader,

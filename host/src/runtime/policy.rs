@@ -19,6 +19,8 @@ pub struct Policy {
     /// `host:port` targets the `outbound-http` import may reach; empty = not granted (the
     /// import is not linked and a component importing it is refused at load).
     pub allowed_hosts: Vec<String>,
+    /// Event types the handler may emit; empty = none.
+    pub emits: std::collections::BTreeSet<String>,
 }
 
 impl Policy {
@@ -37,6 +39,7 @@ impl Policy {
                 .map(|d| (config.resolve(&d.host), d.guest.clone()))
                 .collect(),
             allowed_hosts: route.allowed_hosts.clone(),
+            emits: route.emits.iter().cloned().collect(),
         }
     }
 
@@ -48,6 +51,7 @@ impl Policy {
             env: Vec::new(),
             preopened_dirs: Vec::new(),
             allowed_hosts: Vec::new(),
+            emits: Default::default(),
         }
     }
 }

@@ -66,6 +66,8 @@ impl Status {
 pub struct RowState {
     pub status: Status,
     pub retry_count: i32,
+    /// Emits between this row and its producer's event (0: written by a producer).
+    pub chain_depth: i32,
 }
 
 /// A row as the relay reads it.
@@ -92,6 +94,9 @@ pub struct NewRow {
     /// Attempts before the row goes `dead` (the config's `[retry] max_attempts`), stored in
     /// SmartFlow's `max_retry` column.
     pub max_attempts: i32,
+    /// Emits between this row and its producer's event (0: written by a producer); stored in
+    /// Switchyard's `chain_depth` column so `limits.max_hops` can stop emit loops.
+    pub chain_depth: i32,
 }
 
 /// SmartFlow's failed-attempt policy: `n = retry_count + 1`; `n >= max_retry` (the row's

@@ -56,6 +56,7 @@ component = "{task}"
 event_type = "probe.run"
 service = "probe"
 component = "{probe}"
+emits = ["sink.note", "probe.run", "task.record.requested"]
 
 [[routes]]
 event_type = "sink.note"

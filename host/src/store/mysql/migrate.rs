@@ -18,6 +18,10 @@ const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
         2,
         include_str!("../../../../migrations/mysql/outbox/0002_switchyard_columns.sql"),
     ),
+    (
+        3,
+        include_str!("../../../../migrations/mysql/outbox/0003_chain_depth.sql"),
+    ),
 ];
 
 /// Counts the columns named `?2` of table `?1`.

@@ -72,7 +72,7 @@ where
         sorted.dedup();
         for chunk in sorted.chunks(D::IDS_PER_LIST) {
             let mut q = QueryBuilder::<D>::new(format!(
-                "SELECT id, status, retry_count, max_retry FROM {table} WHERE id IN ("
+                "SELECT id, status, retry_count, max_retry, chain_depth FROM {table} WHERE id IN ("
             ));
             let mut sep = q.separated(", ");
             for id in chunk {
@@ -97,6 +97,7 @@ where
                         state: RowState {
                             status,
                             retry_count: r.get(2),
+                            chain_depth: r.get(4),
                         },
                         max_attempts: r.get(3),
                     },

@@ -29,7 +29,7 @@ where
         for chunk in rows.chunks(per_statement) {
             let mut q = QueryBuilder::<D>::new(format!(
                 "INSERT INTO {table} (biz_type, service_name, topic, message_key, payload, status, \
-                 retry_count, max_retry, next_retry_at, created_at, updated_at) "
+                 retry_count, max_retry, next_retry_at, created_at, updated_at, chain_depth) "
             ));
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.biz_type.clone())
@@ -42,7 +42,8 @@ where
                     .push_bind(r.max_attempts)
                     .push_bind(now)
                     .push_bind(now)
-                    .push_bind(now);
+                    .push_bind(now)
+                    .push_bind(r.chain_depth);
             });
             statements.push((chunk.len(), q));
         }
@@ -107,6 +108,7 @@ mod tests {
             message_key: String::new(),
             payload: String::new(),
             max_attempts: 1,
+            chain_depth: 0,
         };
         let rows = [row("b"), row("a"), row("b"), row("a")];
         // Written a, a, b, b: ids 10, 11 in table a, 20, 21 in table b.

@@ -20,6 +20,10 @@ const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
         3,
         include_str!("../../../../migrations/sqlite/outbox/0003_publish_count.sql"),
     ),
+    (
+        4,
+        include_str!("../../../../migrations/sqlite/outbox/0004_chain_depth.sql"),
+    ),
 ];
 
 /// Creates or upgrades the host tables and each outbox table. SQLite's DDL is transactional:

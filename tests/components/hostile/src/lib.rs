@@ -1,6 +1,7 @@
 //! A hostile handler for the sandbox tests. The payload picks the attack:
 //! `{"attack": "loop" | "memory" | "recurse" | "table" | "emit-flood" | "emit-bytes" |
-//!  "state-flood" | "state-bytes" | "sleep" | "poll" | "forge-log" | "log-flood" | "read-file" |
+//!  "state-flood" | "state-bytes" | "sleep" | "poll" | "forge-log" | "ping" | "log-flood" |
+//!  "read-file" |
 //!  "env" | "connect", "arg": "..."}`.
 //! Attacks that the host answers with an error value (not a trap) end the invocation as `dead`
 //! with that error, so the tests can read what the guest was told.
@@ -115,6 +116,20 @@ impl Guest for Component {
                 log(Level::Info, &format!("hello{forged}"));
                 println!("hello{forged}");
                 Outcome::Ack
+            }
+            "ping" => {
+                // Emits its own event again: a chain of emits that never ends by itself.
+                let follow_up = FollowUp {
+                    event_type: attack.arg.clone(),
+                    event_version: String::new(),
+                    aggregate_id: String::new(),
+                    message_key: String::new(),
+                    payload: event.payload.clone(),
+                };
+                match emit(&follow_up) {
+                    Ok(()) => Outcome::Ack,
+                    Err(e) => Outcome::Dead(format!("ping refused: {e}")),
+                }
             }
             "oversized-state" => match state::set("big", &vec![0u8; 4 << 20]) {
                 Err(e) => Outcome::Dead(format!("state refused: {e}")),
