@@ -1,5 +1,7 @@
-//! The running host's admin endpoint: `/healthz`, `/routes` (each route's component version,
-//! load time, last reload error and health, as JSON) and `/metrics` (Prometheus text).
+//! The running host's admin endpoint: `/healthz` (the process lives: always 200), `/readyz`
+//! (200 while every service's relay and consumer run and no route is unhealthy, else 503 with
+//! the reasons), `/routes` (each route's component version, load time, last reload error and
+//! health, as JSON) and `/metrics` (Prometheus text).
 //!
 //! Read-only: nothing here changes the host. Off unless `[admin] listen` is set.
 
@@ -39,6 +41,7 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/routes", get(routes))
         .route("/metrics", get(metrics_text))
         .with_state(status);
@@ -51,6 +54,16 @@ pub async fn serve(
     });
     tracing::info!(%bound, "admin endpoint listening");
     Ok(bound)
+}
+
+async fn readyz(State(status): State<StatusHandle>) -> (axum::http::StatusCode, String) {
+    match status.readiness() {
+        Ok(()) => (axum::http::StatusCode::OK, "ready\n".to_owned()),
+        Err(problems) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            problems.join("\n") + "\n",
+        ),
+    }
 }
 
 async fn routes(State(status): State<StatusHandle>) -> axum::Json<Vec<crate::engine::RouteStatus>> {

@@ -98,6 +98,26 @@ impl LoopError<'_> {
     }
 }
 
+/// A relay or consumer loop panicked or returned while the host was running; it restarts
+/// after `backoff`.
+pub struct LoopRestarted<'a> {
+    pub name: &'a str,
+    pub reason: &'a str,
+    pub backoff: std::time::Duration,
+}
+
+impl LoopRestarted<'_> {
+    pub fn emit(&self) {
+        tracing::error!(
+            task = self.name,
+            reason = self.reason,
+            backoff_ms = self.backoff.as_millis() as u64,
+            "loop stopped; restarting it"
+        );
+        counter!("switchyard_loop_restarts_total", "task" => self.name.to_owned()).increment(1);
+    }
+}
+
 /// Rows left `published` too long were put back to `pending`.
 pub struct StaleRowsRequeued<'a> {
     pub service: &'a str,

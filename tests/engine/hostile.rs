@@ -207,3 +207,42 @@ async fn a_chain_of_emits_stops_at_max_hops() {
     assert_eq!(h.wait_final(TABLE, first).await.status, "consumed");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_cannot_be_read_is_a_failed_attempt_and_the_relay_lives_on() {
+    let mut h = Harness::start_with(Setup::SQLITE_EMBEDDED, &routes()).await;
+    let good = h.publish("hostile.good", json!({"set": {"k": "1"}})).await;
+    assert_eq!(h.wait_final(TABLE, good).await.status, "consumed");
+    // A row another program wrote with a payload that is not UTF-8, due now, one attempt.
+    h.db.exec(&format!(
+        "INSERT INTO {TABLE} (biz_type, service_name, topic, message_key, payload, status, \
+         retry_count, max_retry, next_retry_at, created_at, updated_at) \
+         SELECT biz_type, service_name, topic, message_key, CAST(X'7B22FF' AS TEXT), 'pending', \
+         0, 1, next_retry_at, created_at, updated_at FROM {TABLE} WHERE id = {good}"
+    ))
+    .await;
+    let bad = h.db.scalar(&format!("SELECT MAX(id) FROM {TABLE}")).await;
+    let row = crate::support::eventually(
+        "the unreadable row to end",
+        crate::support::WAIT,
+        || async {
+            let row =
+                h.db.text(&format!(
+                    "SELECT status || ' ' || COALESCE(last_error, '') FROM {TABLE} WHERE id = {bad}"
+                ))
+                .await;
+            if row.starts_with("dead") {
+                Ok(row)
+            } else {
+                Err(row)
+            }
+        },
+    )
+    .await;
+    assert!(row.contains("column payload cannot be read"), "{row}");
+    // The relay did not die with it: the next event flows, and nothing had to restart.
+    let after = h.publish("hostile.good", json!({"set": {"k": "2"}})).await;
+    assert_eq!(h.wait_final(TABLE, after).await.status, "consumed");
+    assert_eq!(h.running().status().readiness(), Ok(()));
+    h.stop().await;
+}

@@ -288,6 +288,21 @@ async fn a_route_that_always_fails_is_reported_unhealthy_without_stopping_others
         crate::support::hash_of(&component("hostile"))
     );
     assert_eq!(route("probe.run")["health"]["unhealthy"], false);
+    // The process lives (healthz), but the host is not ready while a route is unhealthy.
+    let get = |path: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut r = agent.get(&format!("http://{addr}{path}")).call().unwrap();
+            (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+        })
+    };
+    assert_eq!(get("/healthz").await.unwrap().0, 200);
+    let (code, body) = get("/readyz").await.unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("route hostile.run is unhealthy"), "{body}");
     let metrics = tokio::task::spawn_blocking(move || {
         ureq::get(&format!("http://{addr}/metrics"))
             .call()

@@ -27,9 +27,11 @@ const ERROR_BACKOFF: Duration = Duration::from_millis(500);
 pub(super) async fn run(
     shared: Arc<Shared>,
     service: Arc<Service>,
-    mut subscription: Box<dyn Subscription>,
+    subscription: Arc<tokio::sync::Mutex<Box<dyn Subscription>>>,
     stop: CancellationToken,
 ) {
+    // Held by the supervisor between restarts: a consumer that panicked left it intact.
+    let mut subscription = subscription.lock().await;
     loop {
         let max = shared.config.get().consumer.batch_size as usize;
         let batch = tokio::select! {

@@ -14,6 +14,7 @@ pub mod outbox;
 mod relay;
 mod reload;
 mod routes;
+pub mod supervise;
 
 pub use counters::Counters;
 pub use outbox::{EnqueueError, EnqueueOn, NewEvent, Outbox, Ticket, Wakers};
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     pub routes: RouteTable,
     pub wakers: Arc<Wakers>,
     pub health: health::RouteHealth,
+    /// Which relay and consumer loops are down (restarting).
+    pub loops: Arc<supervise::LoopStatus>,
     pub counters: Counters,
 }
 
@@ -198,6 +201,7 @@ impl Switchyard {
                 config.limits.unhealthy_after_ms,
             )),
             counters: Counters::default(),
+            loops: Arc::new(supervise::LoopStatus::default()),
         });
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -211,18 +215,21 @@ impl Switchyard {
                         service.topic, service.name
                     )
                 })?;
-            tasks.spawn(consumer::run(
-                shared.clone(),
-                service.clone(),
-                subscription,
+            let subscription = Arc::new(tokio::sync::Mutex::new(subscription));
+            let (s, svc, token) = (shared.clone(), service.clone(), stop.child_token());
+            tasks.spawn(supervise::supervise(
+                format!("consumer of {}", service.name),
+                shared.loops.clone(),
                 stop.child_token(),
+                move || consumer::run(s.clone(), svc.clone(), subscription.clone(), token.clone()),
             ));
             let wake = self.wakers.get(&service.name).unwrap_or_default();
-            tasks.spawn(relay::run(
-                shared.clone(),
-                service.clone(),
-                wake,
+            let (s, svc, token) = (shared.clone(), service.clone(), stop.child_token());
+            tasks.spawn(supervise::supervise(
+                format!("relay of {}", service.name),
+                shared.loops.clone(),
                 stop.child_token(),
+                move || relay::run(s.clone(), svc.clone(), wake.clone(), token.clone()),
             ));
         }
         if config.reload.watch {
@@ -273,6 +280,35 @@ pub struct RouteStatus {
 pub struct StatusHandle(Arc<Shared>);
 
 impl StatusHandle {
+    /// Whether the host serves every service: `Err` lists each relay or consumer loop that is
+    /// down (restarting) and each route reported unhealthy.
+    ///
+    /// # Errors
+    /// The reasons the host is not ready, one line each.
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        let mut problems: Vec<String> = self
+            .0
+            .loops
+            .down()
+            .into_iter()
+            .map(|(name, why)| format!("{name} is down: {why}"))
+            .collect();
+        for route in self.routes() {
+            if route.health.unhealthy {
+                problems.push(format!(
+                    "route {} is unhealthy: {}",
+                    route.event_type,
+                    route.health.last_failure.unwrap_or_default()
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
     pub fn routes(&self) -> Vec<RouteStatus> {
         let shared = &self.0;
         shared

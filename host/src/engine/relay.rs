@@ -112,6 +112,10 @@ async fn relay_once(shared: &Shared, service: &Service) -> anyhow::Result<bool> 
     let mut ids = Vec::with_capacity(rows.len());
     let mut failures = Vec::new();
     for row in &rows {
+        if let Some(reason) = &row.unreadable {
+            failures.push((row.id, reason.clone()));
+            continue;
+        }
         match Wrapper::parse(&row.payload) {
             Ok(wrapper) => {
                 let owner = if row.service_name.is_empty() {

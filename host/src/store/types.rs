@@ -80,6 +80,9 @@ pub struct OutboxRow {
     /// SmartFlow's wrapper JSON `{event_id?, event_type, event_version?, aggregate_id?, payload}`.
     pub payload: String,
     pub retry_count: i32,
+    /// Why a column of the row could not be read, if one could not: the relay then records a
+    /// failed attempt with this reason instead of publishing.
+    pub unreadable: Option<String>,
 }
 
 /// A row to insert as `pending`.

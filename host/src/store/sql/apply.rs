@@ -88,18 +88,23 @@ where
                 .await
                 .map_err(db("read row statuses"))?
             {
-                let status: String = r.get(1);
-                // An unknown status written by someone else is treated as final: never touch it.
-                let status = Status::parse(&status).unwrap_or(Status::Dead);
+                let decode = db("decode row status");
+                // An unknown or unreadable status written by someone else is treated as final:
+                // never touch it.
+                let status = r
+                    .try_get::<String, _>(1)
+                    .ok()
+                    .and_then(|s| Status::parse(&s))
+                    .unwrap_or(Status::Dead);
                 out.insert(
-                    r.get::<i64, _>(0),
+                    r.try_get::<i64, _>(0).map_err(decode)?,
                     Locked {
                         state: RowState {
                             status,
-                            retry_count: r.get(2),
-                            chain_depth: r.get(4),
+                            retry_count: r.try_get(2).map_err(db("decode retry_count"))?,
+                            chain_depth: r.try_get(4).map_err(db("decode chain_depth"))?,
                         },
-                        max_attempts: r.get(3),
+                        max_attempts: r.try_get(3).map_err(db("decode max_retry"))?,
                     },
                 );
             }

@@ -126,7 +126,10 @@ pub(crate) fn hold_keys_sql(table: &str, now: &str) -> String {
 }
 
 /// Rows a claim returned (`id, biz_type, service_name, message_key, payload, retry_count`),
-/// in id order.
+/// in id order. A column that cannot be decoded (a payload that is not UTF-8, written by
+/// another program) never panics: the row comes back with `unreadable` set, and the relay
+/// records a failed attempt with that reason instead of publishing it. A row whose very id
+/// cannot be read is logged and left to the visibility timeout.
 pub(crate) fn claimed_rows<R: Row>(rows: Vec<R>) -> Vec<OutboxRow>
 where
     usize: ColumnIndex<R>,
@@ -136,13 +139,39 @@ where
 {
     let mut rows: Vec<OutboxRow> = rows
         .into_iter()
-        .map(|r| OutboxRow {
-            id: r.get(0),
-            biz_type: r.get(1),
-            service_name: r.get(2),
-            message_key: r.get(3),
-            payload: r.get(4),
-            retry_count: r.get(5),
+        .filter_map(|r| {
+            let id: i64 = match r.try_get(0) {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!(error = %e, "a claimed row has no readable id; skipped");
+                    return None;
+                }
+            };
+            let mut unreadable = None;
+            let mut text = |index: usize, column: &str| -> String {
+                r.try_get(index).unwrap_or_else(|e| {
+                    unreadable.get_or_insert(format!(
+                        "row {id}: column {column} cannot be read ({e}); fix or delete the row"
+                    ));
+                    String::new()
+                })
+            };
+            let (biz_type, service_name) = (text(1, "biz_type"), text(2, "service_name"));
+            let (message_key, payload) = (text(3, "message_key"), text(4, "payload"));
+            let retry_count = r.try_get(5).unwrap_or_else(|e| {
+                unreadable
+                    .get_or_insert(format!("row {id}: column retry_count cannot be read ({e})"));
+                0
+            });
+            Some(OutboxRow {
+                id,
+                biz_type,
+                service_name,
+                message_key,
+                payload,
+                retry_count,
+                unreadable,
+            })
         })
         .collect();
     rows.sort_by_key(|r| r.id);
@@ -284,8 +313,9 @@ where
             .map_err(db("count statuses"))?;
         let counts = rows
             .into_iter()
-            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
-            .collect();
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("decode status counts"))?;
         let oldest = self.next_due(table).await?;
         Ok(TableStatus {
             counts,
