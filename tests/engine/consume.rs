@@ -204,7 +204,11 @@ async fn emitted_event_lands_in_its_owner_table_and_is_consumed_there(setup: Set
 }
 
 async fn a_failed_commit_keeps_neither_the_consume_nor_the_emit(setup: Setup) {
-    let mut h = Harness::start(setup).await;
+    // Enough attempts that the refused row is still alive when the database accepts it again.
+    let mut h = Harness::start_edited(setup, "", |text| {
+        text.replace("max_attempts = 3", "max_attempts = 1000")
+    })
+    .await;
     // Make the consume transaction fail at its last statement (the emit's insert).
     h.refuse_inserts("sink_outbox_messages").await;
     let id = h
@@ -213,21 +217,33 @@ async fn a_failed_commit_keeps_neither_the_consume_nor_the_emit(setup: Setup) {
             json!({"set": {"s": "1"}, "emit": [{"event_type": "sink.note", "payload": {}}]}),
         )
         .await;
-    // The consumer keeps applying the same batch again; once it has failed to commit it
-    // three times, nothing of it is visible.
-    let failed = eventually("3 failed commits of the probe batch", WAIT, || async {
-        until(h.running().counters().batch_commits_failed("probe"), |n| {
-            *n >= 3
+    let good = h.publish("probe.run", json!({"set": {"g": "1"}})).await;
+    // The refused row is isolated and recorded as a failed attempt with the database's error,
+    // again and again; nothing of it is ever visible.
+    let row = eventually("the refused row to fail its commit twice", WAIT, || async {
+        until(h.row("probe_outbox_messages", id).await.unwrap(), |r| {
+            r.retry_count >= 2
         })
     })
     .await;
-    let row = h.row("probe_outbox_messages", id).await.unwrap();
-    assert_eq!(
-        row.status, "published",
-        "the consumed mark must roll back with the emit ({failed} failed commits)"
+    assert_ne!(
+        row.status, "consumed",
+        "the consumed mark must roll back with the emit"
     );
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains("commit failed") && error.contains("refused by test"),
+        "{error}"
+    );
+    assert!(h.running().counters().batch_commits_failed("probe") >= 2);
     assert!(h.rows("sink_outbox_messages").await.is_empty());
     assert_eq!(h.state("probe", "s").await, None);
+    // The service is not wedged: the other event commits while that one keeps failing.
+    assert_eq!(
+        h.wait_final("probe_outbox_messages", good).await.status,
+        "consumed"
+    );
+    assert_eq!(h.state("probe", "g").await.as_deref(), Some("1"));
     h.allow_inserts("sink_outbox_messages").await;
     assert_eq!(
         h.wait_final("probe_outbox_messages", id).await.status,

@@ -1,13 +1,25 @@
 //! Committing what a consumer decided for a batch: ONE store transaction for every row's
 //! outcome and the acked rows' effects, then the log line and metric per event, then the
 //! relays of the tables that received emitted rows are woken.
+//!
+//! A failing commit never wedges the service. A connection-level failure (the database is
+//! unreachable, a deadlock) retries the same rows after a pause, and gives up at shutdown
+//! (nothing is acknowledged to the transport, so the rows are delivered again). A statement
+//! the database refuses (a constraint, a value its column cannot hold) is a problem of some
+//! row: the rows are split in halves and each half committed on its own, down to the single
+//! rows that cannot commit, which are recorded as failed attempts carrying the database's
+//! error (they are retried, then dead at `max_attempts`); every other row commits.
+//! Known limit: a row committed after an isolated row may have read that row's state writes
+//! through the batch overlay, though they were never stored (docs/SECURITY.md).
 
 use super::Shared;
 use crate::catalog::{Catalog, Service};
 use crate::config::Config;
-use crate::store::{BatchOutcomes, RowOutcome, now};
+use crate::store::{BatchOutcomes, RowOutcome, StoreError, now};
 use crate::telemetry::{EventHandled, LoopError};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 const ERROR_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -20,8 +32,9 @@ pub(super) struct Handled {
     pub micros: u128,
 }
 
-/// Commits `rows` (in delivery order, one `Handled` each) in one transaction, retrying the
-/// whole transaction after a database error.
+/// Commits `rows` (in delivery order, one `Handled` each): in one transaction when it can,
+/// isolating the rows that make it fail when it cannot. Returns `false` only when `stop` was
+/// cancelled before everything was committed (the caller must not acknowledge the batch).
 pub(super) async fn commit(
     shared: &Shared,
     service: &Service,
@@ -29,57 +42,145 @@ pub(super) async fn commit(
     config: &Config,
     rows: Vec<(i64, RowOutcome)>,
     logs: Vec<Handled>,
-) {
+    stop: &CancellationToken,
+) -> bool {
     if rows.is_empty() {
-        return;
+        return true;
     }
-    let applied = BatchOutcomes {
-        service: service.name.clone(),
-        rows,
-    };
-    let report = loop {
-        match shared
+    let backoff = super::backoff(config);
+    // Pieces still to commit, in delivery order (a split puts its halves at the front).
+    let mut pieces: VecDeque<Vec<(i64, RowOutcome)>> = VecDeque::from([rows]);
+    // What each row ended as, for its log line: its own outcome, or the commit failure.
+    let mut failed_commits: HashMap<i64, String> = HashMap::new();
+    let mut outcomes: HashMap<i64, RowOutcome> = HashMap::new();
+    let mut emitted: BTreeSet<String> = BTreeSet::new();
+    let mut retried = false;
+    while let Some(piece) = pieces.pop_front() {
+        let batch = BatchOutcomes {
+            service: service.name.clone(),
+            rows: piece,
+        };
+        let error = match shared
             .store
-            .apply(&service.table, &applied, &super::backoff(config), now())
+            .apply(&service.table, &batch, &backoff, now())
             .await
         {
-            Ok(r) => break r,
+            Ok(report) => {
+                emitted.extend(report.emitted.into_keys());
+                retried |= report.retried > 0;
+                outcomes.extend(batch.rows);
+                continue;
+            }
+            Err(e) => e,
+        };
+        shared.counters.batch_commit_failed(&service.name);
+        LoopError {
+            service: &service.name,
+            stage: "apply batch",
+            error: &error,
+        }
+        .emit();
+        let mut rows = batch.rows;
+        if !refused_by_the_database(&error) {
+            // Nothing was committed; the same rows are applied again (apply re-checks every
+            // row's status, so a partial earlier success cannot double-apply).
+            pieces.push_front(rows);
+            if !pause(stop).await {
+                return false;
+            }
+            continue;
+        }
+        if rows.len() > 1 {
+            let second = rows.split_off(rows.len() / 2);
+            pieces.push_front(second);
+            pieces.push_front(rows);
+            continue;
+        }
+        // One row whose effects the database refuses: a failed attempt with its error.
+        let id = rows[0].0;
+        let reason = format!("commit failed: {error}");
+        match shared
+            .store
+            .fail_attempts(&service.table, &[(id, reason.clone())], &backoff, now())
+            .await
+        {
+            Ok(()) => {
+                failed_commits.insert(id, reason);
+                retried = true;
+            }
             Err(e) => {
-                shared.counters.batch_commit_failed(&service.name);
-                // Nothing was committed; the same batch is applied again (apply re-checks
-                // every row's status, so a partial earlier success cannot double-apply).
                 LoopError {
                     service: &service.name,
-                    stage: "apply batch",
+                    stage: "record a failed commit",
                     error: &e,
                 }
                 .emit();
-                tokio::time::sleep(ERROR_BACKOFF).await;
+                pieces.push_front(rows);
+                if !pause(stop).await {
+                    return false;
+                }
             }
         }
-    };
-    for (handled, (_, outcome)) in logs.iter().zip(&applied.rows) {
-        let reason = match outcome {
-            RowOutcome::Consumed { .. } => None,
-            RowOutcome::Retry { reason } | RowOutcome::Dead { reason } => Some(reason.as_str()),
+    }
+    for handled in &logs {
+        let (label, reason) = match (failed_commits.get(&handled.id), outcomes.get(&handled.id)) {
+            (Some(reason), _) => ("retry", Some(reason.as_str())),
+            (None, Some(RowOutcome::Retry { reason } | RowOutcome::Dead { reason })) => {
+                (handled.label, Some(reason.as_str()))
+            }
+            _ => (handled.label, None),
         };
         EventHandled {
             service: &service.name,
             event_type: &handled.event_type,
             outbox_id: handled.id,
-            outcome: handled.label,
+            outcome: label,
             reason,
             version: &handled.version,
             micros: handled.micros,
         }
         .emit();
     }
-    for table in report.emitted.keys() {
+    for table in &emitted {
         if let Some(owner) = catalog.services().find(|s| &s.table == table) {
             shared.wakers.wake(&owner.name);
         }
     }
-    if report.retried > 0 {
+    if retried {
         shared.wakers.wake(&service.name); // the relay recomputes when the next retry is due
     }
+    true
+}
+
+/// Waits before trying again; `false` if the host is stopping meanwhile.
+async fn pause(stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(ERROR_BACKOFF) => !stop.is_cancelled(),
+        _ = stop.cancelled() => false,
+    }
+}
+
+/// Whether the database itself refused a statement of the transaction (so some row's data is
+/// the cause, and splitting the batch finds it), as opposed to a lost connection, a pool
+/// timeout or a lock conflict (transient: the same rows are tried again).
+fn refused_by_the_database(error: &StoreError) -> bool {
+    let StoreError::Database {
+        source: sqlx::Error::Database(db),
+        ..
+    } = error
+    else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    // SQLSTATE classes 08 (connection exception), 40 (serialization failure, deadlock), 53
+    // (insufficient resources) and 57 (operator intervention: a server shutting down) pass
+    // with time, whatever the rows. So do SQLite's BUSY and LOCKED (5, 6 and their extended
+    // codes) and MySQL's lock wait timeout.
+    let transient = ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c))
+        || matches!(
+            code.as_ref(),
+            "5" | "6" | "261" | "262" | "517" | "518" | "773"
+        )
+        || db.message().contains("Lock wait timeout");
+    !transient
 }

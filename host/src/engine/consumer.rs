@@ -41,9 +41,12 @@ pub(super) async fn run(
         let Some(batch) = batch else { return };
         // Once a batch is taken it is finished even during shutdown: its outcomes commit.
         let span = tracing::info_span!("batch", service = %service.name, size = batch.len());
-        handle_batch(&shared, &service, &batch, subscription.as_mut())
+        let committed = handle_batch(&shared, &service, &batch, subscription.as_mut(), &stop)
             .instrument(span)
             .await;
+        if !committed {
+            return; // stopping: not acknowledged, so the transport delivers the batch again
+        }
         while let Err(e) = subscription.commit(&batch).await {
             LoopError {
                 service: &service.name,
@@ -89,12 +92,15 @@ struct Pending<'a> {
     env: envelope::Envelope<'a>,
 }
 
+/// Handles one batch to its commit. Returns `false` only if the host began stopping before the
+/// batch's outcomes could be committed (then it must not be acknowledged).
 async fn handle_batch(
     shared: &Shared,
     service: &Arc<Service>,
     batch: &[Delivery],
     subscription: &mut dyn Subscription,
-) {
+    stop: &CancellationToken,
+) -> bool {
     // One routing and config snapshot for the whole batch (a config reload swaps them between
     // batches).
     let catalog = shared.catalog.get();
@@ -149,7 +155,7 @@ async fn handle_batch(
         }
     }
     if pending.is_empty() {
-        return;
+        return true;
     }
     let ids: Vec<i64> = pending.iter().map(|p| p.env.outbox_id).collect();
     let states = loop {
@@ -162,7 +168,10 @@ async fn handle_batch(
                     error: &e,
                 }
                 .emit();
-                tokio::time::sleep(ERROR_BACKOFF).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(ERROR_BACKOFF) => {}
+                    _ = stop.cancelled() => return false,
+                }
             }
         }
     };
@@ -204,19 +213,23 @@ async fn handle_batch(
         if buffered > config.consumer.max_batch_bytes {
             // Cut the batch here: what it buffered so far commits now, the rest starts a new
             // one. The transport is acknowledged only after the last part commits.
-            commit::commit(
+            let committed = commit::commit(
                 shared,
                 service,
                 &catalog,
                 &config,
                 std::mem::take(&mut rows),
                 std::mem::take(&mut logs),
+                stop,
             )
             .await;
+            if !committed {
+                return false;
+            }
             buffered = 0;
         }
     }
-    commit::commit(shared, service, &catalog, &config, rows, logs).await;
+    commit::commit(shared, service, &catalog, &config, rows, logs, stop).await
 }
 
 /// Bytes an outcome keeps in memory until its batch commits: the acked state writes and new

@@ -211,3 +211,39 @@ impl log::Host for Invocation {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn follow_up(key: &str) -> emit::FollowUp {
+        emit::FollowUp {
+            event_type: "sink.note".into(),
+            event_version: String::new(),
+            aggregate_id: String::new(),
+            message_key: key.into(),
+            payload: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_message_key_longer_than_its_column_is_refused() {
+        assert!(check_follow_up(&follow_up(&"k".repeat(128))).is_ok());
+        let err = check_follow_up(&follow_up(&"k".repeat(129))).unwrap_err();
+        assert!(
+            err.contains("message_key") && err.contains("at most 128"),
+            "{err}"
+        );
+        // Characters, not bytes: 128 two-byte characters fit.
+        assert!(check_follow_up(&follow_up(&"é".repeat(128))).is_ok());
+    }
+
+    #[test]
+    fn nul_in_text_bound_for_the_database_is_refused() {
+        let err = check_follow_up(&follow_up("a\0b")).unwrap_err();
+        assert!(err.contains("message_key contains a NUL"), "{err}");
+        assert!(check_key("a\0b").unwrap_err().contains("NUL"));
+        assert!(check_key("").is_err() && check_key(&"k".repeat(513)).is_err());
+        assert!(check_key("task/1/2").is_ok());
+    }
+}
