@@ -86,6 +86,7 @@ store_suite!(
     visibility_requeue_returns_only_stale_published_rows,
     insert_returns_each_rows_id_across_tables_and_statements,
     state_writes_of_a_batch_last_write_wins_and_deletes_delete,
+    rows_and_state_larger_than_the_servers_packet_are_written_in_several_statements,
 );
 
 fn new_row(table: &str, key: &str, n: usize, max_attempts: i32) -> NewRow {
@@ -288,4 +289,45 @@ async fn insert_returns_each_rows_id_across_tables_and_statements(store: &dyn St
     }
     assert_eq!(db.ids(A).await.len(), 1 + 822);
     assert_eq!(db.ids(B).await.len(), 2 + 412);
+}
+
+/// 24 MiB of payloads in one insert, and 24 MiB of state in one batch: more than MariaDB's
+/// default `max_allowed_packet` (16 MiB), so one multi-row statement each would be refused.
+async fn rows_and_state_larger_than_the_servers_packet_are_written_in_several_statements(
+    store: &dyn Store,
+    db: &TestDb,
+) {
+    let big = "x".repeat(1 << 20);
+    let rows: Vec<NewRow> = (0..24)
+        .map(|n| NewRow {
+            payload: format!("{{\"n\":{n},\"pad\":\"{big}\"}}"),
+            ..new_row(A, "", n, 20)
+        })
+        .collect();
+    let ids = store.insert(&rows, now()).await.unwrap();
+    assert_eq!(ids.len(), 24);
+    let last = db.row(A, ids[23]).await.unwrap();
+    assert_eq!(last.payload, rows[23].payload);
+    let writes: Vec<(String, Option<Vec<u8>>)> = (0..24)
+        .map(|n| (format!("big/{n}"), Some(vec![b'v'; 1 << 20])))
+        .collect();
+    let batch = BatchOutcomes {
+        service: "alpha".into(),
+        rows: vec![(
+            ids[0],
+            RowOutcome::Consumed {
+                version: "v".into(),
+                effects: Effects {
+                    state_writes: writes,
+                    new_rows: Vec::new(),
+                },
+            },
+        )],
+    };
+    let report = store.apply(A, &batch, &BACKOFF, now()).await.unwrap();
+    assert_eq!(report.consumed, 1);
+    assert_eq!(
+        db.state("alpha", "big/23").await.map(|v| v.len()),
+        Some(1 << 20)
+    );
 }

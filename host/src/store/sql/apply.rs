@@ -294,7 +294,9 @@ where
         now: Timestamp,
     ) -> StoreResult<()> {
         let (sets, deletes) = crate::store::split_writes(writes);
-        for chunk in sets.chunks(D::ROWS_PER_INSERT) {
+        for chunk in
+            super::insert::chunks_within(&sets, D::ROWS_PER_INSERT, |(k, v)| k.len() + v.len())
+        {
             let mut q = QueryBuilder::<D>::new(
                 "INSERT INTO switchyard_state (service, state_key, value, updated_at) ",
             );

@@ -26,7 +26,9 @@ where
     }
     let mut statements = Vec::new();
     for (table, rows) in by_table {
-        for chunk in rows.chunks(per_statement) {
+        for chunk in chunks_within(&rows, per_statement, |r| {
+            r.payload.len() + r.message_key.len()
+        }) {
             let mut q = QueryBuilder::<D>::new(format!(
                 "INSERT INTO {table} (biz_type, service_name, topic, message_key, payload, status, \
                  retry_count, max_retry, next_retry_at, created_at, updated_at, chain_depth) "
@@ -49,6 +51,36 @@ where
         }
     }
     statements
+}
+
+/// Bytes of bound values one multi-row statement may carry: far below MySQL's smallest default
+/// `max_allowed_packet` (4 MiB before 8.0; MariaDB's is 16 MiB), so a batch of large payloads
+/// is several statements instead of one the server refuses. A single row larger than this
+/// still goes alone in its own statement.
+pub(crate) const MAX_STATEMENT_BYTES: usize = 2 << 20;
+
+/// `items` cut into consecutive chunks of at most `max_rows` items and, unless one item alone
+/// is larger, at most [`MAX_STATEMENT_BYTES`] as measured by `size`.
+pub(crate) fn chunks_within<'a, T>(
+    items: &'a [T],
+    max_rows: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<&'a [T]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        let rows = i - start;
+        if rows > 0 && (rows >= max_rows || bytes.saturating_add(n) > MAX_STATEMENT_BYTES) {
+            chunks.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(n);
+    }
+    if start < items.len() {
+        chunks.push(&items[start..]);
+    }
+    chunks
 }
 
 /// The ids of rows written by [`insert_statements`] (table order, then row order), put back in
@@ -97,6 +129,28 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_are_cut_by_rows_and_by_bytes() {
+        let sizes = [1usize, 1, 1, 1, 1];
+        let by_rows = chunks_within(&sizes, 2, |n| *n);
+        assert_eq!(
+            by_rows.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        let big = [
+            MAX_STATEMENT_BYTES / 2,
+            MAX_STATEMENT_BYTES / 2,
+            1,
+            MAX_STATEMENT_BYTES * 3,
+        ];
+        let by_bytes = chunks_within(&big, 100, |n| *n);
+        assert_eq!(
+            by_bytes.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            [2, 1, 1]
+        );
+        assert!(chunks_within(&[] as &[usize], 10, |n| *n).is_empty());
+    }
 
     #[test]
     fn ids_of_rows_spanning_tables_come_back_in_input_order() {
