@@ -61,11 +61,11 @@ pub(crate) const MAX_STATEMENT_BYTES: usize = 2 << 20;
 
 /// `items` cut into consecutive chunks of at most `max_rows` items and, unless one item alone
 /// is larger, at most [`MAX_STATEMENT_BYTES`] as measured by `size`.
-pub(crate) fn chunks_within<'a, T>(
-    items: &'a [T],
+pub(crate) fn chunks_within<T>(
+    items: &[T],
     max_rows: usize,
     size: impl Fn(&T) -> usize,
-) -> Vec<&'a [T]> {
+) -> Vec<&[T]> {
     let mut chunks = Vec::new();
     let (mut start, mut bytes) = (0, 0usize);
     for (i, item) in items.iter().enumerate() {
