@@ -308,6 +308,10 @@ async fn handle_one(
     };
     let component = &route.component;
     shared.counters.invocation_started(&env.event_type);
+    let _in_flight = shared.health.begin(
+        &env.event_type,
+        Duration::from_millis(route.policy.limits.deadline_ms),
+    );
     let out = shared
         .runtime
         .invoke(component, &route.policy, catalog, reader.clone(), event)

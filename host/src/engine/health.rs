@@ -2,13 +2,21 @@
 //! longer than `limits.unhealthy_after_ms` is reported unhealthy: a log line, a metric and the
 //! admin endpoint's `/routes`. Reporting only: the route keeps running and other routes are
 //! never affected. A `dead` outcome is the handler's decision about a payload, not a failure.
+//!
+//! It also watches invocations in flight: one still running past its deadline (plus
+//! [`OVERDUE_GRACE`]) means the deadline did not hold, e.g. a host call that blocks without
+//! yielding; the route's view shows how long, and `/readyz` reports it.
 
 use crate::telemetry::{RouteRecovered, RouteUnhealthy};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long past its deadline an invocation may take to be stopped and report its outcome
+/// before it counts as overdue (the epoch ticks every 10 ms).
+pub const OVERDUE_GRACE: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RouteHealthView {
@@ -19,12 +27,34 @@ pub struct RouteHealthView {
     /// Whether the run has lasted longer than the window.
     pub unhealthy: bool,
     pub last_failure: Option<String>,
+    /// How long the longest-running invocation in flight is past its deadline, if any is.
+    #[serde(default)]
+    pub overdue_ms: Option<u64>,
 }
 
 pub struct RouteHealth {
     /// Milliseconds; a config reload may change it.
     window_ms: AtomicU64,
     routes: Mutex<HashMap<String, (RouteHealthView, Option<SystemTime>)>>,
+    /// Invocations in flight: id → (event type, started, deadline).
+    in_flight: Mutex<HashMap<u64, (String, Instant, Duration)>>,
+    next_id: AtomicU64,
+}
+
+/// An invocation in flight, registered by [`RouteHealth::begin`]; dropping it ends it.
+pub struct InFlight<'a> {
+    health: &'a RouteHealth,
+    id: u64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.health
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
 }
 
 impl RouteHealth {
@@ -32,7 +62,34 @@ impl RouteHealth {
         RouteHealth {
             window_ms: AtomicU64::new(window.as_millis() as u64),
             routes: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
         }
+    }
+
+    /// Registers an invocation of `event_type` with its deadline until the guard is dropped.
+    pub fn begin(&self, event_type: &str, deadline: Duration) -> InFlight<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, (event_type.to_owned(), Instant::now(), deadline));
+        InFlight { health: self, id }
+    }
+
+    /// How far past its deadline (and the grace) the longest-overdue invocation of
+    /// `event_type` in flight is at `now`.
+    fn overdue_at(&self, event_type: &str, now: Instant) -> Option<Duration> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|(t, _, _)| t == event_type)
+            .filter_map(|(_, started, deadline)| {
+                now.duration_since(*started)
+                    .checked_sub(*deadline + OVERDUE_GRACE)
+            })
+            .max()
     }
 
     /// Records one invocation of `event_type`'s route: `failure` is the reason, `None` a success.
@@ -87,17 +144,37 @@ impl RouteHealth {
     }
 
     pub fn view(&self, event_type: &str) -> RouteHealthView {
-        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        routes
-            .get(event_type)
-            .map(|(v, _)| v.clone())
-            .unwrap_or_default()
+        let mut view = {
+            let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+            routes
+                .get(event_type)
+                .map(|(v, _)| v.clone())
+                .unwrap_or_default()
+        };
+        view.overdue_ms = self
+            .overdue_at(event_type, Instant::now())
+            .map(|d| d.as_millis() as u64);
+        view
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invocation_still_running_past_its_deadline_is_overdue_until_it_ends() {
+        let health = RouteHealth::new(Duration::from_secs(60));
+        let guard = health.begin("t", Duration::from_millis(100));
+        let start = Instant::now();
+        assert_eq!(health.overdue_at("t", start), None);
+        let later = start + Duration::from_millis(100) + OVERDUE_GRACE + Duration::from_millis(50);
+        let overdue = health.overdue_at("t", later).unwrap();
+        assert!(overdue >= Duration::from_millis(40), "{overdue:?}");
+        assert_eq!(health.overdue_at("other", later), None);
+        drop(guard);
+        assert_eq!(health.overdue_at("t", later), None);
+    }
 
     #[test]
     fn a_route_failing_for_the_whole_window_is_unhealthy_until_it_succeeds() {

@@ -294,6 +294,12 @@ impl StatusHandle {
             .map(|(name, why)| format!("{name} is down: {why}"))
             .collect();
         for route in self.routes() {
+            if let Some(ms) = route.health.overdue_ms {
+                problems.push(format!(
+                    "route {} has an invocation {ms} ms past its deadline",
+                    route.event_type
+                ));
+            }
             if route.health.unhealthy {
                 problems.push(format!(
                     "route {} is unhealthy: {}",
