@@ -5,6 +5,21 @@ use crate::support::{WAIT, config_text, eventually};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// Sends SIGTERM to a running host and returns how it exited.
+async fn sigterm(mut host: std::process::Child) -> std::process::ExitStatus {
+    let kill = Command::new("kill")
+        .args(["-TERM", &host.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let exited = tokio::task::spawn_blocking(move || host.wait());
+    tokio::time::timeout(Duration::from_secs(15), exited)
+        .await
+        .expect("the host did not exit within 15 s of SIGTERM")
+        .unwrap()
+        .unwrap()
+}
+
 fn switchyard(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(args)
@@ -90,18 +105,7 @@ async fn the_binary_publishes_runs_reports_and_stops_cleanly_on_sigterm() {
         }
     })
     .await;
-    let kill = Command::new("kill")
-        .args(["-TERM", &host.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let host = &std::sync::Mutex::new(host);
-    let code = eventually(
-        "the host to exit after SIGTERM",
-        Duration::from_secs(15),
-        || async move { host.lock().unwrap().try_wait().unwrap().ok_or("running") },
-    )
-    .await;
+    let code = sigterm(host).await;
     assert!(code.success(), "SIGTERM must exit 0, got {code}");
 }
 
@@ -149,16 +153,7 @@ async fn a_guest_cannot_forge_a_line_of_the_hosts_log() {
         }
     })
     .await;
-    let kill = Command::new("kill")
-        .args(["-TERM", &host.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let mut host = host;
-    let code = tokio::task::spawn_blocking(move || host.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let code = sigterm(host).await;
     assert!(code.success(), "SIGTERM must exit 0, got {code}");
     for line in text.lines().filter(|l| l.contains("payment failed")) {
         assert!(

@@ -2,31 +2,17 @@
 //! a change that needs a restart refuses the whole reload, naming every such key, while the
 //! running config keeps serving.
 
-use crate::support::{RowView, WAIT, config_text, eventually, until};
+use crate::support::{RowView, WAIT, eventually, until};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-use switchyard::config::Config;
-use switchyard::transport::embedded::EmbeddedTransport;
 use switchyard::{NewEvent, Running, Switchyard};
 
 const TABLE: &str = "probe_outbox_messages";
 
 /// A host started from a config file on SQLite, the watcher off (reloads are explicit here).
 async fn host_from_file(dir: &Path) -> (Switchyard, Running, PathBuf) {
-    let path = dir.join("switchyard.toml");
-    let url = format!("sqlite://{}", dir.join("db.sqlite").display());
-    let text = config_text(&url, "").replace("[retry]\n", "[reload]\nwatch = false\n\n[retry]\n");
-    std::fs::write(&path, text).unwrap();
-    let host = Switchyard::open(Config::load(&path).unwrap())
-        .await
-        .unwrap();
-    let running = host
-        .start(Arc::new(EmbeddedTransport::new()))
-        .await
-        .unwrap();
-    (host, running, path)
+    crate::reload::host_from_file(dir, "[reload]\nwatch = false\n").await
 }
 
 async fn final_row(dir: &Path, id: i64) -> RowView {

@@ -257,7 +257,7 @@ async fn each_way_of_changing_a_file_reloads_exactly_once_and_a_touch_not_at_all
 }
 
 /// A host started from a config file on disk, so the file itself can be changed.
-async fn host_from_file(
+pub(crate) async fn host_from_file(
     dir: &Path,
     extra: &str,
 ) -> (switchyard::Switchyard, switchyard::Running, PathBuf) {

@@ -173,17 +173,24 @@ where
         q.push(", last_error = ")
             .push_bind(error.to_owned())
             .push(", updated_at = ")
-            .push_bind(now)
-            .push(" WHERE id IN (");
+            .push_bind(now);
+        Self::run_for_ids(conn, q, ids, "record failed attempts").await
+    }
+
+    /// Appends ` WHERE id IN (...)` binding `ids` to an UPDATE and runs it.
+    async fn run_for_ids(
+        conn: &mut D::Connection,
+        mut q: QueryBuilder<D>,
+        ids: &[i64],
+        op: &'static str,
+    ) -> StoreResult<()> {
+        q.push(" WHERE id IN (");
         let mut sep = q.separated(", ");
         for id in ids {
             sep.push_bind(*id);
         }
         q.push(")");
-        q.build()
-            .execute(&mut *conn)
-            .await
-            .map_err(db("record failed attempts"))?;
+        q.build().execute(&mut *conn).await.map_err(db(op))?;
         Ok(())
     }
 
@@ -242,17 +249,8 @@ where
                 ));
                 q.push_bind(reason.clone())
                     .push(", updated_at = ")
-                    .push_bind(now)
-                    .push(" WHERE id IN (");
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                q.push(")");
-                q.build()
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db("mark dead"))?;
+                    .push_bind(now);
+                Self::run_for_ids(conn, q, chunk, "mark dead").await?;
             }
         }
         for (version, ids) in consumed {
@@ -264,17 +262,8 @@ where
                     .push(", updated_at = ")
                     .push_bind(now)
                     .push(", handler_version = ")
-                    .push_bind(version.to_owned())
-                    .push(" WHERE id IN (");
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                q.push(")");
-                q.build()
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db("mark consumed"))?;
+                    .push_bind(version.to_owned());
+                Self::run_for_ids(conn, q, chunk, "mark consumed").await?;
             }
         }
         Self::write_state(conn, &batch.service, &writes, now).await?;
