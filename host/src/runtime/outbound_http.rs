@@ -201,6 +201,34 @@ mod tests {
         assert!(check(&[], &req("GET", "http://127.0.0.1:8080/")).is_err());
     }
 
+    /// A one-shot HTTP server on a free local port that answers every request with `reply`.
+    fn serve_once(reply: &'static str) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            stream.write_all(reply.as_bytes()).unwrap();
+        });
+        addr.to_string()
+    }
+
+    #[test]
+    fn a_redirect_is_an_error_not_a_response() {
+        let target = serve_once(
+            "HTTP/1.1 302 Found\r\nLocation: http://10.0.0.1/admin\r\nContent-Length: 0\r\n\r\n",
+        );
+        let request = req("GET", &format!("http://{target}/hook"));
+        let uri = check(std::slice::from_ref(&target), &request).unwrap();
+        let err = call(request, uri, Duration::from_secs(5)).unwrap_err();
+        assert!(
+            err.contains("answered a redirect (302)") && err.contains("http://10.0.0.1/admin"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_host_header_naming_another_authority_is_refused() {
         let allowed = vec!["127.0.0.1:8080".to_owned()];
