@@ -42,6 +42,14 @@ pub fn done() -> usize {
         .count()
 }
 
+/// How many of the rows `ids` reached a final outcome since the last [`reset`].
+pub fn done_among(ids: &std::collections::HashSet<i64>) -> usize {
+    lock()
+        .iter()
+        .filter(|h| (h.outcome == "consumed" || h.outcome == "dead") && ids.contains(&h.outbox_id))
+        .count()
+}
+
 /// The captured events whose handler version is `version`.
 pub fn first_with_version(version: &str) -> Option<Instant> {
     lock()

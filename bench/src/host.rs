@@ -86,10 +86,33 @@ impl BenchHost {
         component: &Path,
         watch: bool,
     ) -> anyhow::Result<BenchHost> {
+        Self::start_with(db, transport, mode, component, watch, "").await
+    }
+
+    /// As [`BenchHost::start`], with more services and routes appended to the config.
+    ///
+    /// # Errors
+    /// As [`BenchHost::start`].
+    pub async fn start_with(
+        db: Db,
+        transport: Transport,
+        mode: Mode,
+        component: &Path,
+        watch: bool,
+        extra_route: &str,
+    ) -> anyhow::Result<BenchHost> {
         let scratch = Scratch::new()?;
         let fresh = FreshDb::create(db, &scratch.0).await?;
         let prefix = format!("sybench{}", unique().replace('_', ""));
-        let text = config_text(&fresh.url, transport, &prefix, mode, component, "", watch);
+        let text = config_text(
+            &fresh.url,
+            transport,
+            &prefix,
+            mode,
+            component,
+            extra_route,
+            watch,
+        );
         let cfg_path = scratch.0.join("bench.toml");
         std::fs::write(&cfg_path, &text)?;
         let config = Config::load(&cfg_path).context("parsing the bench config")?;

@@ -15,6 +15,7 @@
 
 mod capture;
 mod host;
+mod neighbour;
 mod raw;
 mod sandbox;
 
@@ -88,6 +89,14 @@ enum Cmd {
     Reload {
         #[arg(long, default_value_t = 5)]
         reps: usize,
+    },
+    /// Issue 12: the task route's throughput alone, then while a hostile route of another
+    /// service loops to its deadline again and again, in one host (embedded transport).
+    Neighbour {
+        #[arg(long, value_enum, default_value = "mariadb")]
+        db: Db,
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
     },
     /// Every scenario above, in one run (the table of docs/BENCHMARKS.md).
     All {
@@ -449,6 +458,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Instantiate { invocations } => sandbox::instantiate(invocations).await?,
         Cmd::Limits { invocations } => sandbox::limits(invocations).await?,
         Cmd::Reload { reps } => sandbox::reload(reps).await?,
+        Cmd::Neighbour { db, events } => neighbour::neighbour(db, events).await?,
         Cmd::All {
             events,
             smartflow_events,
@@ -507,6 +517,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             sandbox::instantiate(events).await?;
             sandbox::limits(events).await?;
             sandbox::reload(5).await?;
+            neighbour::neighbour(Db::Mariadb, events).await?;
         }
     }
     Ok(())

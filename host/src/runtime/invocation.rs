@@ -24,6 +24,16 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+/// How long an invocation computes at full speed. Past it, every epoch tick (10 ms) it runs is
+/// followed by a pause of [`LONG_RUNNER_PAUSE`]: a handler that is still computing after this
+/// long is an exception (event handlers take microseconds to milliseconds), and a looping one
+/// must not cost its neighbours a core for its whole deadline.
+const FAIR_SLICE: Duration = Duration::from_millis(100);
+
+/// The pause after each tick of an invocation past its [`FAIR_SLICE`]: it then gets at most a
+/// third of a core.
+const LONG_RUNNER_PAUSE: Duration = Duration::from_millis(20);
+
 /// Core instances, tables and memories one component instance may create. A Rust component
 /// uses a handful of each; the caps stop a guest that instantiates in a loop.
 const MAX_INSTANCES: usize = 32;
@@ -244,11 +254,20 @@ pub(super) async fn run(
     let deadline = Duration::from_millis(policy.limits.deadline_ms);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        if started.elapsed() >= deadline {
+        let ran = started.elapsed();
+        if ran >= deadline {
             Ok(UpdateDeadline::Interrupt)
-        } else {
+        } else if ran < FAIR_SLICE {
             // Yield to the executor at every tick: a spinning guest shares its thread.
             Ok(UpdateDeadline::Yield(1))
+        } else {
+            // Past its fair slice, a guest still computing runs one tick in every
+            // 1 + LONG_RUNNER_PAUSE_TICKS: an infinite loop cannot take a core from the
+            // other routes while it runs out its deadline.
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::time::sleep(LONG_RUNNER_PAUSE)),
+            ))
         }
     });
     let wit_event = types::Event {
