@@ -16,6 +16,7 @@ mod loader;
 mod outbound_http;
 mod output;
 mod policy;
+pub mod sql_check;
 
 pub use bindings::CONTRACT;
 pub use effects::{Effects, Emit, StateWrite};
