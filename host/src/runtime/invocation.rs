@@ -370,3 +370,31 @@ fn classify_failure(e: &wasmtime::Error, limiter: &Limiter, policy: &Policy) -> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_covers_all_of_an_instances_memories_together() {
+        const MIB: usize = 1 << 20;
+        let mut limiter = Limiter {
+            memory_bytes: 64 * MIB,
+            memory_in_use: 0,
+            table_elements: 10,
+            exceeded: None,
+        };
+        // A first memory created at 40 MiB, then a second one: each alone fits the cap.
+        assert!(limiter.memory_growing(0, 40 * MIB, None).is_ok());
+        assert!(limiter.memory_growing(0, 40 * MIB, None).is_err());
+        let reason = limiter.exceeded.clone().unwrap();
+        assert!(
+            reason.contains("across the instance's memories"),
+            "{reason}"
+        );
+        // Growth of the first is counted by its delta.
+        limiter.exceeded = None;
+        assert!(limiter.memory_growing(40 * MIB, 60 * MIB, None).is_ok());
+        assert!(limiter.memory_growing(60 * MIB, 65 * MIB, None).is_err());
+    }
+}
