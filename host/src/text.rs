@@ -19,9 +19,15 @@ pub fn cut(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// A failure reason as the host keeps it: at most [`MAX_REASON_BYTES`].
+/// A failure reason as the host keeps it: at most [`MAX_REASON_BYTES`], with any NUL written
+/// as `\0` (PostgreSQL refuses NUL in a text column, and with it the whole transaction).
 pub fn cut_reason(reason: &str) -> String {
-    cut(reason, MAX_REASON_BYTES).to_owned()
+    let reason: Cow<'_, str> = if reason.contains('\0') {
+        Cow::Owned(reason.replace('\0', "\\0"))
+    } else {
+        Cow::Borrowed(reason)
+    };
+    cut(&reason, MAX_REASON_BYTES).to_owned()
 }
 
 /// `text` with `\n`, `\r` and every other control character but tab written as escapes
@@ -53,6 +59,7 @@ mod tests {
         let cut = cut_reason(&s);
         assert!(cut.len() <= MAX_REASON_BYTES && s.starts_with(&cut));
         assert_eq!(cut_reason("short"), "short");
+        assert_eq!(cut_reason("bad\0byte"), "bad\\0byte");
     }
 
     #[test]
