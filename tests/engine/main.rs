@@ -17,6 +17,7 @@ mod key_order;
 mod reload;
 mod sandbox;
 mod scale_out;
+mod shared_state;
 mod single_host;
 mod smartflow_agent;
 mod smartflow_chain;

@@ -11,8 +11,16 @@
 //! error (they are retried, then dead at `max_attempts`); every other row commits.
 //! Known limit: a row committed after an isolated row may have read that row's state writes
 //! through the batch overlay, though they were never stored (docs/SECURITY.md).
+//!
+//! When the batch's handlers read committed state, the batch already has a transaction that
+//! holds those keys' locks (`batch_state`): the outcomes commit in it. If it failed (a read
+//! or the apply hit a deadlock between hosts, or the connection was lost), nothing of the batch
+//! committed and the whole batch runs again ([`BatchEnd::Rerun`]): its handlers' reads are
+//! void with the transaction. Only a statement the database refuses falls back to the
+//! isolating path above, in new transactions.
 
 use super::Shared;
+use super::batch_state::Tx;
 use crate::catalog::{Catalog, Service};
 use crate::config::Config;
 use crate::store::{BatchOutcomes, RowOutcome, StoreError, now};
@@ -32,9 +40,21 @@ pub(super) struct Handled {
     pub micros: u128,
 }
 
-/// Commits `rows` (in delivery order, one `Handled` each): in one transaction when it can,
-/// isolating the rows that make it fail when it cannot. Returns `false` only when `stop` was
-/// cancelled before everything was committed (the caller must not acknowledge the batch).
+/// How handling a batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BatchEnd {
+    /// Every outcome is committed: acknowledge the batch.
+    Committed,
+    /// Nothing of it committed and its handlers' state reads are void: run it again.
+    Rerun,
+    /// The host is stopping before it could commit: do not acknowledge it.
+    Stopped,
+}
+
+/// Commits `rows` (in delivery order, one `Handled` each): in the batch's transaction `tx` if
+/// its handlers opened one, else in one new transaction, isolating the rows that make it fail
+/// when the database refuses a statement.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn commit(
     shared: &Shared,
     service: &Service,
@@ -42,19 +62,45 @@ pub(super) async fn commit(
     config: &Config,
     rows: Vec<(i64, RowOutcome)>,
     logs: Vec<Handled>,
+    tx: Tx,
     stop: &CancellationToken,
-) -> bool {
+) -> BatchEnd {
     if rows.is_empty() {
-        return true;
+        // Nothing to write; an open transaction only held read locks, released either way.
+        return BatchEnd::Committed;
     }
     let backoff = super::backoff(config);
-    // Pieces still to commit, in delivery order (a split puts its halves at the front).
-    let mut pieces: VecDeque<Vec<(i64, RowOutcome)>> = VecDeque::from([rows]);
-    // What each row ended as, for its log line: its own outcome, or the commit failure.
-    let mut failed_commits: HashMap<i64, String> = HashMap::new();
-    let mut outcomes: HashMap<i64, RowOutcome> = HashMap::new();
     let mut emitted: BTreeSet<String> = BTreeSet::new();
     let mut retried = false;
+    let mut outcomes: HashMap<i64, RowOutcome> = HashMap::new();
+    let mut pieces: VecDeque<Vec<(i64, RowOutcome)>> = VecDeque::new();
+    match tx {
+        Tx::Closed => pieces.push_back(rows),
+        Tx::Broken(reason) => return rerun(shared, service, &reason),
+        Tx::Open { mut tx, .. } => {
+            let batch = BatchOutcomes {
+                service: service.name.clone(),
+                rows,
+            };
+            let applied = match tx.apply(&service.table, &batch, &backoff, now()).await {
+                Ok(report) => tx.commit().await.map(|()| report),
+                Err(e) => Err(e),
+            };
+            match applied {
+                Ok(report) => {
+                    emitted.extend(report.emitted.into_keys());
+                    retried |= report.retried > 0;
+                    outcomes.extend(batch.rows);
+                }
+                // The database refuses some row: find it in new transactions (below).
+                Err(e) if refused_by_the_database(&e) => pieces.push_back(batch.rows),
+                Err(e) => return rerun(shared, service, &e.to_string()),
+            }
+        }
+    }
+    // Pieces still to commit, in delivery order (a split puts its halves at the front).
+    // What each row ended as, for its log line: its own outcome, or the commit failure.
+    let mut failed_commits: HashMap<i64, String> = HashMap::new();
     while let Some(piece) = pieces.pop_front() {
         let batch = BatchOutcomes {
             service: service.name.clone(),
@@ -86,7 +132,7 @@ pub(super) async fn commit(
             // row's status, so a partial earlier success cannot double-apply).
             pieces.push_front(rows);
             if !pause(stop).await {
-                return false;
+                return BatchEnd::Stopped;
             }
             continue;
         }
@@ -117,7 +163,7 @@ pub(super) async fn commit(
                 .emit();
                 pieces.push_front(rows);
                 if !pause(stop).await {
-                    return false;
+                    return BatchEnd::Stopped;
                 }
             }
         }
@@ -149,7 +195,19 @@ pub(super) async fn commit(
     if retried {
         shared.wakers.wake(&service.name); // the relay recomputes when the next retry is due
     }
-    true
+    BatchEnd::Committed
+}
+
+/// The batch's transaction failed: logged and counted; the caller runs the batch again.
+fn rerun(shared: &Shared, service: &Service, reason: &str) -> BatchEnd {
+    shared.counters.batch_commit_failed(&service.name);
+    LoopError {
+        service: &service.name,
+        stage: "consume transaction (the batch runs again)",
+        error: &reason,
+    }
+    .emit();
+    BatchEnd::Rerun
 }
 
 /// Waits before trying again; `false` if the host is stopping meanwhile.

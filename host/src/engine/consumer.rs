@@ -7,22 +7,26 @@
 //! messages to the transport.
 
 use super::Shared;
-use super::commit::{self, Handled};
+use super::batch_state::BatchState;
+use super::commit::{self, BatchEnd, Handled};
 use super::outbox::{EnqueueError, row_for};
 use crate::catalog::{Catalog, Service};
 use crate::envelope;
-use crate::runtime::{self, EventData, Outcome, StateReader};
-use crate::store::{self, RowOutcome, RowState, Store};
+use crate::runtime::{self, EventData, Outcome};
+use crate::store::{self, RowOutcome, RowState};
 use crate::telemetry::{LoopError, MessageSkipped};
 use crate::transport::{Delivery, Subscription};
-use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 const ERROR_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Pause before a batch runs again after its transaction failed (a deadlock between hosts
+/// resolves at once; a short pause lets the other host finish).
+const RERUN_PAUSE: Duration = Duration::from_millis(20);
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -41,11 +45,23 @@ pub(super) async fn run(
         let Some(batch) = batch else { return };
         // Once a batch is taken it is finished even during shutdown: its outcomes commit.
         let span = tracing::info_span!("batch", service = %service.name, size = batch.len());
-        let committed = handle_batch(&shared, &service, &batch, subscription.as_mut(), &stop)
-            .instrument(span)
-            .await;
-        if !committed {
-            return; // stopping: not acknowledged, so the transport delivers the batch again
+        loop {
+            let ended = handle_batch(&shared, &service, &batch, subscription.as_mut(), &stop)
+                .instrument(span.clone())
+                .await;
+            match ended {
+                BatchEnd::Committed => break,
+                // Not acknowledged, so the transport delivers the batch again.
+                BatchEnd::Stopped => return,
+                BatchEnd::Rerun => {
+                    // Its transaction failed after handlers read state under its locks (a
+                    // deadlock between hosts): nothing of it committed; run it all again.
+                    tokio::select! {
+                        _ = tokio::time::sleep(RERUN_PAUSE) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            }
         }
         while let Err(e) = subscription.commit(&batch).await {
             LoopError {
@@ -62,45 +78,20 @@ pub(super) async fn run(
     }
 }
 
-/// State reads during a batch: the batch's earlier acked writes, then the committed store.
-struct BatchState {
-    store: Arc<dyn Store>,
-    overlay: Mutex<HashMap<String, Option<Vec<u8>>>>,
-}
-
-#[async_trait]
-impl StateReader for BatchState {
-    async fn get(&self, service: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
-        if let Some(v) = self
-            .overlay
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-        {
-            return Ok(v.clone());
-        }
-        self.store
-            .state_get(service, key)
-            .await
-            .map_err(|e| format!("state read failed: {e}"))
-    }
-}
-
 /// A decoded message that names a row of this service.
 struct Pending<'a> {
     delivery: &'a Delivery,
     env: envelope::Envelope<'a>,
 }
 
-/// Handles one batch to its commit. Returns `false` only if the host began stopping before the
-/// batch's outcomes could be committed (then it must not be acknowledged).
+/// Handles one batch to its commit (see [`BatchEnd`]).
 async fn handle_batch(
     shared: &Shared,
     service: &Arc<Service>,
     batch: &[Delivery],
     subscription: &mut dyn Subscription,
     stop: &CancellationToken,
-) -> bool {
+) -> BatchEnd {
     // One routing and config snapshot for the whole batch (a config reload swaps them between
     // batches).
     let catalog = shared.catalog.get();
@@ -155,7 +146,7 @@ async fn handle_batch(
         }
     }
     if pending.is_empty() {
-        return true;
+        return BatchEnd::Committed;
     }
     let ids: Vec<i64> = pending.iter().map(|p| p.env.outbox_id).collect();
     let states = loop {
@@ -170,15 +161,12 @@ async fn handle_batch(
                 .emit();
                 tokio::select! {
                     _ = tokio::time::sleep(ERROR_BACKOFF) => {}
-                    _ = stop.cancelled() => return false,
+                    _ = stop.cancelled() => return BatchEnd::Stopped,
                 }
             }
         }
     };
-    let reader = Arc::new(BatchState {
-        store: shared.store.clone(),
-        overlay: Mutex::new(HashMap::new()),
-    });
+    let reader = Arc::new(BatchState::new(shared.store.clone()));
     let mut rows = Vec::with_capacity(pending.len());
     let mut logs = Vec::with_capacity(pending.len());
     // Bytes of acked effects buffered since the last commit (`consumer.max_batch_bytes`).
@@ -213,23 +201,25 @@ async fn handle_batch(
         if buffered > config.consumer.max_batch_bytes {
             // Cut the batch here: what it buffered so far commits now, the rest starts a new
             // one. The transport is acknowledged only after the last part commits.
-            let committed = commit::commit(
+            let ended = commit::commit(
                 shared,
                 service,
                 &catalog,
                 &config,
                 std::mem::take(&mut rows),
                 std::mem::take(&mut logs),
+                reader.take_tx().await,
                 stop,
             )
             .await;
-            if !committed {
-                return false;
+            if ended != BatchEnd::Committed {
+                return ended;
             }
             buffered = 0;
         }
     }
-    commit::commit(shared, service, &catalog, &config, rows, logs, stop).await
+    let tx = reader.take_tx().await;
+    commit::commit(shared, service, &catalog, &config, rows, logs, tx, stop).await
 }
 
 /// Bytes an outcome keeps in memory until its batch commits: the acked state writes and new
@@ -322,10 +312,7 @@ async fn handle_one(
         Outcome::Ack => match stored_effects(catalog, out.effects, max_attempts, state.chain_depth)
         {
             Ok(effects) => {
-                let mut overlay = reader.overlay.lock().unwrap_or_else(|p| p.into_inner());
-                for (k, v) in &effects.state_writes {
-                    overlay.insert(k.clone(), v.clone());
-                }
+                reader.remember(&effects.state_writes);
                 RowOutcome::Consumed {
                     version: component.hash.clone(),
                     effects,

@@ -6,6 +6,7 @@
 //! `pending`/`published` only as `consumed` or `dead`; a batch's outcomes and acked effects
 //! commit in one transaction before the transport is acknowledged.
 
+mod batch_state;
 mod commit;
 mod consumer;
 pub mod counters;

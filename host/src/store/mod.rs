@@ -75,6 +75,28 @@ pub enum Hosting {
     Shared,
 }
 
+/// A consume transaction opened before a batch's handlers run, so their state reads hold the
+/// keys' locks until the batch's outcomes commit: no other host can change a key between a
+/// handler reading it and this batch writing it (state is safe across replicas). Dropping it
+/// without [`ConsumeTx::commit`] rolls everything back.
+#[async_trait]
+pub trait ConsumeTx: Send {
+    /// A state value of a service, read under the key's lock (held until commit or rollback).
+    async fn state_get_locked(&mut self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// [`Store::apply`] inside this transaction.
+    async fn apply(
+        &mut self,
+        table: &str,
+        batch: &BatchOutcomes,
+        policy: &Backoff,
+        now: Timestamp,
+    ) -> StoreResult<ApplyReport>;
+
+    /// Commits the batch's outcomes, effects and the locks' release together.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
 /// The operations the engine needs, identical across backends.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -134,6 +156,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// A committed state value of a service.
     async fn state_get(&self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Opens a [`ConsumeTx`] (a write transaction begun the backend's way).
+    async fn begin_consume(&self) -> StoreResult<Box<dyn ConsumeTx>>;
 
     /// Applies one consumed batch of one service in ONE transaction: outcomes of rows still
     /// open, and the acked ones' state writes and new rows. Rows found already `consumed` or

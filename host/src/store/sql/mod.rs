@@ -24,6 +24,7 @@
 //! are written once per `impl` block ([`SqlStore`]'s `where` clauses), not per function.
 
 mod apply;
+mod consume;
 mod insert;
 pub(crate) mod migrate;
 
@@ -56,6 +57,10 @@ pub trait Dialect: Database {
     /// Appended to `INSERT INTO switchyard_state (service, state_key, value, updated_at)
     /// VALUES ...`: overwrite the value of a key that exists.
     const UPSERT_STATE: &'static str;
+
+    /// Appended to `INSERT INTO switchyard_state_locks (service, state_key) VALUES (..)`: an
+    /// upsert that takes the key's row lock whether or not the row existed.
+    const LOCK_STATE_KEY: &'static str;
 
     /// Rows per multi-row INSERT (outbox rows bind 11 parameters each, state rows 4), so a
     /// statement stays under the backend's bind limit: SQLite 32766, the servers 65535.
@@ -290,6 +295,11 @@ where
             .fetch_optional(&self.pool)
             .await
             .map_err(db("read state"))
+    }
+
+    async fn begin_consume(&self) -> StoreResult<Box<dyn crate::store::ConsumeTx>> {
+        let tx = self.begin_write("begin consume").await?;
+        Ok(Box::new(consume::SqlConsumeTx { tx }))
     }
 
     async fn apply(

@@ -82,6 +82,10 @@ impl Dialect for Sqlite {
     const ROW_LOCK: &'static str = "";
 
     /// The primary key is `(service, state_key)`.
+    /// Takes the key's row lock whether the row existed or not.
+    const LOCK_STATE_KEY: &'static str =
+        " ON CONFLICT (service, state_key) DO UPDATE SET state_key = excluded.state_key";
+
     const UPSERT_STATE: &'static str = " ON CONFLICT (service, state_key) DO UPDATE SET \
          value = excluded.value, updated_at = excluded.updated_at";
 

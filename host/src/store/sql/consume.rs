@@ -1,0 +1,86 @@
+//! The consume transaction of a [`SqlStore`](super::SqlStore) opened before a batch's handlers
+//! run: a state read locks the key's row (`FOR UPDATE`), or, for a key without a value yet,
+//! its row in `switchyard_state_locks` (an upsert) before reading again; the batch's outcomes
+//! are applied and committed in the same transaction.
+
+use super::{Dialect, SqlStore};
+use crate::store::{ApplyReport, Backoff, BatchOutcomes, ConsumeTx, StoreResult, Timestamp, db};
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Transaction, Type};
+
+pub(super) struct SqlConsumeTx<D: Dialect> {
+    pub(super) tx: Transaction<'static, D>,
+}
+
+impl<D: Dialect> SqlConsumeTx<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    D::Arguments: IntoArguments<D>,
+    usize: ColumnIndex<D::Row>,
+    String: Type<D> + for<'q> Encode<'q, D>,
+    Vec<u8>: Type<D> + for<'r> Decode<'r, D>,
+{
+    /// The key's value, its row locked until the transaction ends.
+    async fn read_locked(&mut self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut q = QueryBuilder::<D>::new("SELECT value FROM switchyard_state WHERE service = ");
+        q.push_bind(service.to_owned())
+            .push(" AND state_key = ")
+            .push_bind(key.to_owned())
+            .push(D::ROW_LOCK);
+        q.build_query_scalar()
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db("read state"))
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> ConsumeTx for SqlConsumeTx<D>
+where
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    D::Arguments: IntoArguments<D>,
+    usize: ColumnIndex<D::Row>,
+    i32: Type<D> + for<'q> Encode<'q, D> + for<'r> Decode<'r, D>,
+    i64: Type<D> + for<'q> Encode<'q, D> + for<'r> Decode<'r, D>,
+    String: Type<D> + for<'q> Encode<'q, D> + for<'r> Decode<'r, D>,
+    Vec<u8>: Type<D> + for<'q> Encode<'q, D> + for<'r> Decode<'r, D>,
+    Timestamp: Type<D> + for<'q> Encode<'q, D> + for<'r> Decode<'r, D>,
+{
+    async fn state_get_locked(&mut self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        // A key with a value: its row lock is enough (one statement, the common case).
+        if let Some(value) = self.read_locked(service, key).await? {
+            return Ok(Some(value));
+        }
+        if D::ROW_LOCK.is_empty() {
+            // A single-writer backend (SQLite): the transaction's write lock covers every key.
+            return Ok(None);
+        }
+        // No value yet, so no row to lock: take the key's lock row instead, then read again
+        // (a host that wrote the key meanwhile has committed by the time the lock is ours).
+        let mut lock =
+            QueryBuilder::<D>::new("INSERT INTO switchyard_state_locks (service, state_key) ");
+        lock.push_values([(service, key)], |mut b, (s, k)| {
+            b.push_bind(s.to_owned()).push_bind(k.to_owned());
+        });
+        lock.push(D::LOCK_STATE_KEY);
+        lock.build()
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db("lock state key"))?;
+        self.read_locked(service, key).await
+    }
+
+    async fn apply(
+        &mut self,
+        table: &str,
+        batch: &BatchOutcomes,
+        policy: &Backoff,
+        now: Timestamp,
+    ) -> StoreResult<ApplyReport> {
+        SqlStore::<D>::apply_batch(&mut self.tx, table, batch, policy, now).await
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await.map_err(db("commit consume"))
+    }
+}
