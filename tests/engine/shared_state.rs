@@ -1,7 +1,9 @@
 //! State is safe across replicas (issue 13, point 4): several hosts on one database, each on its
 //! own in-process queue, handle events that read-modify-write the same state keys. Every row is
 //! consumed once and no update is lost, whichever host handled it; keys taken in opposite orders
-//! (a deadlock between hosts) cost a rerun of the batch, never an update.
+//! (a deadlock between hosts) cost a rerun of the batch, never an update; a host that dies
+//! midway (its tasks aborted, its transaction rolled back) loses nothing either: the others
+//! take over its rows after the visibility timeout.
 
 use crate::fleet;
 use crate::support::{Backend, WAIT, eventually, until};
@@ -13,15 +15,31 @@ use switchyard::store::now;
 const HOSTS: usize = 3;
 const EVENTS: usize = 600;
 
-crate::backend_suite!(servers: hosts_incrementing_shared_keys_lose_no_update);
+crate::backend_suite!(
+    servers: hosts_incrementing_shared_keys_lose_no_update,
+    a_host_dying_midway_loses_no_update
+);
 
 async fn hosts_incrementing_shared_keys_lose_no_update(backend: Backend) {
+    run_hosts(backend, false).await;
+}
+
+async fn a_host_dying_midway_loses_no_update(backend: Backend) {
+    run_hosts(backend, true).await;
+}
+
+async fn run_hosts(backend: Backend, kill_one: bool) {
     let _server = testdb::SERVERS.clone().read_owned().await;
     let dir = tempfile::tempdir().unwrap();
     let (url, db) = testdb::fresh(backend, dir.path()).await;
     // Conflicts must never use up a row's attempts.
+    // A short visibility timeout: the rows a dead host had taken are republished quickly.
     let config = fleet::write_config(dir.path(), &url, |t| {
         t.replace("max_attempts = 3", "max_attempts = 1000")
+            .replace(
+                "poll_interval_ms = 250",
+                "poll_interval_ms = 250\nvisibility_timeout_ms = 2000",
+            )
     });
     let first = fleet::open(&config).await;
     // Enqueued before any host runs, so all hosts race for them. Half the events take the two
@@ -39,6 +57,23 @@ async fn hosts_incrementing_shared_keys_lose_no_update(backend: Backend) {
     let mut running = Vec::new();
     for _ in 0..HOSTS {
         running.push(fleet::start(&config).await);
+    }
+    if kill_one {
+        eventually("a first share of the events consumed", WAIT, || async {
+            until(
+                db.scalar("SELECT COUNT(*) FROM probe_outbox_messages WHERE status = 'consumed'")
+                    .await,
+                |n| *n >= (EVENTS / 10) as i64,
+            )
+        })
+        .await;
+        // Dropped without shutdown: its relay and consumer are aborted wherever they are,
+        // an open consume transaction rolls back.
+        drop(running.remove(0));
+        let at_kill = db
+            .scalar("SELECT COUNT(*) FROM probe_outbox_messages WHERE status = 'consumed'")
+            .await;
+        println!("a host died with {at_kill} of {EVENTS} events consumed");
     }
     let consumed = eventually("every event consumed", WAIT * 2, || async {
         until(
