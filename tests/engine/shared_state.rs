@@ -99,3 +99,57 @@ async fn run_hosts(backend: Backend, kill_one: bool) {
 async fn state(db: &TestDb, key: &str) -> String {
     String::from_utf8(db.state("probe", key).await.unwrap_or_default()).unwrap()
 }
+
+/// Three replicas in one Kafka consumer group on MariaDB: the events' message keys spread them
+/// over the topic's partitions, so replicas holding different partitions update the same two
+/// state keys at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_in_one_kafka_group_lose_no_update() {
+    use crate::support::{Harness, Setup};
+    let mut h = Harness::start_edited(Setup::MARIADB_KAFKA, "", |t| {
+        t.replace("max_attempts = 3", "max_attempts = 1000")
+    })
+    .await;
+    let mut replicas = Vec::new();
+    for _ in 1..HOSTS {
+        let replica = switchyard::Switchyard::open((*h.host.config()).clone())
+            .await
+            .unwrap();
+        let running = replica
+            .start(replica.configured_transport().await.unwrap())
+            .await
+            .unwrap();
+        replicas.push((replica, running));
+    }
+    let outbox = h.host.outbox();
+    let rows: Vec<_> = (0..EVENTS)
+        .map(|i| {
+            let keys = if i % 2 == 0 { ["a", "b"] } else { ["b", "a"] };
+            outbox
+                .row(NewEvent::new("probe.run", json!({"incr": keys})).key(format!("k{i}")))
+                .unwrap()
+        })
+        .collect();
+    h.host.store().insert(&rows, now()).await.unwrap();
+    outbox.wake("probe");
+    eventually("every event consumed", WAIT * 2, || async {
+        until(
+            h.db.scalar("SELECT COUNT(*) FROM probe_outbox_messages WHERE status = 'consumed'")
+                .await,
+            |n| *n == EVENTS as i64,
+        )
+    })
+    .await;
+    for key in ["a", "b"] {
+        assert_eq!(
+            state(&h.db, key).await,
+            EVENTS.to_string(),
+            "updates of {key} were lost"
+        );
+    }
+    for (replica, running) in replicas {
+        assert!(running.shutdown(std::time::Duration::from_secs(10)).await);
+        drop(replica);
+    }
+    h.stop().await;
+}
