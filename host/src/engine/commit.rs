@@ -17,7 +17,8 @@
 //! or the apply hit a deadlock between hosts, or the connection was lost), nothing of the batch
 //! committed and the whole batch runs again ([`BatchEnd::Rerun`]): its handlers' reads are
 //! void with the transaction. Only a statement the database refuses falls back to the
-//! isolating path above, in new transactions.
+//! isolating path above, in new transactions (whose commits no longer hold the read locks: a
+//! rare path, where a concurrent host's write between the rollback and the commit would win).
 
 use super::Shared;
 use super::batch_state::Tx;

@@ -28,6 +28,9 @@ const ERROR_BACKOFF: Duration = Duration::from_millis(500);
 /// resolves at once; a short pause lets the other host finish).
 const RERUN_PAUSE: Duration = Duration::from_millis(20);
 
+/// The longest pause between runs of a batch whose transaction keeps failing.
+const MAX_RERUN_PAUSE: Duration = Duration::from_secs(5);
+
 pub(super) async fn run(
     shared: Arc<Shared>,
     service: Arc<Service>,
@@ -45,6 +48,7 @@ pub(super) async fn run(
         let Some(batch) = batch else { return };
         // Once a batch is taken it is finished even during shutdown: its outcomes commit.
         let span = tracing::info_span!("batch", service = %service.name, size = batch.len());
+        let mut pause = RERUN_PAUSE;
         loop {
             let ended = handle_batch(&shared, &service, &batch, subscription.as_mut(), &stop)
                 .instrument(span.clone())
@@ -57,9 +61,11 @@ pub(super) async fn run(
                     // Its transaction failed after handlers read state under its locks (a
                     // deadlock between hosts): nothing of it committed; run it all again.
                     tokio::select! {
-                        _ = tokio::time::sleep(RERUN_PAUSE) => {}
+                        _ = tokio::time::sleep(pause) => {}
                         _ = stop.cancelled() => return,
                     }
+                    // A failure that repeats (not a one-off deadlock) backs off.
+                    pause = (pause * 2).min(MAX_RERUN_PAUSE);
                 }
             }
         }
