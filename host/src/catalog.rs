@@ -9,7 +9,7 @@
 use crate::config::{Config, ConfigError, NameKind, check_name};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// One service's outbox wiring.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,24 +128,8 @@ impl Catalog {
     }
 }
 
-/// The current catalog, swapped whole when a config reload changes the routes. Readers take an
-/// `Arc` snapshot and keep it for the unit of work at hand (a batch, an enqueue).
-#[derive(Clone)]
-pub struct CatalogCell(Arc<RwLock<Arc<Catalog>>>);
-
-impl CatalogCell {
-    pub fn new(catalog: Catalog) -> CatalogCell {
-        CatalogCell(Arc::new(RwLock::new(Arc::new(catalog))))
-    }
-
-    pub fn get(&self) -> Arc<Catalog> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn set(&self, catalog: Arc<Catalog>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = catalog;
-    }
-}
+/// The current catalog, swapped whole when a config reload changes the routes.
+pub type CatalogCell = crate::live::Live<Catalog>;
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,6 @@ pub use sections::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
 
 /// Longest table, topic or group name we accept (MySQL's identifier limit is 64).
 pub const MAX_NAME_LEN: usize = 64;
@@ -321,25 +320,8 @@ pub fn check_name(what: &str, value: &str, kind: NameKind) -> Result<(), ConfigE
     }
 }
 
-/// The running host's config, swapped whole by a config reload. Readers take an `Arc`
-/// snapshot per unit of work (a relay round, a consumed batch), so one unit never sees half of
-/// an old config and half of a new one.
-#[derive(Clone)]
-pub struct ConfigCell(Arc<RwLock<Arc<Config>>>);
-
-impl ConfigCell {
-    pub fn new(config: Config) -> ConfigCell {
-        ConfigCell(Arc::new(RwLock::new(Arc::new(config))))
-    }
-
-    pub fn get(&self) -> Arc<Config> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn set(&self, config: Config) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
-    }
-}
+/// The running host's config, swapped whole by a config reload.
+pub type ConfigCell = crate::live::Live<Config>;
 
 #[cfg(test)]
 mod tests {

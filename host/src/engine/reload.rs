@@ -322,7 +322,7 @@ async fn apply_config(shared: &Arc<Shared>, path: &Path) -> Result<usize, String
     let (entries, catalog, config) = entries;
     let count = entries.len();
     // Catalog first: a route is never served before its event type is routed.
-    shared.catalog.set(Arc::new(catalog));
+    shared.catalog.set(catalog);
     shared.routes.replace_all(entries);
     shared
         .health
