@@ -96,10 +96,11 @@ impl Dialect for MySql {
     /// InnoDB row locks until commit.
     const ROW_LOCK: &'static str = " FOR UPDATE";
 
-    /// The primary key is `(service, state_key)`.
-    /// Takes the key's row lock whether the row existed or not.
-    const LOCK_STATE_KEY: &'static str = " ON DUPLICATE KEY UPDATE state_key = state_key";
+    /// Takes the key's lock row whether it existed or not.
+    const LOCK_STATE_KEY: Option<&'static str> =
+        Some(" ON DUPLICATE KEY UPDATE state_key = state_key");
 
+    /// The primary key is `(service, state_key)`.
     const UPSERT_STATE: &'static str =
         " ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)";
 

@@ -62,11 +62,11 @@ impl Dialect for Postgres {
     /// Row locks until commit.
     const ROW_LOCK: &'static str = " FOR UPDATE";
 
-    /// The primary key is `(service, state_key)`.
-    /// Takes the key's row lock whether the row existed or not.
-    const LOCK_STATE_KEY: &'static str =
-        " ON CONFLICT (service, state_key) DO UPDATE SET state_key = excluded.state_key";
+    /// Takes the key's lock row whether it existed or not.
+    const LOCK_STATE_KEY: Option<&'static str> =
+        Some(" ON CONFLICT (service, state_key) DO UPDATE SET state_key = excluded.state_key");
 
+    /// The primary key is `(service, state_key)`.
     const UPSERT_STATE: &'static str = " ON CONFLICT (service, state_key) DO UPDATE SET \
          value = excluded.value, updated_at = excluded.updated_at";
 

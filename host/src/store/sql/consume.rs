@@ -51,10 +51,10 @@ where
         if let Some(value) = self.read_locked(service, key).await? {
             return Ok(Some(value));
         }
-        if D::ROW_LOCK.is_empty() {
-            // A single-writer backend (SQLite): the transaction's write lock covers every key.
+        let Some(lock_key) = D::LOCK_STATE_KEY else {
+            // A single-writer backend: the transaction's write lock covers every key.
             return Ok(None);
-        }
+        };
         // No value yet, so no row to lock: take the key's lock row instead, then read again
         // (a host that wrote the key meanwhile has committed by the time the lock is ours).
         let mut lock =
@@ -62,7 +62,7 @@ where
         lock.push_values([(service, key)], |mut b, (s, k)| {
             b.push_bind(s.to_owned()).push_bind(k.to_owned());
         });
-        lock.push(D::LOCK_STATE_KEY);
+        lock.push(lock_key);
         lock.build()
             .execute(&mut *self.tx)
             .await

@@ -58,9 +58,11 @@ pub trait Dialect: Database {
     /// VALUES ...`: overwrite the value of a key that exists.
     const UPSERT_STATE: &'static str;
 
-    /// Appended to `INSERT INTO switchyard_state_locks (service, state_key) VALUES (..)`: an
-    /// upsert that takes the key's row lock whether or not the row existed.
-    const LOCK_STATE_KEY: &'static str;
+    /// How a consume transaction locks a state key that has no value yet (no row for
+    /// [`Dialect::ROW_LOCK`] to lock): appended to `INSERT INTO switchyard_state_locks
+    /// (service, state_key) VALUES (..)`, an upsert that takes the key's lock row whether or
+    /// not it existed. `None` on a single-writer backend, whose write lock covers every key.
+    const LOCK_STATE_KEY: Option<&'static str>;
 
     /// Rows per multi-row INSERT (outbox rows bind 11 parameters each, state rows 4), so a
     /// statement stays under the backend's bind limit: SQLite 32766, the servers 65535.

@@ -81,11 +81,10 @@ impl Dialect for Sqlite {
     /// No row locks: `BEGIN IMMEDIATE` already holds the one write lock of the file.
     const ROW_LOCK: &'static str = "";
 
-    /// The primary key is `(service, state_key)`.
-    /// Takes the key's row lock whether the row existed or not.
-    const LOCK_STATE_KEY: &'static str =
-        " ON CONFLICT (service, state_key) DO UPDATE SET state_key = excluded.state_key";
+    /// One writer at a time: `BEGIN IMMEDIATE` already holds every key.
+    const LOCK_STATE_KEY: Option<&'static str> = None;
 
+    /// The primary key is `(service, state_key)`.
     const UPSERT_STATE: &'static str = " ON CONFLICT (service, state_key) DO UPDATE SET \
          value = excluded.value, updated_at = excluded.updated_at";
 
