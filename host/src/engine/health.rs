@@ -27,7 +27,7 @@ pub struct RouteHealthView {
     /// Whether the run has lasted longer than the window.
     pub unhealthy: bool,
     pub last_failure: Option<String>,
-    /// How long the longest-running invocation in flight is past its deadline, if any is.
+    /// How long the route's invocation in flight is past its deadline, if it is.
     #[serde(default)]
     pub overdue_ms: Option<u64>,
 }
@@ -36,24 +36,28 @@ pub struct RouteHealth {
     /// Milliseconds; a config reload may change it.
     window_ms: AtomicU64,
     routes: Mutex<HashMap<String, (RouteHealthView, Option<SystemTime>)>>,
-    /// Invocations in flight: id → (event type, started, deadline).
-    in_flight: Mutex<HashMap<u64, (String, Instant, Duration)>>,
-    next_id: AtomicU64,
+    /// The invocation of each route in flight, if one is: (started, deadline). A route belongs
+    /// to one service, whose one consumer runs one invocation at a time, so one slot per route
+    /// is enough (and is reused: no allocation per invocation after the route's first).
+    in_flight: Mutex<HashMap<String, Option<(Instant, Duration)>>>,
 }
 
 /// An invocation in flight, registered by [`RouteHealth::begin`]; dropping it ends it.
 pub struct InFlight<'a> {
     health: &'a RouteHealth,
-    id: u64,
+    event_type: &'a str,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.health
+        let mut in_flight = self
+            .health
             .in_flight
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = in_flight.get_mut(self.event_type) {
+            *slot = None;
+        }
     }
 }
 
@@ -63,33 +67,32 @@ impl RouteHealth {
             window_ms: AtomicU64::new(window.as_millis() as u64),
             routes: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(0),
         }
     }
 
     /// Registers an invocation of `event_type` with its deadline until the guard is dropped.
-    pub fn begin(&self, event_type: &str, deadline: Duration) -> InFlight<'_> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, (event_type.to_owned(), Instant::now(), deadline));
-        InFlight { health: self, id }
+    pub fn begin<'a>(&'a self, event_type: &'a str, deadline: Duration) -> InFlight<'a> {
+        let started = Some((Instant::now(), deadline));
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        match in_flight.get_mut(event_type) {
+            Some(slot) => *slot = started,
+            None => {
+                in_flight.insert(event_type.to_owned(), started);
+            }
+        }
+        InFlight {
+            health: self,
+            event_type,
+        }
     }
 
-    /// How far past its deadline (and the grace) the longest-overdue invocation of
-    /// `event_type` in flight is at `now`.
+    /// How far past its deadline (and the grace) the invocation of `event_type` in flight is
+    /// at `now`, if it is.
     fn overdue_at(&self, event_type: &str, now: Instant) -> Option<Duration> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|(t, _, _)| t == event_type)
-            .filter_map(|(_, started, deadline)| {
-                now.duration_since(*started)
-                    .checked_sub(*deadline + OVERDUE_GRACE)
-            })
-            .max()
+        let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let (started, deadline) = (*in_flight.get(event_type)?)?;
+        now.duration_since(started)
+            .checked_sub(deadline + OVERDUE_GRACE)
     }
 
     /// Records one invocation of `event_type`'s route: `failure` is the reason, `None` a success.
