@@ -10,11 +10,51 @@ use crate::config::LimitsConfig;
 /// What one invocation has spent so far.
 #[derive(Debug, Default)]
 pub struct Budget {
-    state_writes: u32,
-    state_bytes: usize,
-    emits: u32,
-    emit_bytes: usize,
-    requests: u32,
+    state_writes: Spent,
+    emits: Spent,
+    requests: Spent,
+}
+
+/// Calls of one import and the bytes they carried.
+#[derive(Debug, Default)]
+struct Spent {
+    calls: u32,
+    bytes: usize,
+}
+
+/// One budget's limits and the names its error gives them.
+struct Allowance<'a> {
+    /// The config key and value of the call budget, and what a call is ("state writes").
+    calls: (&'a str, u32, &'a str),
+    /// The config key and value of the byte budget, if the import has one.
+    bytes: Option<(&'a str, usize)>,
+}
+
+impl Spent {
+    /// Charges one call of `bytes`, or names the budget it would exceed.
+    fn charge(&mut self, allowance: Allowance<'_>, bytes: usize) -> Result<(), String> {
+        let (calls_key, max_calls, what) = allowance.calls;
+        if self.calls >= max_calls {
+            return Err(exceeded(
+                calls_key,
+                format!("{max_calls} {what} per invocation"),
+            ));
+        }
+        if let Some((bytes_key, max_bytes)) = allowance.bytes
+            && self.bytes.saturating_add(bytes) > max_bytes
+        {
+            return Err(exceeded(
+                bytes_key,
+                format!(
+                    "{max_bytes} bytes of {what} per invocation ({} used, this call adds {bytes})",
+                    self.bytes
+                ),
+            ));
+        }
+        self.calls += 1;
+        self.bytes += bytes;
+        Ok(())
+    }
 }
 
 impl Budget {
@@ -27,24 +67,11 @@ impl Budget {
         limits: &LimitsConfig,
         bytes: usize,
     ) -> Result<(), String> {
-        if self.state_writes >= limits.max_state_writes {
-            return Err(exceeded(
-                "max_state_writes",
-                format!("{} state writes per invocation", limits.max_state_writes),
-            ));
-        }
-        if self.state_bytes.saturating_add(bytes) > limits.max_state_bytes {
-            return Err(exceeded(
-                "max_state_bytes",
-                format!(
-                    "{} bytes of state writes per invocation ({} used, this write is {bytes})",
-                    limits.max_state_bytes, self.state_bytes
-                ),
-            ));
-        }
-        self.state_writes += 1;
-        self.state_bytes += bytes;
-        Ok(())
+        let allowance = Allowance {
+            calls: ("max_state_writes", limits.max_state_writes, "state writes"),
+            bytes: Some(("max_state_bytes", limits.max_state_bytes)),
+        };
+        self.state_writes.charge(allowance, bytes)
     }
 
     /// Charges one emit of `bytes` (every field).
@@ -52,24 +79,11 @@ impl Budget {
     /// # Errors
     /// The budget it would exceed, named by its config key.
     pub fn charge_emit(&mut self, limits: &LimitsConfig, bytes: usize) -> Result<(), String> {
-        if self.emits >= limits.max_emits {
-            return Err(exceeded(
-                "max_emits",
-                format!("{} emits per invocation", limits.max_emits),
-            ));
-        }
-        if self.emit_bytes.saturating_add(bytes) > limits.max_emit_bytes {
-            return Err(exceeded(
-                "max_emit_bytes",
-                format!(
-                    "{} bytes of emits per invocation ({} used, this emit is {bytes})",
-                    limits.max_emit_bytes, self.emit_bytes
-                ),
-            ));
-        }
-        self.emits += 1;
-        self.emit_bytes += bytes;
-        Ok(())
+        let allowance = Allowance {
+            calls: ("max_emits", limits.max_emits, "emits"),
+            bytes: Some(("max_emit_bytes", limits.max_emit_bytes)),
+        };
+        self.emits.charge(allowance, bytes)
     }
 
     /// Charges one outbound request.
@@ -77,14 +91,11 @@ impl Budget {
     /// # Errors
     /// The budget it would exceed, named by its config key.
     pub fn charge_request(&mut self, limits: &LimitsConfig) -> Result<(), String> {
-        if self.requests >= limits.max_requests {
-            return Err(exceeded(
-                "max_requests",
-                format!("{} outbound requests per invocation", limits.max_requests),
-            ));
-        }
-        self.requests += 1;
-        Ok(())
+        let allowance = Allowance {
+            calls: ("max_requests", limits.max_requests, "outbound requests"),
+            bytes: None,
+        };
+        self.requests.charge(allowance, 0)
     }
 }
 
@@ -121,5 +132,21 @@ mod tests {
         let err = b.charge_emit(&limits, 60).unwrap_err();
         assert!(err.contains("limits.max_emit_bytes"), "{err}");
         b.charge_emit(&limits, 40).unwrap();
+    }
+
+    #[test]
+    fn outbound_requests_are_counted_per_invocation() {
+        let limits = LimitsConfig {
+            max_requests: 2,
+            ..LimitsConfig::default()
+        };
+        let mut b = Budget::default();
+        b.charge_request(&limits).unwrap();
+        b.charge_request(&limits).unwrap();
+        let err = b.charge_request(&limits).unwrap_err();
+        assert_eq!(
+            err,
+            "budget exceeded: limits.max_requests allows 2 outbound requests per invocation"
+        );
     }
 }

@@ -261,9 +261,9 @@ pub(super) async fn run(
             // Yield to the executor at every tick: a spinning guest shares its thread.
             Ok(UpdateDeadline::Yield(1))
         } else {
-            // Past its fair slice, a guest still computing runs one tick in every
-            // 1 + LONG_RUNNER_PAUSE_TICKS: an infinite loop cannot take a core from the
-            // other routes while it runs out its deadline.
+            // Past its fair slice, each tick a guest still computing runs is followed by a
+            // pause: an infinite loop cannot take a core from the other routes while it runs
+            // out its deadline.
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(tokio::time::sleep(LONG_RUNNER_PAUSE)),

@@ -98,12 +98,8 @@ pub fn check(allowed_hosts: &[String], request: &Request) -> Result<Uri, String>
     for (name, value) in &request.headers {
         if name.eq_ignore_ascii_case("host") {
             let value = value.trim().to_ascii_lowercase();
-            let host = host.to_ascii_lowercase();
-            let port = uri.port_u16().unwrap_or(default_port);
-            let same = value == host
-                || value == format!("{host}:{port}")
-                || (uri.port_u16().is_none() && value == target);
-            if !same {
+            // `target` is `host:port`, the port written out even when it is the default.
+            if value != host.to_ascii_lowercase() && value != target {
                 return Err(format!(
                     "Host header {value:?} differs from the request's authority {target}: \
                      omit it (the host sets it) or name the same host"
