@@ -74,6 +74,10 @@ async fn run_hosts(backend: Backend, kill_one: bool) {
             .scalar("SELECT COUNT(*) FROM probe_outbox_messages WHERE status = 'consumed'")
             .await;
         println!("a host died with {at_kill} of {EVENTS} events consumed");
+        assert!(
+            at_kill < EVENTS as i64,
+            "every event was consumed before the host died: the test proves nothing, raise EVENTS"
+        );
     }
     let consumed = eventually("every event consumed", WAIT * 2, || async {
         until(

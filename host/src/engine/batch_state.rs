@@ -47,13 +47,17 @@ impl BatchState {
 
     /// The transaction, for the commit; later reads open a new one.
     pub(super) async fn take_tx(&self) -> Tx {
-        let mut tx = self.tx.lock().await;
-        match std::mem::replace(&mut *tx, Tx::Closed) {
-            Tx::Open { busy: true, .. } => {
-                Tx::Broken("a state read was cancelled midway (deadline)".into())
-            }
-            other => other,
-        }
+        let mut slot = self.tx.lock().await;
+        settle(&mut slot);
+        std::mem::replace(&mut *slot, Tx::Closed)
+    }
+}
+
+/// A read cancelled midway (its invocation's deadline dropped it) left `busy` set: the
+/// connection is in an unknown state, so the transaction counts as broken.
+fn settle(slot: &mut Tx) {
+    if let Tx::Open { busy: true, .. } = slot {
+        *slot = Tx::Broken("a state read was cancelled midway (deadline)".into());
     }
 }
 
@@ -69,9 +73,7 @@ impl StateReader for BatchState {
             return Ok(v.clone());
         }
         let mut slot = self.tx.lock().await;
-        if let Tx::Open { busy: true, .. } = &*slot {
-            *slot = Tx::Broken("a state read was cancelled midway (deadline)".into());
-        }
+        settle(&mut slot);
         if let Tx::Closed = &*slot {
             match self.store.begin_consume().await {
                 Ok(tx) => *slot = Tx::Open { tx, busy: false },

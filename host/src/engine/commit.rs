@@ -24,7 +24,7 @@ use super::Shared;
 use super::batch_state::Tx;
 use crate::catalog::{Catalog, Service};
 use crate::config::Config;
-use crate::store::{BatchOutcomes, RowOutcome, StoreError, now};
+use crate::store::{ApplyReport, BatchOutcomes, RowOutcome, StoreError, now};
 use crate::telemetry::{EventHandled, LoopError};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -71,9 +71,7 @@ pub(super) async fn commit(
         return BatchEnd::Committed;
     }
     let backoff = super::backoff(config);
-    let mut emitted: BTreeSet<String> = BTreeSet::new();
-    let mut retried = false;
-    let mut outcomes: HashMap<i64, RowOutcome> = HashMap::new();
+    let mut done = Done::default();
     let mut pieces: VecDeque<Vec<(i64, RowOutcome)>> = VecDeque::new();
     match tx {
         Tx::Closed => pieces.push_back(rows),
@@ -88,11 +86,7 @@ pub(super) async fn commit(
                 Err(e) => Err(e),
             };
             match applied {
-                Ok(report) => {
-                    emitted.extend(report.emitted.into_keys());
-                    retried |= report.retried > 0;
-                    outcomes.extend(batch.rows);
-                }
+                Ok(report) => done.committed(report, batch.rows),
                 // The database refuses some row: find it in new transactions (below).
                 Err(e) if refused_by_the_database(&e) => pieces.push_back(batch.rows),
                 Err(e) => return rerun(shared, service, &e.to_string()),
@@ -100,8 +94,6 @@ pub(super) async fn commit(
         }
     }
     // Pieces still to commit, in delivery order (a split puts its halves at the front).
-    // What each row ended as, for its log line: its own outcome, or the commit failure.
-    let mut failed_commits: HashMap<i64, String> = HashMap::new();
     while let Some(piece) = pieces.pop_front() {
         let batch = BatchOutcomes {
             service: service.name.clone(),
@@ -113,9 +105,7 @@ pub(super) async fn commit(
             .await
         {
             Ok(report) => {
-                emitted.extend(report.emitted.into_keys());
-                retried |= report.retried > 0;
-                outcomes.extend(batch.rows);
+                done.committed(report, batch.rows);
                 continue;
             }
             Err(e) => e,
@@ -152,8 +142,8 @@ pub(super) async fn commit(
             .await
         {
             Ok(()) => {
-                failed_commits.insert(id, reason);
-                retried = true;
+                done.failed_commits.insert(id, reason);
+                done.retried = true;
             }
             Err(e) => {
                 LoopError {
@@ -170,7 +160,8 @@ pub(super) async fn commit(
         }
     }
     for handled in &logs {
-        let (label, reason) = match (failed_commits.get(&handled.id), outcomes.get(&handled.id)) {
+        let failed = done.failed_commits.get(&handled.id);
+        let (label, reason) = match (failed, done.outcomes.get(&handled.id)) {
             (Some(reason), _) => ("retry", Some(reason.as_str())),
             (None, Some(RowOutcome::Retry { reason } | RowOutcome::Dead { reason })) => {
                 (handled.label, Some(reason.as_str()))
@@ -188,15 +179,36 @@ pub(super) async fn commit(
         }
         .emit();
     }
-    for table in &emitted {
+    for table in &done.emitted {
         if let Some(owner) = catalog.services().find(|s| &s.table == table) {
             shared.wakers.wake(&owner.name);
         }
     }
-    if retried {
+    if done.retried {
         shared.wakers.wake(&service.name); // the relay recomputes when the next retry is due
     }
     BatchEnd::Committed
+}
+
+/// What the pieces of a batch ended as, for the log lines and relay wake-ups after them.
+#[derive(Default)]
+struct Done {
+    /// Each committed row's outcome.
+    outcomes: HashMap<i64, RowOutcome>,
+    /// Rows whose effects the database refused: recorded as failed attempts with this reason.
+    failed_commits: HashMap<i64, String>,
+    /// Tables that received emitted rows.
+    emitted: BTreeSet<String>,
+    /// Whether any row is waiting for a retry.
+    retried: bool,
+}
+
+impl Done {
+    fn committed(&mut self, report: ApplyReport, rows: Vec<(i64, RowOutcome)>) {
+        self.emitted.extend(report.emitted.into_keys());
+        self.retried |= report.retried > 0;
+        self.outcomes.extend(rows);
+    }
 }
 
 /// The batch's transaction failed: logged and counted; the caller runs the batch again.

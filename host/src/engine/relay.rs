@@ -7,6 +7,7 @@
 
 use super::Shared;
 use crate::catalog::Service;
+use crate::config::Config;
 use crate::envelope::{self, Wrapper};
 use crate::store::{Timestamp, earlier, now};
 use crate::telemetry::{LoopError, RelayBatchPublished, StaleRowsRequeued};
@@ -55,7 +56,7 @@ pub(super) async fn run(
                 .emit(),
             }
         }
-        let full = match relay_once(&shared, &service).await {
+        let full = match relay_once(&shared, &service, &config).await {
             Ok(full) => full,
             Err(e) => {
                 LoopError {
@@ -93,8 +94,7 @@ fn until(t: Timestamp) -> Duration {
 }
 
 /// One claim → publish → mark round. Returns whether the claim was full (more may be due).
-async fn relay_once(shared: &Shared, service: &Service) -> anyhow::Result<bool> {
-    let config = shared.config.get();
+async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyhow::Result<bool> {
     let limit = config.relay.batch_size;
     let hold_keys = config
         .services
@@ -149,7 +149,7 @@ async fn relay_once(shared: &Shared, service: &Service) -> anyhow::Result<bool> 
     let t = now();
     shared
         .store
-        .fail_attempts(&service.table, &failures, &super::backoff(&config), t)
+        .fail_attempts(&service.table, &failures, &super::backoff(config), t)
         .await?;
     RelayBatchPublished {
         service: &service.name,
