@@ -184,9 +184,6 @@ pub fn split_writes<'a>(
     (sets, deletes)
 }
 
-/// Truncates an error text to SmartFlow's 2000-byte `last_error`, on a char boundary.
-pub use crate::text::cut_reason as cut_error;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,9 +9,10 @@
 
 use super::{Dialect, SqlStore};
 use crate::store::{
-    ApplyReport, Backoff, BatchOutcomes, RowOutcome, RowState, Status, StoreResult, Timestamp,
-    cut_error, db, later,
+    ApplyReport, Backoff, BatchOutcomes, RowOutcome, RowState, Status, StoreResult, Timestamp, db,
+    later,
 };
+use crate::text::cut_reason;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
 use std::collections::BTreeMap;
 
@@ -37,12 +38,12 @@ fn plan_failure(groups: &mut FailureGroups, id: i64, row: Locked, reason: &str) 
     let failures = row.state.retry_count.saturating_add(1);
     let dead = failures >= row.max_attempts;
     let error = if dead {
-        cut_error(&format!(
+        cut_reason(&format!(
             "retries exhausted after {failures} attempts: {}",
-            cut_error(reason)
+            cut_reason(reason)
         ))
     } else {
-        cut_error(reason)
+        cut_reason(reason)
     };
     groups.entry((failures, dead, error)).or_default().push(id);
     dead
@@ -236,7 +237,7 @@ where
                     }
                 }
                 RowOutcome::Dead { reason } => {
-                    dead.entry(cut_error(reason)).or_default().push(*id);
+                    dead.entry(cut_reason(reason)).or_default().push(*id);
                     report.dead += 1;
                 }
             }
