@@ -8,7 +8,7 @@
 //! ```
 
 mod bindings {
-    wit_bindgen::generate!({ world: "service-handler", path: "../../../wit" });
+    wit_bindgen::generate!({ world: "service-handler", path: "../../../wit/0.1.0" });
 }
 
 use bindings::exports::switchyard::handler::handler::Guest;
