@@ -24,6 +24,7 @@ mod smartflow_chain;
 mod smartflow_notification;
 mod smartflow_scheduler;
 mod smartflow_task_memory;
+mod sql;
 mod store_contract;
 mod support;
 mod testdb;
