@@ -308,9 +308,7 @@ async fn a_component_importing_outbound_http_without_the_grant_is_refused_at_sta
     );
     assert!(
         err.contains("notification.wasm")
-            && err.contains(
-                "imports switchyard:handler/outbound-http@0.1.0 but its route does not grant it"
-            )
+            && err.contains("imports outbound-http but its route does not grant it")
             && err.contains("allowed_hosts"),
         "{err}"
     );
