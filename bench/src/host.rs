@@ -192,6 +192,22 @@ pub async fn throughput(
     name: &str,
 ) -> anyhow::Result<Figures> {
     let bh = BenchHost::start(db, transport, mode, &component("task")?, false).await?;
+    drive(bh, events, task_payload, mode == Mode::Default, name).await
+}
+
+/// Enqueues `events` `task.record.requested` events with `payload` in transactions of 500
+/// rows on a started host (waking its relay after each when `wake`), waits until all are
+/// consumed, stops the host and returns the figures.
+///
+/// # Errors
+/// Events that stop being consumed.
+pub async fn drive(
+    bh: BenchHost,
+    events: usize,
+    payload: impl Fn(usize) -> serde_json::Value,
+    wake: bool,
+    name: &str,
+) -> anyhow::Result<Figures> {
     reset_hwm();
     let outbox = bh.host.outbox();
     let mut enqueued = HashMap::with_capacity(events);
@@ -202,15 +218,14 @@ pub async fn throughput(
         let rows = (i..i + n)
             .map(|k| {
                 outbox.row(
-                    NewEvent::new("task.record.requested", task_payload(k))
-                        .key(format!("k{}", k % 64)),
+                    NewEvent::new("task.record.requested", payload(k)).key(format!("k{}", k % 64)),
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
         let ids = bh.host.store().insert(&rows, now()).await?;
         let t = Instant::now();
         enqueued.extend(ids.into_iter().map(|id| (id, t)));
-        if mode == Mode::Default {
+        if wake {
             outbox.wake("task");
         }
         i += n;

@@ -18,6 +18,7 @@ mod host;
 mod neighbour;
 mod raw;
 mod sandbox;
+mod sql;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -98,6 +99,16 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         events: usize,
     },
+    /// Issue 13: a handler doing one INSERT and one UPDATE per event through the `sql` import,
+    /// against the same statements done natively by the raw loop, batched the same way.
+    Sql {
+        #[arg(long, value_enum, default_value = "mariadb")]
+        db: Db,
+        #[arg(long, value_enum, default_value = "embedded")]
+        transport: Transport,
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+    },
     /// Every scenario above, in one run (the table of docs/BENCHMARKS.md).
     All {
         #[arg(long, default_value_t = 20_000)]
@@ -171,7 +182,7 @@ impl Figures {
     }
 }
 
-fn print_header(command: &str) {
+pub fn print_header(command: &str) {
     println!("\n$ {command}");
     println!(
         "| {:<44} | {:>7} | {:>10} | {:>7} | {:>7} | {:>8} | {:>7} | ratio to baseline |",
@@ -331,7 +342,7 @@ pub fn component(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path.canonicalize()?)
 }
 
-fn db_name(db: Db) -> &'static str {
+pub fn db_name(db: Db) -> &'static str {
     match db {
         Db::Sqlite => "sqlite",
         Db::Mariadb => "mariadb",
@@ -339,7 +350,7 @@ fn db_name(db: Db) -> &'static str {
     }
 }
 
-fn tr_name(t: Transport) -> &'static str {
+pub fn tr_name(t: Transport) -> &'static str {
     match t {
         Transport::Embedded => "embedded",
         Transport::Kafka => "kafka",
@@ -459,6 +470,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Limits { invocations } => sandbox::limits(invocations).await?,
         Cmd::Reload { reps } => sandbox::reload(reps).await?,
         Cmd::Neighbour { db, events } => neighbour::neighbour(db, events).await?,
+        Cmd::Sql {
+            db,
+            transport,
+            events,
+        } => sql::sql(db, transport, events).await?,
         Cmd::All {
             events,
             smartflow_events,
@@ -518,6 +534,8 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             sandbox::limits(events).await?;
             sandbox::reload(5).await?;
             neighbour::neighbour(Db::Mariadb, events).await?;
+            sql::sql(Db::Mariadb, Transport::Embedded, events).await?;
+            sql::sql(Db::Mariadb, Transport::Kafka, events).await?;
         }
     }
     Ok(())

@@ -30,6 +30,16 @@ use tokio::sync::{Notify, mpsc};
 const TABLE: &str = "task_outbox_messages";
 const BATCH: usize = 500;
 
+/// What the consume transaction does per event besides marking it consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Upsert one state row per event (what the task handler's effects cost).
+    State,
+    /// One INSERT and one UPDATE per event on the business tables of [`crate::sql`], each its
+    /// own statement, in the batch's transaction: the native twin of the `sql` handler.
+    Sql,
+}
+
 /// Which strategy the loop follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -86,7 +96,7 @@ macro_rules! claim {
 
 /// Mark a batch consumed and upsert one state row per event, in one transaction.
 macro_rules! consume {
-    ($tx:expr, $db:ty, $batch:expr, $upsert:expr) => {{
+    ($tx:expr, $db:ty, $batch:expr, $upsert:expr, $work:expr, $statements:expr) => {{
         let mut tx = $tx;
         let t = now();
         let mut u = QueryBuilder::<$db>::new(format!(
@@ -113,9 +123,33 @@ macro_rules! consume {
         });
         q.push($upsert);
         q.build().execute(&mut *tx).await?;
+        if $work == Work::Sql {
+            for (id, _) in $batch {
+                let (insert, update) = $statements;
+                sqlx::query::<$db>(insert)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query::<$db>(update)
+                    .bind(*id % crate::sql::TOTALS)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         tx.commit().await?;
     }};
 }
+
+/// The [`Work::Sql`] statements, `?` placeholders.
+const WORK_Q: (&str, &str) = (
+    "INSERT INTO bench_items (id, qty) VALUES (?, 1)",
+    "UPDATE bench_totals SET n = n + 1 WHERE id = ?",
+);
+/// The same for PostgreSQL.
+const WORK_PG: (&str, &str) = (
+    "INSERT INTO bench_items (id, qty) VALUES ($1, 1)",
+    "UPDATE bench_totals SET n = n + 1 WHERE id = $1",
+);
 
 const UPSERT_MY: &str =
     " ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)";
@@ -220,15 +254,17 @@ impl Pool {
         Ok(())
     }
 
-    async fn consume(&self, batch: &[(i64, Vec<u8>)]) -> anyhow::Result<()> {
+    async fn consume(&self, batch: &[(i64, Vec<u8>)], work: Work) -> anyhow::Result<()> {
         match self {
-            Pool::My(p) => consume!(p.begin().await?, MySql, batch, UPSERT_MY),
-            Pool::Pg(p) => consume!(p.begin().await?, Postgres, batch, UPSERT_STD),
+            Pool::My(p) => consume!(p.begin().await?, MySql, batch, UPSERT_MY, work, WORK_Q),
+            Pool::Pg(p) => consume!(p.begin().await?, Postgres, batch, UPSERT_STD, work, WORK_PG),
             Pool::Lite(p) => consume!(
                 p.begin_with("BEGIN IMMEDIATE").await?,
                 Sqlite,
                 batch,
-                UPSERT_STD
+                UPSERT_STD,
+                work,
+                WORK_Q
             ),
         }
         Ok(())
@@ -392,7 +428,21 @@ pub async fn run(
     mode: Mode,
     name: &str,
 ) -> anyhow::Result<Figures> {
-    pipeline(db, transport, Load::Bulk(events), mode, name).await
+    pipeline(db, transport, Load::Bulk(events), mode, Work::State, name).await
+}
+
+/// The batched pipeline doing `work` per event, N events in bulk.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_work(
+    db: Db,
+    transport: Transport,
+    events: usize,
+    work: Work,
+    name: &str,
+) -> anyhow::Result<Figures> {
+    pipeline(db, transport, Load::Bulk(events), Mode::Batched, work, name).await
 }
 
 /// The batched pipeline at a fixed offered load.
@@ -406,7 +456,8 @@ pub async fn latency(
     secs: u64,
     name: &str,
 ) -> anyhow::Result<Figures> {
-    pipeline(db, transport, Load::Rate(rate, secs), Mode::Batched, name).await
+    let load = Load::Rate(rate, secs);
+    pipeline(db, transport, load, Mode::Batched, Work::State, name).await
 }
 
 async fn pipeline(
@@ -414,11 +465,15 @@ async fn pipeline(
     transport: Transport,
     load: Load,
     mode: Mode,
+    work: Work,
     name: &str,
 ) -> anyhow::Result<Figures> {
     let scratch = Scratch::new()?;
     let fresh = FreshDb::create(db, &scratch.0).await?;
     migrate(&fresh.url, &scratch.0).await?;
+    if work == Work::Sql {
+        crate::sql::create_tables(db, &fresh.url).await?;
+    }
     let pool = Arc::new(Pool::connect(db, &fresh.url).await?);
     let (wire, mut source) = wire(transport).await?;
     // Rows built exactly as the host's producer API builds them (same wrapper JSON).
@@ -552,7 +607,7 @@ async fn pipeline(
             continue;
         }
         for chunk in batch.chunks(max) {
-            pool.consume(chunk).await?;
+            pool.consume(chunk, work).await?;
             let t = Instant::now();
             consumed.extend(chunk.iter().map(|(id, _)| (*id, t)));
         }

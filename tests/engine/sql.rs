@@ -45,7 +45,9 @@ fn ddl(backend: Backend) -> [&'static str; 2] {
             "CREATE TABLE ro_items (id INTEGER PRIMARY KEY, label TEXT)",
         ],
         Backend::MariaDb => [
-            "CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(64) NOT NULL UNIQUE, \
+            // A `_bin` collation (SmartFlow's GORM tables use them): still text, not bytes.
+            "CREATE TABLE items (id BIGINT PRIMARY KEY, \
+             name VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL UNIQUE, \
              qty INT NOT NULL, price DOUBLE, flag BOOLEAN, at DATETIME(3), data BLOB)",
             "CREATE TABLE ro_items (id BIGINT PRIMARY KEY, label VARCHAR(64))",
         ],
@@ -291,15 +293,18 @@ async fn budgets_stop_a_greedy_handler(backend: Backend) {
 }
 
 /// A component that imports `sql` on a route without a grant does not start, and the error
-/// says which grant to add.
+/// says which grant to add — also when the same file serves a granted route first (the loaded
+/// component is not shared across grants).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_importing_sql_without_a_grant_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "database_url = \"sqlite://{}/db.sqlite\"\n[services.shop]\n[[routes]]\n\
-         event_type = \"sql.run\"\nservice = \"shop\"\ncomponent = \"{}\"\n",
+        "database_url = \"sqlite://{}/db.sqlite\"\n[services.shop]\n\
+         [[routes]]\nevent_type = \"sql.granted\"\nservice = \"shop\"\ncomponent = \"{probe}\"\n\
+         sql = {{ tables = {{ items = \"rw\" }} }}\n\
+         [[routes]]\nevent_type = \"sql.run\"\nservice = \"shop\"\ncomponent = \"{probe}\"\n",
         dir.path().display(),
-        component("sql_probe").display()
+        probe = component("sql_probe").display()
     );
     let config = switchyard::config::Config::parse(
         &text,
@@ -315,7 +320,9 @@ async fn a_component_importing_sql_without_a_grant_is_refused_at_start() {
         Err(e) => format!("{e:#}"),
     };
     assert!(
-        err.contains("imports sql but its route does not grant it") && err.contains("sql = {"),
+        err.contains("imports sql but its route does not grant it")
+            && err.contains("sql = {")
+            && err.contains("\"sql.run\""),
         "{err}"
     );
 }

@@ -210,12 +210,10 @@ pub(super) async fn reload_component(shared: &Arc<Shared>, path: &Path) -> bool 
     let hash = crate::runtime::content_hash(&bytes);
     let bytes = Arc::new(bytes);
     let mut swapped_any = false;
-    // One compile per linking (a file can serve routes with and without outbound HTTP).
-    let mut by_grant: HashMap<bool, super::routes::RouteEntry> = HashMap::new();
+    // One compile per linking (a file can serve routes with and without outbound HTTP or sql).
+    let mut by_grant: HashMap<crate::runtime::Grants, super::routes::RouteEntry> = HashMap::new();
     for (_, e) in entries {
-        by_grant
-            .entry(!e.policy.allowed_hosts.is_empty())
-            .or_insert(e);
+        by_grant.entry(e.policy.grants()).or_insert(e);
     }
     for (granted, entry) in by_grant {
         if entry.component.hash == hash {

@@ -7,7 +7,7 @@
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::runtime::{LoadError, LoadedComponent, Policy, Runtime};
+use crate::runtime::{Grants, LoadError, LoadedComponent, Policy, Runtime};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,8 +30,10 @@ pub struct RouteEntry {
     pub policy: Arc<Policy>,
 }
 
-/// Loaded components keyed by file, grant and content, so a file is compiled once per linking.
-type Loaded = HashMap<(PathBuf, bool, String), Arc<LoadedComponent>>;
+/// Loaded components keyed by file, grants (outbound HTTP, sql) and content, so a file is
+/// compiled once per linking, and a route never gets a component linked with a capability its
+/// own grant lacks.
+type Loaded = HashMap<(PathBuf, Grants, String), Arc<LoadedComponent>>;
 
 pub struct RouteTable {
     entries: RwLock<HashMap<String, RouteEntry>>,
@@ -72,7 +74,7 @@ impl RouteTable {
         let mut loaded: Loaded = current
             .values()
             .map(|e| {
-                let granted = !e.policy.allowed_hosts.is_empty();
+                let granted = e.policy.grants();
                 (
                     (e.component.path.clone(), granted, e.component.hash.clone()),
                     e.component.clone(),
@@ -94,7 +96,7 @@ impl RouteTable {
                 service: service.clone(),
                 source,
             };
-            let granted = !policy.allowed_hosts.is_empty();
+            let granted = policy.grants();
             let (bytes, hash) = match files.get(&path) {
                 Some(file) => file.clone(),
                 None => {
@@ -160,15 +162,13 @@ impl RouteTable {
         paths
     }
 
-    /// Swaps `component` in for every route served by its file with the same grant.
+    /// Swaps `component` in for every route served by its file with the same grants.
     /// Returns the event types swapped.
-    pub fn swap(&self, component: &Arc<LoadedComponent>, granted: bool) -> Vec<String> {
+    pub fn swap(&self, component: &Arc<LoadedComponent>, granted: Grants) -> Vec<String> {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         let mut swapped = Vec::new();
         for (event_type, entry) in entries.iter_mut() {
-            if entry.component.path == component.path
-                && entry.policy.allowed_hosts.is_empty() != granted
-            {
+            if entry.component.path == component.path && entry.policy.grants() == granted {
                 entry.component = component.clone();
                 swapped.push(event_type.clone());
             }

@@ -36,7 +36,7 @@ pub enum LoadError {
 }
 
 /// The capabilities a route grants beyond the base contract; each is linked only when granted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Grants {
     pub http: bool,
     pub sql: bool,

@@ -9,7 +9,7 @@ use crate::handler_sql::{
 };
 use crate::store::sql::handler_sql::{classify, read_rows};
 use sqlx::mysql::{MySqlArguments, MySqlRow};
-use sqlx::{Arguments, AssertSqlSafe, MySqlConnection, Row, TypeInfo, ValueRef};
+use sqlx::{Arguments, AssertSqlSafe, MySql, MySqlConnection, Row, TypeInfo, ValueRef};
 use time::{Date, PrimitiveDateTime, Time, UtcOffset};
 
 pub(super) async fn run(
@@ -68,6 +68,12 @@ fn value(row: &MySqlRow, i: usize) -> Result<SqlValue, String> {
         )),
         "DATE" => SqlValue::Text(row.try_get_unchecked::<Date, _>(i).map_err(e)?.to_string()),
         "TIME" => SqlValue::Text(row.try_get_unchecked::<Time, _>(i).map_err(e)?.to_string()),
+        // A `_bin` collation marks a text column binary too: its charset (not `binary`) tells.
+        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB"
+            if <String as sqlx::Type<MySql>>::compatible(raw.type_info().as_ref()) =>
+        {
+            SqlValue::Text(row.try_get_unchecked::<String, _>(i).map_err(e)?)
+        }
         "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" | "BIT"
         | "GEOMETRY" => SqlValue::Bytes(row.try_get_unchecked::<Vec<u8>, _>(i).map_err(e)?),
         // Text, DECIMAL, JSON, ENUM, SET: sent as text.
