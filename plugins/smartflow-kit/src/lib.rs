@@ -174,12 +174,6 @@ pub fn cut(text: &str) -> String {
     text[..end].to_owned()
 }
 
-/// One segment of a state key: `%` and `/` are percent-encoded, so an id containing `/` can
-/// never reach into another key's layout (`chat/a%2Fb/...` is conversation `a/b`).
-pub fn seg(value: &str) -> String {
-    value.replace('%', "%25").replace('/', "%2F")
-}
-
 /// RFC 3339 (UTC, seconds) of the start of the 30-minute window holding `at`: SmartFlow's
 /// notification dedupe window (`:00` and `:30` boundaries).
 pub fn window_start(at: OffsetDateTime) -> String {
@@ -245,12 +239,6 @@ mod tests {
         let long = "é".repeat(1500);
         let c = cut(&long);
         assert!(c.len() <= 2000 && long.starts_with(&c));
-    }
-
-    #[test]
-    fn key_segments_cannot_escape_their_slot() {
-        assert_eq!(seg("a/b%c"), "a%2Fb%25c");
-        assert_eq!(seg("plain-1"), "plain-1");
     }
 
     #[test]
