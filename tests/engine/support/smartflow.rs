@@ -82,6 +82,21 @@ pub fn config_text(database_url: &str, sink: &str) -> String {
     out
 }
 
+/// [`config_text`] on the Kafka broker of the suite (`crate::kafka`), with each service's
+/// topic and group under `prefix` instead of `smartflow` (topics outlive a test on the broker,
+/// so every test needs its own): `<prefix>.task.outbox`, `<prefix>-task-outbox-consumer`.
+pub fn kafka_config_text(database_url: &str, sink: &str, prefix: &str) -> String {
+    let text = config_text(database_url, sink);
+    let embedded = "[transport]\nkind = \"embedded\"\n";
+    assert!(
+        text.contains(embedded),
+        "examples/smartflow.toml no longer contains {embedded}"
+    );
+    text.replace(embedded, &crate::kafka::config_extra())
+        .replace("topic = \"smartflow.", &format!("topic = \"{prefix}."))
+        .replace("group = \"smartflow-", &format!("group = \"{prefix}-"))
+}
+
 /// A started host on a fresh SQLite file wired as SmartFlow, webhooks going to `sink`.
 pub async fn start(sink: &str) -> Harness {
     start_on(Backend::Sqlite, sink).await
