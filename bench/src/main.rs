@@ -310,14 +310,19 @@ impl FreshDb {
             ($conn:expr) => {{
                 let mut c = $conn;
                 for s in &statements {
-                    sqlx::raw_sql(AssertSqlSafe(s.clone())).execute(&mut c).await?;
+                    sqlx::raw_sql(AssertSqlSafe(s.clone()))
+                        .execute(&mut c)
+                        .await?;
                 }
             }};
         }
         match self.kind {
             Db::Sqlite => apply!(
                 sqlx::SqliteConnection::connect_with(
-                    &self.url.parse::<sqlx::sqlite::SqliteConnectOptions>()?.create_if_missing(true)
+                    &self
+                        .url
+                        .parse::<sqlx::sqlite::SqliteConnectOptions>()?
+                        .create_if_missing(true)
                 )
                 .await?
             ),

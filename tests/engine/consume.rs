@@ -43,7 +43,11 @@ async fn published_event_is_consumed_and_its_rows_written(setup: Setup) {
         row.handler_version.as_deref(),
         Some(hash_of(&component("task")).as_str())
     );
-    let task = row_json(&h.db, "SELECT priority FROM tasks WHERE id = 7 AND user_id = 3").await;
+    let task = row_json(
+        &h.db,
+        "SELECT priority FROM tasks WHERE id = 7 AND user_id = 3",
+    )
+    .await;
     assert_eq!(
         task["priority"], 1,
         "priority 2 past its threshold is promoted to 1"
@@ -82,7 +86,11 @@ async fn task_not_yet_urgent_is_left_alone_and_bad_promotions_are_dead(setup: Se
         h.wait_final("task_outbox_messages", ok).await.status,
         "consumed"
     );
-    let task = row_json(&h.db, "SELECT priority FROM tasks WHERE id = 8 AND user_id = 3").await;
+    let task = row_json(
+        &h.db,
+        "SELECT priority FROM tasks WHERE id = 8 AND user_id = 3",
+    )
+    .await;
     assert_eq!(
         task["priority"], 4,
         "a task before its threshold keeps its priority"

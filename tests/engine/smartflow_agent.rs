@@ -274,9 +274,15 @@ async fn token_usage_adds_up_and_refuses_smartflows_invalid_adjustments(backend:
     assert_eq!(conv["message_count"], 0, "usage counts no message");
     // The conversation's first message after its usage keeps the usage.
     assert_eq!(
-        run(&h, AGENT, "chat.history.persist.requested", "", chat("assistant"))
-            .await
-            .0,
+        run(
+            &h,
+            AGENT,
+            "chat.history.persist.requested",
+            "",
+            chat("assistant")
+        )
+        .await
+        .0,
         "consumed"
     );
     let conv = conversation(&h).await;
@@ -508,7 +514,11 @@ async fn timeline_rows_are_idempotent_and_seq_clashes_move_to_the_end(backend: B
         ),
     )
     .await;
-    assert_eq!(timeline(&h).await.len(), 3, "a redelivered row adds nothing");
+    assert_eq!(
+        timeline(&h).await.len(),
+        3,
+        "a redelivered row adds nothing"
+    );
     h.stop().await;
 }
 

@@ -67,7 +67,9 @@ async fn a_task_becoming_urgent_reaches_the_webhook_once_and_every_row_is_consum
     assert_eq!(task["priority"], 1);
     let trigger = row_json(
         &h.db,
-        &format!("SELECT status, preview_id FROM active_schedule_triggers WHERE id = '{trigger_id}'"),
+        &format!(
+            "SELECT status, preview_id FROM active_schedule_triggers WHERE id = '{trigger_id}'"
+        ),
     )
     .await;
     assert_eq!(trigger["status"], "preview_generated");

@@ -3,7 +3,9 @@
 //! status, and the component's own retry of a failed send.
 
 use crate::support::sink::Sink;
-use crate::support::smartflow::{assert_dead, instant, publish_v, redeliver, row_json, start, start_on};
+use crate::support::smartflow::{
+    assert_dead, instant, publish_v, redeliver, row_json, start, start_on,
+};
 use crate::support::{Backend, Harness};
 use serde_json::{Value, json};
 
@@ -97,7 +99,8 @@ async fn a_notification_is_sent_once_per_dedupe_key_and_recorded_sent(backend: B
         sink.received()
     );
     assert_eq!(
-        h.db.scalar("SELECT COUNT(*) FROM notification_records").await,
+        h.db.scalar("SELECT COUNT(*) FROM notification_records")
+            .await,
         1,
         "one record per channel + dedupe key"
     );
@@ -175,7 +178,8 @@ async fn invalid_notification_requests_and_versions_are_dead_and_send_nothing() 
         .await;
     }
     assert_eq!(
-        h.db.scalar("SELECT COUNT(*) FROM notification_records").await,
+        h.db.scalar("SELECT COUNT(*) FROM notification_records")
+            .await,
         0
     );
     assert!(sink.received().is_empty());

@@ -121,9 +121,7 @@ async fn an_open_target_gets_a_preview_and_one_notification_request(backend: Bac
     h.stop().await;
 }
 
-async fn a_done_target_is_closed_and_a_trigger_without_conversation_is_rejected(
-    backend: Backend,
-) {
+async fn a_done_target_is_closed_and_a_trigger_without_conversation_is_rejected(backend: Backend) {
     let sink = Sink::start().await;
     let mut h = start_on(backend, &sink.addr).await;
     assert_eq!(

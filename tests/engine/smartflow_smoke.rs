@@ -97,7 +97,10 @@ async fn the_smoke_event_goes_table_to_topic_to_consumed_with_lag_0_and_promotes
     let row = h.wait_final("task_outbox_messages", id).await;
     assert_eq!(row.status, "consumed", "{row:?}");
     let task = row_json(&h.db, "SELECT priority FROM tasks WHERE id = 1").await;
-    assert_eq!(task["priority"], 1, "priority 2 past its threshold is promoted");
+    assert_eq!(
+        task["priority"], 1,
+        "priority 2 past its threshold is promoted"
+    );
 
     let service = h.host.catalog().service("task").unwrap().clone();
     assert_eq!(
@@ -118,7 +121,11 @@ async fn the_smoke_event_goes_table_to_topic_to_consumed_with_lag_0_and_promotes
             envelope[0]["event_type"].as_str(),
             envelope[0]["service_name"].as_str()
         ),
-        (Some(id), Some("task.urgency.promote.requested"), Some("task")),
+        (
+            Some(id),
+            Some("task.urgency.promote.requested"),
+            Some("task")
+        ),
         "the row reached the task service's own topic as SmartFlow's envelope"
     );
     let (topic, group) = (service.topic.clone(), service.group.clone());

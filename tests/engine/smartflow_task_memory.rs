@@ -64,7 +64,17 @@ async fn promotion_follows_smartflows_rule_on_the_consume_time_clock(backend: Ba
     assert_eq!(status, "consumed", "{error}");
     assert_eq!(
         priorities(&h).await,
-        vec![(1, 1), (2, 3), (3, 3), (4, 2), (5, 2), (6, 2), (7, 2), (8, 1), (9, 4)],
+        vec![
+            (1, 1),
+            (2, 3),
+            (3, 3),
+            (4, 2),
+            (5, 2),
+            (6, 2),
+            (7, 2),
+            (8, 1),
+            (9, 4)
+        ],
         "2 -> 1 and 4 -> 3 once the threshold passed; not yet due, completed, without \
          threshold, another user's and unlisted tasks untouched"
     );
@@ -98,7 +108,15 @@ async fn promotion_follows_smartflows_rule_on_the_consume_time_clock(backend: Ba
             "triggered_at is not an RFC 3339 time",
         ),
     ] {
-        assert_dead(&h, TASK, "task.urgency.promote.requested", "", payload, reason).await;
+        assert_dead(
+            &h,
+            TASK,
+            "task.urgency.promote.requested",
+            "",
+            payload,
+            reason,
+        )
+        .await;
     }
     h.stop().await;
 }
@@ -151,7 +169,11 @@ async fn one_pending_extraction_job_per_idempotency_key(backend: Backend) {
         instant(&json!("2026-11-29T08:55:00Z"))
     );
     let payload: Value = serde_json::from_str(job["payload_json"].as_str().unwrap()).unwrap();
-    assert_eq!(payload, extract("k/1", "first"), "the extraction payload as received");
+    assert_eq!(
+        payload,
+        extract("k/1", "first"),
+        "the extraction payload as received"
+    );
     assert_eq!(jobs[1]["idempotency_key"], "K/1");
     for (payload, reason) in [
         (
@@ -304,7 +326,10 @@ async fn a_task_that_becomes_urgent_triggers_the_scheduler_once(backend: Backend
     assert_eq!(run(&h, TASK, ty, "", done).await.0, "consumed");
     let row = row_json(&h.db, "SELECT priority, completed FROM tasks WHERE id = 8").await;
     assert_eq!(row["priority"], 2, "{row}");
-    assert!(crate::support::smartflow::truthy(&row["completed"]), "{row}");
+    assert!(
+        crate::support::smartflow::truthy(&row["completed"]),
+        "{row}"
+    );
     assert_eq!(h.rows(SCHEDULER).await.len(), 1);
     // Another user's task id is not taken over.
     assert_dead(
@@ -352,7 +377,10 @@ async fn a_task_route_without_its_sql_grant_is_refused_at_start() {
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
     let grant = "sql = { tables = { tasks = \"rw\" } }\nemits = [\"active_schedule.triggered\"]";
     let text = crate::support::smartflow::config_text(&url, &sink.addr);
-    assert!(text.contains(grant), "the upsert route's grant is in the example");
+    assert!(
+        text.contains(grant),
+        "the upsert route's grant is in the example"
+    );
     let text = text.replace(grant, "emits = [\"active_schedule.triggered\"]");
     let config =
         switchyard::config::Config::parse(&text, std::path::Path::new("s.toml"), dir.path().into())

@@ -21,8 +21,7 @@ pub fn schema(db: &TestDb) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/smartflow/schema")
         .join(file);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 /// Creates SmartFlow's business tables, one statement at a time (the files end each statement
@@ -137,8 +136,7 @@ pub async fn rows_json(db: &TestDb, sql: &str) -> Vec<Value> {
                             json!(v)
                         } else if let Ok(v) = row.try_get::<Option<time::OffsetDateTime>, _>(i) {
                             json!(v.map(rfc3339))
-                        } else if let Ok(v) = row.try_get::<Option<time::PrimitiveDateTime>, _>(i)
-                        {
+                        } else if let Ok(v) = row.try_get::<Option<time::PrimitiveDateTime>, _>(i) {
                             json!(v.map(|t| rfc3339(t.assume_utc())))
                         } else {
                             panic!("column {} of {sql:?}: no JSON reading", c.name())
@@ -182,7 +180,9 @@ pub fn instant(v: &Value) -> time::OffsetDateTime {
     use time::format_description::well_known::Rfc3339;
     let s = v.as_str().unwrap_or_else(|| panic!("{v} is not a time"));
     time::OffsetDateTime::parse(s, &Rfc3339)
-        .or_else(|_| time::OffsetDateTime::parse(&format!("{}Z", s.replacen(' ', "T", 1)), &Rfc3339))
+        .or_else(|_| {
+            time::OffsetDateTime::parse(&format!("{}Z", s.replacen(' ', "T", 1)), &Rfc3339)
+        })
         .unwrap_or_else(|e| panic!("{s:?} is not a time: {e}"))
 }
 
