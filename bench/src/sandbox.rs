@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use switchyard::catalog::Catalog;
 use switchyard::config::Config;
 use switchyard::runtime::Effects;
-use switchyard::runtime::{EventData, Outcome, Policy, Runtime, StateReader};
+use switchyard::runtime::{BatchAccess, EventData, Outcome, Policy, Runtime};
 use switchyard::store::{self, Backoff, BatchOutcomes, RowOutcome, Store, now};
 use switchyard::{NewEvent, Switchyard};
 use time::OffsetDateTime;
@@ -29,7 +29,7 @@ struct Reader {
 }
 
 #[async_trait]
-impl StateReader for Reader {
+impl BatchAccess for Reader {
     async fn get(&self, service: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
         if let Some(v) = self
             .overlay
@@ -276,7 +276,7 @@ async fn invoke_loop(
     n: usize,
     payload: impl Fn(usize) -> Vec<u8>,
 ) -> anyhow::Result<Duration> {
-    let reader: Arc<dyn StateReader> = Arc::new(Reader {
+    let reader: Arc<dyn BatchAccess> = Arc::new(Reader {
         store: None,
         overlay: Mutex::new(HashMap::new()),
     });

@@ -39,6 +39,46 @@ pub struct Catalog {
     routes: HashMap<String, Route>,
 }
 
+/// A route's `sql` grant names tables by safe names, and never the host's own tables: an
+/// outbox table written by SQL would bypass routing, envelopes and the relay's bookkeeping.
+fn check_sql_grant(
+    route: &crate::config::RouteConfig,
+    services: &BTreeMap<String, Arc<Service>>,
+) -> Result<(), ConfigError> {
+    let Some(grant) = &route.sql else {
+        return Ok(());
+    };
+    let event_type = &route.event_type;
+    if grant.tables.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "route for event type {event_type:?} has an sql grant without tables: list them, \
+             e.g. sql = {{ tables = {{ tasks = \"rw\" }} }}, or remove the grant"
+        )));
+    }
+    for table in grant.tables.keys() {
+        check_name(
+            &format!("sql table of route {event_type}"),
+            table,
+            NameKind::Sql,
+        )?;
+        let owner = services.values().find(|s| &s.table == table);
+        if let Some(owner) = owner {
+            return Err(ConfigError::Invalid(format!(
+                "route for event type {event_type:?} grants sql on {table:?}, the outbox table of \
+                 service {:?}: outbox tables are the host's; emit events instead",
+                owner.name
+            )));
+        }
+        if table.starts_with("switchyard_") || table.starts_with("_sqlx") {
+            return Err(ConfigError::Invalid(format!(
+                "route for event type {event_type:?} grants sql on {table:?}, one of the host's \
+                 own tables: use the state import for key-value state"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Catalog {
     /// Derives every service's names (SmartFlow's convention unless overridden) and indexes the
     /// routes.
@@ -85,6 +125,7 @@ impl Catalog {
         }
         let mut routes = HashMap::new();
         for r in &config.routes {
+            check_sql_grant(r, &services)?;
             let service =
                 services
                     .get(&r.service)

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod config;
 pub mod engine;
 pub mod envelope;
+pub mod handler_sql;
 pub mod live;
 pub mod runtime;
 pub mod store;

@@ -25,6 +25,8 @@ mod smartflow_notification;
 mod smartflow_scheduler;
 mod smartflow_smoke;
 mod smartflow_task_memory;
+mod sql;
+mod sql_replicas;
 mod store_contract;
 mod support;
 mod testdb;

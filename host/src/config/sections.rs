@@ -229,6 +229,17 @@ pub struct LimitsConfig {
     /// Table elements a component instance may grow its tables to. Default 10000.
     #[serde(default = "default_max_table_elements")]
     pub max_table_elements: usize,
+    /// `sql` statements (`query` and `execute`) one invocation may run. Default 100.
+    #[serde(default = "default_max_sql_statements")]
+    pub max_sql_statements: u32,
+    /// Rows all `sql` queries of one invocation may return together; a query passing it stops
+    /// reading and returns a `budget` error. Default 10000.
+    #[serde(default = "default_max_sql_rows")]
+    pub max_sql_rows: u64,
+    /// Bytes of `sql` statement text, parameters and returned values of one invocation
+    /// together. Default 4 MiB.
+    #[serde(default = "default_max_sql_bytes")]
+    pub max_sql_bytes: usize,
     /// A route whose every invocation fails for this long is reported unhealthy (log, metric,
     /// `status`), without being stopped. Milliseconds, default 60000.
     #[serde(default = "default_unhealthy_after_ms")]
@@ -255,6 +266,15 @@ fn default_max_log_bytes() -> usize {
 }
 fn default_max_table_elements() -> usize {
     10_000
+}
+fn default_max_sql_statements() -> u32 {
+    100
+}
+fn default_max_sql_rows() -> u64 {
+    10_000
+}
+fn default_max_sql_bytes() -> usize {
+    4 << 20
 }
 fn default_unhealthy_after_ms() -> u64 {
     60_000
@@ -287,6 +307,9 @@ impl Default for LimitsConfig {
             max_hops: default_max_hops(),
             max_log_bytes: default_max_log_bytes(),
             max_table_elements: default_max_table_elements(),
+            max_sql_statements: default_max_sql_statements(),
+            max_sql_rows: default_max_sql_rows(),
+            max_sql_bytes: default_max_sql_bytes(),
             unhealthy_after_ms: default_unhealthy_after_ms(),
         }
     }
@@ -345,6 +368,31 @@ pub struct RouteConfig {
     /// that is not). Default: none, so every `emit` is refused with an error naming this key.
     #[serde(default)]
     pub emits: Vec<String>,
+    /// Grants the `sql` import (wit/handler.wit, contract 0.2.0) on exactly these tables of the
+    /// service's database, e.g. `sql = { tables = { tasks = "rw", users = "r" } }`. Default: no
+    /// grant, so the import is not linked and a component that imports it is refused at start.
+    /// The host's own tables (outbox tables, `switchyard_*`) cannot be granted.
+    #[serde(default)]
+    pub sql: Option<SqlGrant>,
+}
+
+/// The tables a route's handler may reach through `sql`, and how.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlGrant {
+    /// Table name → `"r"` (SELECT) or `"rw"` (also INSERT, UPDATE, DELETE).
+    pub tables: BTreeMap<String, TableAccess>,
+}
+
+/// What a grant allows on one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+pub enum TableAccess {
+    /// Read only: the table may appear in any statement, but not as the one written.
+    #[serde(rename = "r")]
+    Read,
+    /// Read and write.
+    #[serde(rename = "rw")]
+    ReadWrite,
 }
 
 /// Per-route overrides of [`LimitsConfig`]; unset fields take the global value.
@@ -371,6 +419,12 @@ pub struct RouteLimits {
     pub max_hops: Option<u32>,
     /// Guest output (`log`, stdout, stderr) kept per invocation, bytes.
     pub max_log_bytes: Option<usize>,
+    /// `sql` statements per invocation.
+    pub max_sql_statements: Option<u32>,
+    /// Rows all `sql` queries of one invocation may return.
+    pub max_sql_rows: Option<u64>,
+    /// Bytes of `sql` statements, parameters and returned values of one invocation.
+    pub max_sql_bytes: Option<usize>,
     /// Deterministic budget: WebAssembly instructions (wasmtime fuel units) one invocation may
     /// execute. Unset means unmetered (metering costs throughput; see docs/SECURITY.md).
     pub fuel: Option<u64>,
@@ -400,6 +454,9 @@ impl LimitsConfig {
             max_requests: route.max_requests.unwrap_or(self.max_requests),
             max_hops: route.max_hops.unwrap_or(self.max_hops),
             max_log_bytes: route.max_log_bytes.unwrap_or(self.max_log_bytes),
+            max_sql_statements: route.max_sql_statements.unwrap_or(self.max_sql_statements),
+            max_sql_rows: route.max_sql_rows.unwrap_or(self.max_sql_rows),
+            max_sql_bytes: route.max_sql_bytes.unwrap_or(self.max_sql_bytes),
             ..self.clone()
         }
     }

@@ -1,31 +1,61 @@
-//! What a batch's handlers read: their batch's earlier acked writes (the overlay), then
-//! committed state, read under the key's lock inside the batch's consume transaction. The
-//! transaction is opened at the batch's first read of committed state (a batch whose handlers
-//! read none keeps the plain commit path) and commits with the batch's outcomes, so no other
-//! host can change a key between a handler reading it and this batch writing it.
+//! What a batch's handlers reach of the database: their batch's earlier acked state writes (the
+//! overlay), committed state read under the key's lock, and `sql` statements — all inside the
+//! batch's consume transaction. The transaction is opened at the batch's first state read or
+//! statement (a batch whose handlers use neither keeps the plain commit path) and commits with
+//! the batch's outcomes, so no other host can change a key or a row between a handler reading
+//! it and this batch writing it.
+//!
+//! Invocations of one batch run one at a time. An invocation's statements run after a
+//! savepoint taken at its first one: the consumer releases it when the invocation is
+//! acknowledged and rolls it back otherwise ([`BatchState::end_invocation`]).
 
-use crate::runtime::{StateReader, StateWrite};
-use crate::store::{ConsumeTx, Store};
+use crate::handler_sql::{Backend, RowAllowance, SqlFailure, SqlOutput, SqlStatement};
+use crate::runtime::{BatchAccess, StateWrite};
+use crate::store::{ConsumeTx, Savepoint, Store};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The batch's consume transaction.
 pub(super) enum Tx {
-    /// No committed state read yet.
+    /// No committed state read and no statement yet.
     Closed,
-    /// Open; `busy` while a read is running on it (a read cancelled midway, by a deadline,
-    /// leaves the connection in an unknown state: the transaction is then broken).
+    /// Open; `busy` while a read or statement is running on it (one cancelled midway, by a
+    /// deadline, leaves the connection in an unknown state: the transaction is then broken).
     Open { tx: Box<dyn ConsumeTx>, busy: bool },
-    /// A read failed (a deadlock between hosts, a lost connection): nothing of the batch may
-    /// commit; it is handled again from the start.
-    Broken(String),
+    /// A read or statement failed (a deadlock between hosts, a lost connection) or was cut off
+    /// by its invocation's deadline: nothing of the batch may commit; it is handled again from
+    /// the start, without `culprit` (the outbox id of the invocation that was cut off, whose
+    /// failed attempt is recorded instead).
+    Broken {
+        reason: String,
+        culprit: Option<i64>,
+    },
+}
+
+/// The transaction and what the running invocation did with it.
+struct Slot {
+    tx: Tx,
+    /// The outbox id of the invocation running now.
+    invocation: Option<i64>,
+    /// Whether the running invocation has taken its savepoint.
+    savepoint: bool,
+    /// Whether any `sql` statement ran in the transaction.
+    ran_sql: bool,
+}
+
+/// What the commit takes from a batch's state.
+pub(super) struct Taken {
+    pub tx: Tx,
+    /// Whether handlers' `sql` statements ran in `tx`: its rows cannot be committed apart from
+    /// it (their statements would be lost).
+    pub ran_sql: bool,
 }
 
 pub(super) struct BatchState {
     store: Arc<dyn Store>,
     overlay: Mutex<HashMap<String, Option<Vec<u8>>>>,
-    tx: tokio::sync::Mutex<Tx>,
+    slot: tokio::sync::Mutex<Slot>,
 }
 
 impl BatchState {
@@ -33,7 +63,12 @@ impl BatchState {
         BatchState {
             store,
             overlay: Mutex::new(HashMap::new()),
-            tx: tokio::sync::Mutex::new(Tx::Closed),
+            slot: tokio::sync::Mutex::new(Slot {
+                tx: Tx::Closed,
+                invocation: None,
+                savepoint: false,
+                ran_sql: false,
+            }),
         }
     }
 
@@ -45,24 +80,99 @@ impl BatchState {
         }
     }
 
-    /// The transaction, for the commit; later reads open a new one.
-    pub(super) async fn take_tx(&self) -> Tx {
-        let mut slot = self.tx.lock().await;
+    /// Called before the invocation of outbox row `id` runs.
+    pub(super) async fn begin_invocation(&self, id: i64) {
+        let mut slot = self.slot.lock().await;
+        slot.invocation = Some(id);
+        slot.savepoint = false;
+    }
+
+    /// Called after it: its `sql` statements stand (`keep`, an acknowledged invocation) or are
+    /// undone.
+    pub(super) async fn end_invocation(&self, keep: bool) {
+        let mut slot = self.slot.lock().await;
         settle(&mut slot);
-        std::mem::replace(&mut *slot, Tx::Closed)
+        slot.invocation = None;
+        if !std::mem::take(&mut slot.savepoint) {
+            return;
+        }
+        let Tx::Open { tx, .. } = &mut slot.tx else {
+            return;
+        };
+        let step = if keep {
+            Savepoint::Release
+        } else {
+            Savepoint::RollBack
+        };
+        if let Err(e) = tx.savepoint(step).await {
+            slot.tx = Tx::Broken {
+                reason: format!("ending an invocation's savepoint failed: {e:?}"),
+                culprit: None,
+            };
+        }
+    }
+
+    /// The transaction, for the commit; later reads open a new one.
+    pub(super) async fn take_tx(&self) -> Taken {
+        let mut slot = self.slot.lock().await;
+        settle(&mut slot);
+        Taken {
+            tx: std::mem::replace(&mut slot.tx, Tx::Closed),
+            ran_sql: std::mem::take(&mut slot.ran_sql),
+        }
+    }
+
+    /// Opens the transaction on first use.
+    ///
+    /// # Errors
+    /// Why it cannot be used: it failed earlier in the batch, or cannot begin.
+    async fn open(&self, slot: &mut Slot) -> Result<(), String> {
+        settle(slot);
+        match slot.tx {
+            Tx::Open { .. } => Ok(()),
+            Tx::Closed => {
+                let tx = self
+                    .store
+                    .begin_consume()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                slot.tx = Tx::Open { tx, busy: false };
+                Ok(())
+            }
+            Tx::Broken { .. } => Err("the batch's transaction failed; it will run again".into()),
+        }
     }
 }
 
-/// A read cancelled midway (its invocation's deadline dropped it) left `busy` set: the
-/// connection is in an unknown state, so the transaction counts as broken.
-fn settle(slot: &mut Tx) {
-    if let Tx::Open { busy: true, .. } = slot {
-        *slot = Tx::Broken("a state read was cancelled midway (deadline)".into());
+/// A read or statement cancelled midway (its invocation's deadline dropped it) left `busy`
+/// set: the connection is in an unknown state, so the transaction counts as broken, and the
+/// invocation that was cut off is its culprit.
+fn settle(slot: &mut Slot) {
+    if let Tx::Open { busy: true, .. } = slot.tx {
+        slot.tx = Tx::Broken {
+            reason: "a state read or sql statement was cut off by its invocation's deadline".into(),
+            culprit: slot.invocation,
+        };
+        slot.savepoint = false;
     }
+}
+
+fn set_busy(slot: &mut Slot, value: bool) {
+    if let Tx::Open { busy, .. } = &mut slot.tx {
+        *busy = value;
+    }
+}
+
+fn broken(slot: &mut Slot, reason: String) {
+    slot.tx = Tx::Broken {
+        reason,
+        culprit: None,
+    };
+    slot.savepoint = false;
 }
 
 #[async_trait]
-impl StateReader for BatchState {
+impl BatchAccess for BatchState {
     async fn get(&self, service: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
         if let Some(v) = self
             .overlay
@@ -72,29 +182,77 @@ impl StateReader for BatchState {
         {
             return Ok(v.clone());
         }
-        let mut slot = self.tx.lock().await;
-        settle(&mut slot);
-        if let Tx::Closed = &*slot {
-            match self.store.begin_consume().await {
-                Ok(tx) => *slot = Tx::Open { tx, busy: false },
-                Err(e) => return Err(format!("state read failed: {e}")),
-            }
-        }
-        let Tx::Open { tx, busy } = &mut *slot else {
-            return Err(
-                "state read failed: the batch's transaction failed; it will run again".into(),
-            );
+        let mut slot = self.slot.lock().await;
+        self.open(&mut slot)
+            .await
+            .map_err(|e| format!("state read failed: {e}"))?;
+        // `busy` across the await: a deadline that drops this future leaves it set.
+        set_busy(&mut slot, true);
+        let read = match &mut slot.tx {
+            Tx::Open { tx, .. } => tx.state_get_locked(service, key).await,
+            _ => unreachable!("opened above"),
         };
-        *busy = true;
-        let read = tx.state_get_locked(service, key).await;
-        *busy = false;
+        set_busy(&mut slot, false);
         match read {
             Ok(v) => Ok(v),
             Err(e) => {
                 let reason = format!("state read failed: {e}");
-                *slot = Tx::Broken(reason.clone());
+                broken(&mut slot, reason.clone());
                 Err(reason)
             }
         }
     }
+
+    fn backend(&self) -> Option<Backend> {
+        Some(self.store.backend())
+    }
+
+    async fn sql(
+        &self,
+        statement: SqlStatement<'_>,
+        allowance: RowAllowance,
+    ) -> Result<SqlOutput, SqlFailure> {
+        let mut slot = self.slot.lock().await;
+        self.open(&mut slot).await.map_err(SqlFailure::Broken)?;
+        set_busy(&mut slot, true);
+        let ran = run_statement(&mut slot, statement, allowance).await;
+        set_busy(&mut slot, false);
+        match &ran {
+            Err(SqlFailure::Broken(reason)) => broken(&mut slot, reason.clone()),
+            Err(SqlFailure::Statement(_)) => {
+                // Undo the invocation's statements now (it will be retried anyway): on
+                // PostgreSQL the failed statement aborted the transaction until then.
+                slot.savepoint = false;
+                if let Tx::Open { tx, .. } = &mut slot.tx
+                    && let Err(e) = tx.savepoint(Savepoint::RollBack).await
+                {
+                    broken(
+                        &mut slot,
+                        format!("undoing a failed statement failed: {e:?}"),
+                    );
+                }
+            }
+            _ => {}
+        }
+        ran
+    }
+}
+
+/// Takes the invocation's savepoint if it has none yet, then runs the statement.
+async fn run_statement(
+    slot: &mut Slot,
+    statement: SqlStatement<'_>,
+    allowance: RowAllowance,
+) -> Result<SqlOutput, SqlFailure> {
+    let Tx::Open { tx, .. } = &mut slot.tx else {
+        return Err(SqlFailure::Broken(
+            "the batch's transaction failed; it will run again".into(),
+        ));
+    };
+    if !slot.savepoint {
+        tx.savepoint(Savepoint::Take).await?;
+        slot.savepoint = true;
+    }
+    slot.ran_sql = true;
+    tx.run_sql(statement, allowance).await
 }

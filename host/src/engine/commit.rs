@@ -21,7 +21,7 @@
 //! rare path, where a concurrent host's write between the rollback and the commit would win).
 
 use super::Shared;
-use super::batch_state::Tx;
+use super::batch_state::{Taken, Tx};
 use crate::catalog::{Catalog, Service};
 use crate::config::Config;
 use crate::store::{ApplyReport, BatchOutcomes, RowOutcome, StoreError, now};
@@ -46,8 +46,13 @@ pub(super) struct Handled {
 pub(super) enum BatchEnd {
     /// Every outcome is committed: acknowledge the batch.
     Committed,
-    /// Nothing of it committed and its handlers' state reads are void: run it again.
-    Rerun,
+    /// Nothing of it committed and its handlers' reads and statements are void: run it again,
+    /// `without` the row whose invocation was cut off midway (its failed attempt is recorded).
+    Rerun { without: Option<i64> },
+    /// Nothing of it committed, and the database refused a row whose handlers' `sql`
+    /// statements ran in the batch's transaction: run it again committing each event on its own,
+    /// so the refused row fails alone.
+    Isolate,
     /// The host is stopping before it could commit: do not acknowledge it.
     Stopped,
 }
@@ -63,7 +68,7 @@ pub(super) async fn commit(
     config: &Config,
     rows: Vec<(i64, RowOutcome)>,
     logs: Vec<Handled>,
-    tx: Tx,
+    taken: Taken,
     stop: &CancellationToken,
 ) -> BatchEnd {
     if rows.is_empty() {
@@ -73,9 +78,21 @@ pub(super) async fn commit(
     let backoff = super::backoff(config);
     let mut done = Done::default();
     let mut pieces: VecDeque<Vec<(i64, RowOutcome)>> = VecDeque::new();
-    match tx {
+    match taken.tx {
         Tx::Closed => pieces.push_back(rows),
-        Tx::Broken(reason) => return rerun(shared, service, &reason),
+        Tx::Broken { reason, culprit } => {
+            if let Some(id) = culprit {
+                let why = rows.iter().find_map(|(row, outcome)| match outcome {
+                    RowOutcome::Retry { reason } if *row == id => Some(reason.clone()),
+                    _ => None,
+                });
+                let why = why.unwrap_or_else(|| reason.clone());
+                if !fail_row(shared, service, &backoff, id, why, stop).await {
+                    return BatchEnd::Stopped;
+                }
+            }
+            return rerun(shared, service, &reason, culprit);
+        }
         Tx::Open { mut tx, .. } => {
             let batch = BatchOutcomes {
                 service: service.name.clone(),
@@ -87,9 +104,26 @@ pub(super) async fn commit(
             };
             match applied {
                 Ok(report) => done.committed(report, batch.rows),
-                // The database refuses some row: find it in new transactions (below).
-                Err(e) if refused_by_the_database(&e) => pieces.push_back(batch.rows),
-                Err(e) => return rerun(shared, service, &e.to_string()),
+                // The database refuses some row: find it in new transactions (below)...
+                Err(e) if refused_by_the_database(&e) && !taken.ran_sql => {
+                    pieces.push_back(batch.rows);
+                }
+                // ...unless handlers' statements ran in this one: they are gone with it, so
+                // the rows must run again. One row alone is the one refused.
+                Err(e) if refused_by_the_database(&e) && batch.rows.len() == 1 => {
+                    let id = batch.rows[0].0;
+                    let reason = format!("commit failed: {e}");
+                    if !fail_row(shared, service, &backoff, id, reason.clone(), stop).await {
+                        return BatchEnd::Stopped;
+                    }
+                    done.failed_commits.insert(id, reason);
+                    done.retried = true;
+                }
+                Err(e) if refused_by_the_database(&e) => {
+                    rerun(shared, service, &e.to_string(), None);
+                    return BatchEnd::Isolate;
+                }
+                Err(e) => return rerun(shared, service, &e.to_string(), None),
             }
         }
     }
@@ -136,28 +170,11 @@ pub(super) async fn commit(
         // One row whose effects the database refuses: a failed attempt with its error.
         let id = rows[0].0;
         let reason = format!("commit failed: {error}");
-        match shared
-            .store
-            .fail_attempts(&service.table, &[(id, reason.clone())], &backoff, now())
-            .await
-        {
-            Ok(()) => {
-                done.failed_commits.insert(id, reason);
-                done.retried = true;
-            }
-            Err(e) => {
-                LoopError {
-                    service: &service.name,
-                    stage: "record a failed commit",
-                    error: &e,
-                }
-                .emit();
-                pieces.push_front(rows);
-                if !pause(stop).await {
-                    return BatchEnd::Stopped;
-                }
-            }
+        if !fail_row(shared, service, &backoff, id, reason.clone(), stop).await {
+            return BatchEnd::Stopped;
         }
+        done.failed_commits.insert(id, reason);
+        done.retried = true;
     }
     for handled in &logs {
         let failed = done.failed_commits.get(&handled.id);
@@ -211,8 +228,42 @@ impl Done {
     }
 }
 
-/// The batch's transaction failed: logged and counted; the caller runs the batch again.
-fn rerun(shared: &Shared, service: &Service, reason: &str) -> BatchEnd {
+/// Records a failed attempt of row `id` on its own (retried after its backoff, dead at
+/// `max_attempts`), trying again until it is stored; `false` if the host stops meanwhile.
+async fn fail_row(
+    shared: &Shared,
+    service: &Service,
+    backoff: &crate::store::Backoff,
+    id: i64,
+    reason: String,
+    stop: &CancellationToken,
+) -> bool {
+    let failure = [(id, reason)];
+    loop {
+        match shared
+            .store
+            .fail_attempts(&service.table, &failure, backoff, now())
+            .await
+        {
+            Ok(()) => return true,
+            Err(e) => {
+                LoopError {
+                    service: &service.name,
+                    stage: "record a failed commit",
+                    error: &e,
+                }
+                .emit();
+                if !pause(stop).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// The batch's transaction failed: logged and counted; the caller runs the batch again
+/// (`without` the row that was cut off, see [`BatchEnd::Rerun`]).
+fn rerun(shared: &Shared, service: &Service, reason: &str, without: Option<i64>) -> BatchEnd {
     shared.counters.batch_commit_failed(&service.name);
     LoopError {
         service: &service.name,
@@ -220,7 +271,7 @@ fn rerun(shared: &Shared, service: &Service, reason: &str) -> BatchEnd {
         error: &reason,
     }
     .emit();
-    BatchEnd::Rerun
+    BatchEnd::Rerun { without }
 }
 
 /// Waits before trying again; `false` if the host is stopping meanwhile.
@@ -242,16 +293,5 @@ fn refused_by_the_database(error: &StoreError) -> bool {
     else {
         return false;
     };
-    let code = db.code().unwrap_or_default();
-    // SQLSTATE classes 08 (connection exception), 40 (serialization failure, deadlock), 53
-    // (insufficient resources) and 57 (operator intervention: a server shutting down) pass
-    // with time, whatever the rows. So do SQLite's BUSY and LOCKED (5, 6 and their extended
-    // codes) and MySQL's lock wait timeout.
-    let transient = ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c))
-        || matches!(
-            code.as_ref(),
-            "5" | "6" | "261" | "262" | "517" | "518" | "773"
-        )
-        || db.message().contains("Lock wait timeout");
-    !transient
+    !crate::store::is_transient(db.as_ref())
 }

@@ -49,17 +49,27 @@ pub(super) async fn run(
         // Once a batch is taken it is finished even during shutdown: its outcomes commit.
         let span = tracing::info_span!("batch", service = %service.name, size = batch.len());
         let mut pause = RERUN_PAUSE;
+        let mut rerun = Rerun::default();
         loop {
-            let ended = handle_batch(&shared, &service, &batch, subscription.as_mut(), &stop)
-                .instrument(span.clone())
-                .await;
+            let ended = handle_batch(
+                &shared,
+                &service,
+                &batch,
+                subscription.as_mut(),
+                &rerun,
+                &stop,
+            )
+            .instrument(span.clone())
+            .await;
             match ended {
                 BatchEnd::Committed => break,
                 // Not acknowledged, so the transport delivers the batch again.
                 BatchEnd::Stopped => return,
-                BatchEnd::Rerun => {
-                    // Its transaction failed after handlers read state under its locks (a
-                    // deadlock between hosts): nothing of it committed; run it all again.
+                BatchEnd::Isolate => rerun.isolate = true,
+                BatchEnd::Rerun { without } => {
+                    // Its transaction failed after handlers read state or ran statements in it
+                    // (a deadlock between hosts): nothing of it committed; run it all again.
+                    rerun.without.extend(without);
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         _ = stop.cancelled() => return,
@@ -84,6 +94,16 @@ pub(super) async fn run(
     }
 }
 
+/// How a batch runs again after its transaction failed.
+#[derive(Default)]
+struct Rerun {
+    /// Rows whose invocations were cut off midway: their failed attempts are recorded, and the
+    /// relay delivers them again after their backoff.
+    without: BTreeSet<i64>,
+    /// Commit each event on its own ([`BatchEnd::Isolate`]).
+    isolate: bool,
+}
+
 /// A decoded message that names a row of this service.
 struct Pending<'a> {
     delivery: &'a Delivery,
@@ -96,6 +116,7 @@ async fn handle_batch(
     service: &Arc<Service>,
     batch: &[Delivery],
     subscription: &mut dyn Subscription,
+    rerun: &Rerun,
     stop: &CancellationToken,
 ) -> BatchEnd {
     // One routing and config snapshot for the whole batch (a config reload swaps them between
@@ -189,8 +210,9 @@ async fn handle_batch(
             .emit();
             continue;
         };
-        if state.status.is_final() {
-            // Already applied (or dead): acknowledge without running anything again.
+        if state.status.is_final() || rerun.without.contains(&id) {
+            // Already applied (or dead), or cut off in an earlier run of this batch (its
+            // failed attempt is recorded): acknowledge without running it again here.
             continue;
         }
         let (outcome, version, micros) =
@@ -204,7 +226,7 @@ async fn handle_batch(
             micros,
         });
         rows.push((id, outcome));
-        if buffered > config.consumer.max_batch_bytes {
+        if buffered > config.consumer.max_batch_bytes || rerun.isolate {
             // Cut the batch here: what it buffered so far commits now, the rest starts a new
             // one. The transport is acknowledged only after the last part commits.
             let ended = commit::commit(
@@ -308,6 +330,7 @@ async fn handle_one(
         &env.event_type,
         Duration::from_millis(route.policy.limits.deadline_ms),
     );
+    reader.begin_invocation(env.outbox_id).await;
     let out = shared
         .runtime
         .invoke(component, &route.policy, catalog, reader.clone(), event)
@@ -331,6 +354,10 @@ async fn handle_one(
         Outcome::Retry { reason } => RowOutcome::Retry { reason },
         Outcome::Dead { reason } => RowOutcome::Dead { reason },
     };
+    // Its `sql` statements stand only if it is acknowledged with effects that can be stored.
+    reader
+        .end_invocation(matches!(outcome, RowOutcome::Consumed { .. }))
+        .await;
     let failure = match &outcome {
         RowOutcome::Retry { reason } => Some(reason.as_str()),
         _ => None,

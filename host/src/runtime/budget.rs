@@ -13,6 +13,10 @@ pub struct Budget {
     state_writes: Spent,
     emits: Spent,
     requests: Spent,
+    /// `sql` statements, and the bytes of their text, parameters and results.
+    sql: Spent,
+    /// Rows `sql` queries returned.
+    sql_rows: u64,
 }
 
 /// Calls of one import and the bytes they carried.
@@ -96,6 +100,40 @@ impl Budget {
             bytes: None,
         };
         self.requests.charge(allowance, 0)
+    }
+
+    /// Charges one `sql` statement of `bytes` (its text and parameters).
+    ///
+    /// # Errors
+    /// The budget it would exceed, named by its config key.
+    pub fn charge_sql_statement(
+        &mut self,
+        limits: &LimitsConfig,
+        bytes: usize,
+    ) -> Result<(), String> {
+        let allowance = Allowance {
+            calls: (
+                "max_sql_statements",
+                limits.max_sql_statements,
+                "sql statements",
+            ),
+            bytes: Some(("max_sql_bytes", limits.max_sql_bytes)),
+        };
+        self.sql.charge(allowance, bytes)
+    }
+
+    /// What the next query may still return: (rows, bytes).
+    pub fn sql_allowance(&self, limits: &LimitsConfig) -> (u64, usize) {
+        (
+            limits.max_sql_rows.saturating_sub(self.sql_rows),
+            limits.max_sql_bytes.saturating_sub(self.sql.bytes),
+        )
+    }
+
+    /// Records what a query returned (already held within [`Budget::sql_allowance`]).
+    pub fn spend_sql_rows(&mut self, rows: u64, bytes: usize) {
+        self.sql_rows = self.sql_rows.saturating_add(rows);
+        self.sql.bytes = self.sql.bytes.saturating_add(bytes);
     }
 }
 

@@ -3,7 +3,7 @@
 //! answers a bad call with an error value (never a trap); every write only fills the
 //! invocation's buffer, which the engine commits for an `ack` and drops otherwise.
 
-use super::bindings::switchyard::handler::{emit, log, state, types};
+use super::bindings::v0_2::switchyard::handler::{emit, log, state, types};
 use super::effects::Emit;
 use super::invocation::Invocation;
 use crate::text::escape_controls;
@@ -35,7 +35,7 @@ impl state::Host for Invocation {
         {
             return Ok(Ok(v.clone()));
         }
-        Ok(self.reader.get(&self.service, &key).await)
+        Ok(self.batch.get(&self.service, &key).await)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {

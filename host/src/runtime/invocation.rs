@@ -9,13 +9,14 @@
 //! ([`Budget`]). Whatever the guest does, the outcome is data: a trap or a limit becomes a
 //! `Retry` with the reason, cut to 2,000 bytes.
 
-use super::bindings::switchyard::handler::types;
+use super::bindings::{v0_1, v0_2};
 use super::budget::Budget;
 use super::effects::Effects;
-use super::loader::LoadedComponent;
+use super::loader::{LoadedComponent, Pre};
 use super::output::CappedOutput;
 use super::policy::Policy;
 use crate::catalog::Catalog;
+use crate::handler_sql::{Backend, RowAllowance, SqlFailure, SqlOutput, SqlStatement};
 use crate::text::{cut_reason, escape_controls};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -40,11 +41,26 @@ const MAX_INSTANCES: usize = 32;
 const MAX_TABLES: usize = 32;
 const MAX_MEMORIES: usize = 8;
 
-/// Committed (or batch-visible) state, as the engine lets a handler read it.
+/// What the engine lets a handler reach of its batch: committed (or batch-visible) state, and
+/// the batch's transaction for `sql` statements.
 #[async_trait]
-pub trait StateReader: Send + Sync {
+pub trait BatchAccess: Send + Sync {
     /// The value of `key` in `service`'s state, or `None`.
     async fn get(&self, service: &str, key: &str) -> Result<Option<Vec<u8>>, String>;
+
+    /// The database `sql` statements run on; `None` where there is none (then `sql` fails).
+    fn backend(&self) -> Option<Backend> {
+        None
+    }
+
+    /// Runs a checked statement in the batch's transaction, under the invocation's savepoint.
+    async fn sql(
+        &self,
+        _statement: SqlStatement<'_>,
+        _allowance: RowAllowance,
+    ) -> Result<SqlOutput, SqlFailure> {
+        Err(SqlFailure::Statement("no database is attached here".into()))
+    }
 }
 
 /// The event as the runtime hands it to the guest.
@@ -166,8 +182,11 @@ pub struct Invocation {
     pub(super) chain_depth: u32,
     pub(super) version: String,
     pub(super) catalog: Arc<Catalog>,
-    pub(super) reader: Arc<dyn StateReader>,
+    pub(super) batch: Arc<dyn BatchAccess>,
     pub(super) effects: Effects,
+    /// Set when a `sql` statement failed other than by a constraint: the invocation is then
+    /// retried whatever it returns.
+    pub(super) sql_failure: Option<String>,
     pub(super) budget: Budget,
     /// Captured stdio and the output budget the `log` import shares with it.
     pub(super) output: CappedOutput,
@@ -204,7 +223,7 @@ pub(super) async fn run(
     component: &LoadedComponent,
     policy: &Arc<Policy>,
     catalog: &Arc<Catalog>,
-    reader: Arc<dyn StateReader>,
+    batch: Arc<dyn BatchAccess>,
     event: EventData,
     fuel_enabled: bool,
 ) -> InvocationOutput {
@@ -240,8 +259,9 @@ pub(super) async fn run(
         chain_depth: event.chain_depth,
         version: component.short_hash().to_owned(),
         catalog: catalog.clone(),
-        reader,
+        batch,
         effects: Effects::default(),
+        sql_failure: None,
         budget: Budget::default(),
         output: output.clone(),
     };
@@ -270,38 +290,14 @@ pub(super) async fn run(
             ))
         }
     });
-    let wit_event = types::Event {
-        outbox_id: event.outbox_id,
-        event_id: event.event_id,
-        event_type: event.event_type,
-        event_version: event.event_version,
-        service: event.service,
-        aggregate_id: event.aggregate_id,
-        message_key: event.message_key,
-        payload: event.payload,
-        attempt: event.attempt,
-    };
-    let call = async {
-        let handler = component.pre.instantiate_async(&mut store).await?;
-        handler
-            .switchyard_handler_handler()
-            .call_handle(&mut store, &wit_event)
-            .await
-    };
     // The epoch deadline stops guest code; this timer stops an invocation blocked in a host
     // call, which the epoch never sees (dropping the call drops the guest's instance with it).
-    let result = tokio::time::timeout(deadline, call).await;
+    let result = tokio::time::timeout(deadline, call(&component.pre, &mut store, event)).await;
     let elapsed = started.elapsed();
     let data = store.into_data();
     log_output(&data);
-    let outcome = match result {
-        Ok(Ok(types::Outcome::Ack)) => Outcome::Ack,
-        Ok(Ok(types::Outcome::Retry(r))) => Outcome::Retry {
-            reason: cut_reason(&r.reason),
-        },
-        Ok(Ok(types::Outcome::Dead(reason))) => Outcome::Dead {
-            reason: cut_reason(&reason),
-        },
+    let mut outcome = match result {
+        Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => Outcome::Retry {
             reason: cut_reason(&classify_failure(&e, &data.limiter, &data.policy)),
         },
@@ -309,6 +305,14 @@ pub(super) async fn run(
             reason: deadline_exceeded(&data.policy),
         },
     };
+    if let Some(failure) = &data.sql_failure
+        && !matches!(outcome, Outcome::Retry { .. })
+    {
+        // Its statements are rolled back; acknowledging (or burying) it would lose them.
+        outcome = Outcome::Retry {
+            reason: cut_reason(&format!("a sql statement failed: {failure}")),
+        };
+    }
     let effects = if outcome == Outcome::Ack {
         data.effects
     } else {
@@ -318,6 +322,72 @@ pub(super) async fn run(
         outcome,
         effects,
         elapsed,
+    }
+}
+
+/// Instantiates the component and calls its handler, in the contract version it was built for.
+async fn call(
+    pre: &Pre,
+    store: &mut Store<Invocation>,
+    event: EventData,
+) -> wasmtime::Result<Outcome> {
+    match pre {
+        Pre::V0_2(pre) => {
+            use v0_2::switchyard::handler::types;
+            let event = types::Event {
+                outbox_id: event.outbox_id,
+                event_id: event.event_id,
+                event_type: event.event_type,
+                event_version: event.event_version,
+                service: event.service,
+                aggregate_id: event.aggregate_id,
+                message_key: event.message_key,
+                payload: event.payload,
+                attempt: event.attempt,
+            };
+            let handler = pre.instantiate_async(&mut *store).await?;
+            let outcome = handler
+                .switchyard_handler_handler()
+                .call_handle(&mut *store, &event)
+                .await?;
+            Ok(match outcome {
+                types::Outcome::Ack => Outcome::Ack,
+                types::Outcome::Retry(r) => Outcome::Retry {
+                    reason: cut_reason(&r.reason),
+                },
+                types::Outcome::Dead(reason) => Outcome::Dead {
+                    reason: cut_reason(&reason),
+                },
+            })
+        }
+        Pre::V0_1(pre) => {
+            use v0_1::switchyard::handler::types;
+            let event = types::Event {
+                outbox_id: event.outbox_id,
+                event_id: event.event_id,
+                event_type: event.event_type,
+                event_version: event.event_version,
+                service: event.service,
+                aggregate_id: event.aggregate_id,
+                message_key: event.message_key,
+                payload: event.payload,
+                attempt: event.attempt,
+            };
+            let handler = pre.instantiate_async(&mut *store).await?;
+            let outcome = handler
+                .switchyard_handler_handler()
+                .call_handle(&mut *store, &event)
+                .await?;
+            Ok(match outcome {
+                types::Outcome::Ack => Outcome::Ack,
+                types::Outcome::Retry(r) => Outcome::Retry {
+                    reason: cut_reason(&r.reason),
+                },
+                types::Outcome::Dead(reason) => Outcome::Dead {
+                    reason: cut_reason(&reason),
+                },
+            })
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Compiling and validating a component file.
 
-use super::bindings::ServiceHandlerPre;
+use super::bindings::{self, v0_1, v0_2};
 use super::invocation::Invocation;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -27,20 +27,32 @@ pub enum LoadError {
         reason: String,
     },
     /// It imports a capability its route does not grant (granted, never filtered).
-    #[error(
-        "component {path} imports {capability} but its route does not grant it: add the hosts it \
-         may reach to the route's allowed_hosts (e.g. allowed_hosts = [\"open.feishu.cn:443\"]) or \
-         build it for the service-handler world"
-    )]
+    #[error("component {path} imports {capability} but its route does not grant it: {how}")]
     NotGranted {
         path: PathBuf,
         capability: &'static str,
+        how: &'static str,
     },
+}
+
+/// The capabilities a route grants beyond the base contract; each is linked only when granted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grants {
+    pub http: bool,
+    pub sql: bool,
+}
+
+/// A pre-instantiated component, in the contract version it was built for.
+pub(super) enum Pre {
+    V0_2(v0_2::ServiceHandlerPre<Invocation>),
+    V0_1(v0_1::ServiceHandlerPre<Invocation>),
 }
 
 /// A compiled, validated, pre-instantiated component version.
 pub struct LoadedComponent {
-    pub(super) pre: ServiceHandlerPre<Invocation>,
+    pub(super) pre: Pre,
+    /// The contract version it implements, e.g. `0.2.0`.
+    pub contract: &'static str,
     /// blake3 of the file's bytes, hex: the version recorded on every row it consumes.
     pub hash: String,
     pub path: PathBuf,
@@ -52,13 +64,13 @@ impl LoadedComponent {
         engine: &Engine,
         linker: &Linker<Invocation>,
         path: &Path,
-        http_granted: bool,
+        grants: Grants,
     ) -> Result<LoadedComponent, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_bytes(engine, linker, path, &bytes, http_granted)
+        Self::from_bytes(engine, linker, path, &bytes, grants)
     }
 
     /// Compiles and validates `bytes`, read from `path` by the caller (one read, so the
@@ -68,7 +80,7 @@ impl LoadedComponent {
         linker: &Linker<Invocation>,
         path: &Path,
         bytes: &[u8],
-        http_granted: bool,
+        grants: Grants,
     ) -> Result<LoadedComponent, LoadError> {
         let hash = content_hash(bytes);
         let component = Component::from_binary(engine, bytes).map_err(|e| LoadError::Compile {
@@ -77,25 +89,61 @@ impl LoadedComponent {
         })?;
         // Checked by name before linking, so the error says which grant is missing rather than
         // "no matching implementation in the linker".
-        let imports_http = component
-            .component_type()
-            .imports(engine)
-            .any(|(name, _)| name == super::bindings::OUTBOUND_HTTP);
-        if imports_http && !http_granted {
-            return Err(LoadError::NotGranted {
-                path: path.to_owned(),
-                capability: super::bindings::OUTBOUND_HTTP,
-            });
+        let ty = component.component_type();
+        for (name, _) in ty.imports(engine) {
+            let refused = if bindings::OUTBOUND_HTTP.contains(&name) && !grants.http {
+                Some((
+                    "outbound-http",
+                    "add the hosts it may reach to the route's allowed_hosts (e.g. \
+                     allowed_hosts = [\"open.feishu.cn:443\"]) or build it without outbound-http",
+                ))
+            } else if name == bindings::SQL && !grants.sql {
+                Some((
+                    "sql",
+                    "grant the tables it may use on the route (e.g. sql = { tables = { tasks = \
+                     \"rw\" } }) or build it without sql",
+                ))
+            } else {
+                None
+            };
+            if let Some((capability, how)) = refused {
+                return Err(LoadError::NotGranted {
+                    path: path.to_owned(),
+                    capability,
+                    how,
+                });
+            }
         }
         let contract_err = |e: wasmtime::Error| LoadError::Contract {
             path: path.to_owned(),
             contract: super::CONTRACT,
             reason: format!("{e:#}"),
         };
-        let pre = linker.instantiate_pre(&component).map_err(contract_err)?;
-        let pre = ServiceHandlerPre::new(pre).map_err(contract_err)?;
+        let exports = |name: &str| ty.exports(engine).any(|(n, _)| n == name);
+        let (pre, contract) = if exports(bindings::HANDLER_V0_2) {
+            let pre = linker.instantiate_pre(&component).map_err(contract_err)?;
+            let pre = v0_2::ServiceHandlerPre::new(pre).map_err(contract_err)?;
+            (Pre::V0_2(pre), "0.2.0")
+        } else if exports(bindings::HANDLER_V0_1) {
+            let pre = linker.instantiate_pre(&component).map_err(contract_err)?;
+            let pre = v0_1::ServiceHandlerPre::new(pre).map_err(contract_err)?;
+            (Pre::V0_1(pre), "0.1.0")
+        } else {
+            let found: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+            return Err(contract_err(wasmtime::Error::msg(format!(
+                "it exports no handler interface ({} or {}); it exports: {}",
+                bindings::HANDLER_V0_2,
+                bindings::HANDLER_V0_1,
+                if found.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    found.join(", ")
+                }
+            ))));
+        };
         Ok(LoadedComponent {
             pre,
+            contract,
             hash,
             path: path.to_owned(),
             loaded_at: SystemTime::now(),

@@ -9,6 +9,7 @@
 mod bindings;
 mod budget;
 mod cache_dir;
+mod compat_v0_1;
 mod effects;
 mod imports;
 mod invocation;
@@ -17,12 +18,15 @@ mod outbound_http;
 mod output;
 mod policy;
 pub mod sql_check;
+mod sql_grant;
+mod sql_import;
 
 pub use bindings::CONTRACT;
 pub use effects::{Effects, Emit, StateWrite};
-pub use invocation::{EventData, Invocation, InvocationOutput, Outcome, StateReader};
-pub use loader::{LoadError, LoadedComponent, content_hash};
+pub use invocation::{BatchAccess, EventData, Invocation, InvocationOutput, Outcome};
+pub use loader::{Grants, LoadError, LoadedComponent, content_hash};
 pub use policy::Policy;
+pub use sql_grant::SqlGrant;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -45,9 +49,9 @@ const POOL_INSTANCES: u32 = 256;
 /// The wasmtime engine and linker shared by every route.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<Invocation>,
-    /// `linker` plus `outbound-http`: used only for routes that grant it (`allowed_hosts`).
-    http_linker: Linker<Invocation>,
+    /// One linker per combination of grants (outbound HTTP, sql): a capability is linked only
+    /// for the routes that grant it. Indexed by [`Runtime::linker`].
+    linkers: [Linker<Invocation>; 4],
     fuel_enabled: bool,
     max_memory_bytes: usize,
     ticker_stop: Arc<AtomicBool>,
@@ -103,21 +107,53 @@ impl Runtime {
             wasm.cache(Some(cache));
         }
         let engine = Engine::new(&wasm)?;
-        let base_linker = || -> anyhow::Result<Linker<Invocation>> {
+        let linker = |grants: Grants| -> anyhow::Result<Linker<Invocation>> {
+            use bindings::{v0_1, v0_2};
+            use wasmtime::component::HasSelf;
             let mut linker = Linker::new(&engine);
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-            bindings::ServiceHandler::add_to_linker::<
-                Invocation,
-                wasmtime::component::HasSelf<Invocation>,
-            >(&mut linker, |s| s)?;
+            v0_1::ServiceHandler::add_to_linker::<Invocation, HasSelf<Invocation>>(
+                &mut linker,
+                |s| s,
+            )?;
+            let add = &mut linker;
+            {
+                use v0_2::switchyard::handler::{emit, log, sql, state, types};
+                types::add_to_linker::<Invocation, HasSelf<Invocation>>(add, |s| s)?;
+                state::add_to_linker::<Invocation, HasSelf<Invocation>>(add, |s| s)?;
+                emit::add_to_linker::<Invocation, HasSelf<Invocation>>(add, |s| s)?;
+                log::add_to_linker::<Invocation, HasSelf<Invocation>>(add, |s| s)?;
+                if grants.sql {
+                    sql::add_to_linker::<Invocation, HasSelf<Invocation>>(add, |s| s)?;
+                }
+            }
+            if grants.http {
+                v0_2::notifying::switchyard::handler::outbound_http::add_to_linker::<
+                    Invocation,
+                    HasSelf<Invocation>,
+                >(add, |s| s)?;
+                v0_1::notifying::switchyard::handler::outbound_http::add_to_linker::<
+                    Invocation,
+                    HasSelf<Invocation>,
+                >(add, |s| s)?;
+            }
             Ok(linker)
         };
-        let linker = base_linker()?;
-        let mut http_linker = base_linker()?;
-        bindings::notifying::switchyard::handler::outbound_http::add_to_linker::<
-            Invocation,
-            wasmtime::component::HasSelf<Invocation>,
-        >(&mut http_linker, |s| s)?;
+        let linkers = [
+            linker(Grants::default())?,
+            linker(Grants {
+                http: true,
+                sql: false,
+            })?,
+            linker(Grants {
+                http: false,
+                sql: true,
+            })?,
+            linker(Grants {
+                http: true,
+                sql: true,
+            })?,
+        ];
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let stop = ticker_stop.clone();
@@ -134,8 +170,7 @@ impl Runtime {
             })?;
         Ok(Runtime {
             engine,
-            linker,
-            http_linker,
+            linkers,
             fuel_enabled,
             max_memory_bytes,
             ticker_stop,
@@ -166,17 +201,20 @@ impl Runtime {
         Ok(())
     }
 
-    /// Compiles and validates a component file (see [`LoadedComponent::load`]).
+    /// Compiles and validates a component file (see [`LoadedComponent::load`]), with nothing
+    /// granted beyond the base contract.
     ///
     /// # Errors
     /// [`LoadError`] naming the file and what is wrong with it.
     pub fn load(&self, path: &std::path::Path) -> Result<Arc<LoadedComponent>, LoadError> {
-        LoadedComponent::load(&self.engine, &self.linker, path, false).map(Arc::new)
+        let grants = Grants::default();
+        LoadedComponent::load(&self.engine, self.linker(grants), path, grants).map(Arc::new)
     }
 
     /// Like [`Runtime::load`], linking the capabilities `policy` grants: `outbound-http` only
-    /// when the route lists `allowed_hosts`. A component importing a capability its route does
-    /// not grant is refused ([`LoadError::NotGranted`]).
+    /// when the route lists `allowed_hosts`, `sql` only when it has an `sql` grant. A
+    /// component importing a capability its route does not grant is refused
+    /// ([`LoadError::NotGranted`]).
     ///
     /// # Errors
     /// [`LoadError`] naming the file and what is wrong with it.
@@ -185,13 +223,8 @@ impl Runtime {
         path: &std::path::Path,
         policy: &Policy,
     ) -> Result<Arc<LoadedComponent>, LoadError> {
-        let granted = !policy.allowed_hosts.is_empty();
-        let linker = if granted {
-            &self.http_linker
-        } else {
-            &self.linker
-        };
-        LoadedComponent::load(&self.engine, linker, path, granted).map(Arc::new)
+        let grants = policy.grants();
+        LoadedComponent::load(&self.engine, self.linker(grants), path, grants).map(Arc::new)
     }
 
     /// Like [`Runtime::load_for`], from bytes the caller has already read.
@@ -204,13 +237,13 @@ impl Runtime {
         bytes: &[u8],
         policy: &Policy,
     ) -> Result<Arc<LoadedComponent>, LoadError> {
-        let granted = !policy.allowed_hosts.is_empty();
-        let linker = if granted {
-            &self.http_linker
-        } else {
-            &self.linker
-        };
-        LoadedComponent::from_bytes(&self.engine, linker, path, bytes, granted).map(Arc::new)
+        let grants = policy.grants();
+        LoadedComponent::from_bytes(&self.engine, self.linker(grants), path, bytes, grants)
+            .map(Arc::new)
+    }
+
+    fn linker(&self, grants: Grants) -> &Linker<Invocation> {
+        &self.linkers[usize::from(grants.http) + 2 * usize::from(grants.sql)]
     }
 
     /// Runs one event through a fresh instance of `component` under `policy`.
@@ -219,7 +252,7 @@ impl Runtime {
         component: &LoadedComponent,
         policy: &Arc<Policy>,
         catalog: &Arc<Catalog>,
-        reader: Arc<dyn StateReader>,
+        batch: Arc<dyn BatchAccess>,
         event: EventData,
     ) -> InvocationOutput {
         invocation::run(
@@ -227,7 +260,7 @@ impl Runtime {
             component,
             policy,
             catalog,
-            reader,
+            batch,
             event,
             self.fuel_enabled,
         )

@@ -13,7 +13,9 @@
 //! It must never buffer anything into the consume transaction: a request sent is sent, whatever
 //! the invocation's outcome (at-least-once, and the guest's docs say so).
 
-use super::bindings::notifying::switchyard::handler::outbound_http::{self, Request, Response};
+use super::bindings::v0_2::notifying::switchyard::handler::outbound_http::{
+    self, Request, Response,
+};
 use super::invocation::Invocation;
 use std::time::Duration;
 use ureq::http::Uri;

@@ -3,8 +3,10 @@
 //! Deny by default: a route with no grants gets WASI with no directories, no environment, no
 //! arguments, no sockets and no inherited stdio.
 
+use super::sql_grant::SqlGrant;
 use crate::config::{Config, LimitsConfig, RouteConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -21,6 +23,9 @@ pub struct Policy {
     pub allowed_hosts: Vec<String>,
     /// Event types the handler may emit; empty = none.
     pub emits: std::collections::BTreeSet<String>,
+    /// Tables the `sql` import may reach; `None` = not granted (the import is not linked and a
+    /// component importing it is refused at load).
+    pub sql: Option<Arc<SqlGrant>>,
 }
 
 impl Policy {
@@ -40,6 +45,18 @@ impl Policy {
                 .collect(),
             allowed_hosts: route.allowed_hosts.clone(),
             emits: route.emits.iter().cloned().collect(),
+            sql: route
+                .sql
+                .as_ref()
+                .map(|g| Arc::new(SqlGrant::from_config(g))),
+        }
+    }
+
+    /// Which capabilities beyond the base contract the route's component may import.
+    pub fn grants(&self) -> super::Grants {
+        super::Grants {
+            http: !self.allowed_hosts.is_empty(),
+            sql: self.sql.is_some(),
         }
     }
 
@@ -52,6 +69,7 @@ impl Policy {
             preopened_dirs: Vec::new(),
             allowed_hosts: Vec::new(),
             emits: Default::default(),
+            sql: None,
         }
     }
 }

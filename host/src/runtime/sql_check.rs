@@ -1,5 +1,5 @@
-//! Checking a handler's SQL statement against its route's grant before it reaches the database
-//! (the `sql` capability of issue 13; this is its first part, not yet linked to a guest).
+//! Checking a handler's SQL statement (the `sql` import) against its route's grant before it
+//! reaches the database.
 //!
 //! The statement is parsed with the backend's own dialect and refused unless it is exactly one
 //! SELECT, INSERT (with ON DUPLICATE KEY / ON CONFLICT), UPDATE or DELETE whose every table
@@ -11,8 +11,8 @@
 //! guest writes `?` placeholders, numbered `$1, $2, ...` for PostgreSQL.
 
 use sqlparser::ast::{
-    Expr, ObjectName, Query, SetExpr, Statement, TableFactor, Value, Visitor, visit_expressions,
-    visit_relations,
+    Expr, ObjectName, Query, SetExpr, SqliteOnConflict, Statement, TableFactor, Value, Visitor,
+    visit_expressions, visit_relations,
 };
 use sqlparser::dialect::{Dialect, GenericDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
@@ -20,20 +20,8 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
-/// The database a statement will run on: its dialect and placeholder style.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    MySql,
-    Postgres,
-}
-
-/// What a grant allows on one table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Access {
-    Read,
-    ReadWrite,
-}
+pub use crate::config::TableAccess as Access;
+pub use crate::handler_sql::Backend;
 
 /// A statement that passed the check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +115,19 @@ pub fn check(
             ));
         }
     };
+    // SQLite's `OR ROLLBACK` would end the whole consume transaction, not just the statement.
+    let or = match &statement {
+        Statement::Insert(insert) => insert.or,
+        Statement::Update(update) => update.or,
+        _ => None,
+    };
+    if or == Some(SqliteOnConflict::Rollback) {
+        return Err(
+            "OR ROLLBACK is not allowed: it would roll back the host's transaction; use OR \
+             IGNORE, OR REPLACE or handle the constraint error"
+                .into(),
+        );
+    }
     let mut seen = Seen::default();
     if let ControlFlow::Break(e) = sqlparser::ast::Visit::visit(&statement, &mut seen) {
         return Err(e);

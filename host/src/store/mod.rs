@@ -20,6 +20,7 @@ mod types;
 
 pub use types::*;
 
+use crate::handler_sql::{RowAllowance, SqlFailure, SqlOutput, SqlStatement};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,6 +65,20 @@ pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Whether a database error passes with time, whatever the statement: SQLSTATE classes 08
+/// (connection exception), 40 (serialization failure, deadlock), 53 (insufficient resources)
+/// and 57 (operator intervention: a server shutting down), SQLite's BUSY and LOCKED (5, 6 and
+/// their extended codes) and MySQL's lock wait timeout.
+pub fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code().unwrap_or_default();
+    ["08", "40", "53", "57"].iter().any(|c| code.starts_with(c))
+        || matches!(
+            code.as_ref(),
+            "5" | "6" | "261" | "262" | "517" | "518" | "773"
+        )
+        || db.message().contains("Lock wait timeout")
+}
+
 /// Whether a running host has its database to itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hosting {
@@ -95,6 +110,28 @@ pub trait ConsumeTx: Send {
 
     /// Commits the batch's outcomes, effects and the locks' release together.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+
+    /// Takes, releases or rolls back the savepoint of the invocation whose `sql` statements are
+    /// running (one invocation at a time per transaction).
+    async fn savepoint(&mut self, step: Savepoint) -> Result<(), SqlFailure>;
+
+    /// Runs a handler's checked statement; a SELECT reads at most `allowance`.
+    async fn run_sql(
+        &mut self,
+        statement: SqlStatement<'_>,
+        allowance: RowAllowance,
+    ) -> Result<SqlOutput, SqlFailure>;
+}
+
+/// A step of an invocation's savepoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Savepoint {
+    /// At the invocation's first `sql` statement.
+    Take,
+    /// The invocation was acknowledged: its statements stand.
+    Release,
+    /// Retry, dead, trap, deadline or a failed statement: its statements are undone.
+    RollBack,
 }
 
 /// The operations the engine needs, identical across backends.
@@ -159,6 +196,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Opens a [`ConsumeTx`] (a write transaction begun the backend's way).
     async fn begin_consume(&self) -> StoreResult<Box<dyn ConsumeTx>>;
+
+    /// Which database this is (the dialect handlers' `sql` statements are checked for).
+    fn backend(&self) -> crate::handler_sql::Backend;
 
     /// Applies one consumed batch of one service in ONE transaction: outcomes of rows still
     /// open, and the acked ones' state writes and new rows. Rows found already `consumed` or

@@ -8,6 +8,7 @@
 //! concurrent hosts. It must never alter or drop what a SmartFlow table already has:
 //! migrations only add what is missing.
 
+mod handler_sql;
 mod migrate;
 
 use super::sql::{
@@ -45,6 +46,9 @@ impl SqlStore<MySql> {
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                         .await?;
+                    // Handlers' datetimes are UTC (`NOW()`, TIMESTAMP columns): the sql import
+                    // reads a zoneless DATETIME as UTC.
+                    conn.execute("SET time_zone = '+00:00'").await?;
                     Ok(())
                 })
             })
@@ -90,6 +94,8 @@ pub async fn insert_rows(
 }
 
 impl Dialect for MySql {
+    const BACKEND: crate::handler_sql::Backend = crate::handler_sql::Backend::MySql;
+
     /// Shared by any number of hosts: nothing to hold.
     type HostLock = ();
 
@@ -223,5 +229,13 @@ impl Dialect for MySql {
         }
         tx.commit().await.map_err(db("commit requeue"))?;
         Ok(done)
+    }
+
+    async fn run_handler_sql(
+        conn: &mut sqlx::MySqlConnection,
+        statement: crate::handler_sql::SqlStatement<'_>,
+        allowance: crate::handler_sql::RowAllowance,
+    ) -> Result<crate::handler_sql::SqlOutput, crate::handler_sql::SqlFailure> {
+        handler_sql::run(conn, statement, allowance).await
     }
 }

@@ -6,6 +6,7 @@
 //! their status. Sessions run at PostgreSQL's default READ COMMITTED. It must never alter or
 //! drop what an adopted table already has: migrations only add what is missing.
 
+mod handler_sql;
 mod migrate;
 
 use super::sql::{Dialect, SqlStore, claimed_rows, hold_keys_sql, insert_returning};
@@ -56,6 +57,8 @@ pub async fn insert_rows(
 }
 
 impl Dialect for Postgres {
+    const BACKEND: crate::handler_sql::Backend = crate::handler_sql::Backend::Postgres;
+
     /// Shared by any number of hosts: nothing to hold.
     type HostLock = ();
 
@@ -149,5 +152,13 @@ impl Dialect for Postgres {
             .await
             .map_err(db("requeue stale rows"))?;
         Ok(done.rows_affected())
+    }
+
+    async fn run_handler_sql(
+        conn: &mut sqlx::PgConnection,
+        statement: crate::handler_sql::SqlStatement<'_>,
+        allowance: crate::handler_sql::RowAllowance,
+    ) -> Result<crate::handler_sql::SqlOutput, crate::handler_sql::SqlFailure> {
+        handler_sql::run(conn, statement, allowance).await
     }
 }

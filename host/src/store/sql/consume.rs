@@ -3,8 +3,12 @@
 //! its row in `switchyard_state_locks` (an upsert) before reading again; the batch's outcomes
 //! are applied and committed in the same transaction.
 
+use super::handler_sql::{INVOCATION_SAVEPOINT, plain};
 use super::{Dialect, SqlStore};
-use crate::store::{ApplyReport, Backoff, BatchOutcomes, ConsumeTx, StoreResult, Timestamp, db};
+use crate::handler_sql::{RowAllowance, SqlFailure, SqlOutput, SqlStatement};
+use crate::store::{
+    ApplyReport, Backoff, BatchOutcomes, ConsumeTx, Savepoint, StoreResult, Timestamp, db,
+};
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Transaction, Type};
 
@@ -82,5 +86,25 @@ where
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         self.tx.commit().await.map_err(db("commit consume"))
+    }
+
+    async fn savepoint(&mut self, step: Savepoint) -> Result<(), SqlFailure> {
+        let sql = &INVOCATION_SAVEPOINT;
+        match step {
+            Savepoint::Take => plain::<D>(&mut self.tx, sql.take).await,
+            Savepoint::Release => plain::<D>(&mut self.tx, sql.release).await,
+            Savepoint::RollBack => {
+                plain::<D>(&mut self.tx, sql.roll_back).await?;
+                plain::<D>(&mut self.tx, sql.release).await
+            }
+        }
+    }
+
+    async fn run_sql(
+        &mut self,
+        statement: SqlStatement<'_>,
+        allowance: RowAllowance,
+    ) -> Result<SqlOutput, SqlFailure> {
+        D::run_handler_sql(&mut self.tx, statement, allowance).await
     }
 }

@@ -25,6 +25,7 @@
 
 mod apply;
 mod consume;
+pub(crate) mod handler_sql;
 mod insert;
 pub(crate) mod migrate;
 
@@ -34,6 +35,7 @@ use super::{
     ApplyReport, Backoff, BatchOutcomes, Hosting, NewRow, OutboxRow, RowState, Store, StoreResult,
     TableStatus, Timestamp, db,
 };
+use crate::handler_sql::{RowAllowance, SqlFailure, SqlOutput, SqlStatement};
 use async_trait::async_trait;
 use sqlx::{
     AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
@@ -53,6 +55,9 @@ pub trait Dialect: Database {
     /// `" FOR UPDATE"`; SQLite: empty, its `BEGIN IMMEDIATE` already holds the file's one
     /// write lock (and it has no row locks).
     const ROW_LOCK: &'static str;
+
+    /// Which database this is.
+    const BACKEND: crate::handler_sql::Backend;
 
     /// Appended to `INSERT INTO switchyard_state (service, state_key, value, updated_at)
     /// VALUES ...`: overwrite the value of a key that exists.
@@ -118,6 +123,15 @@ pub trait Dialect: Database {
         cutoff: Timestamp,
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Runs a handler's checked statement on the consume transaction's connection
+    /// ([`crate::store::ConsumeTx::run_sql`]). Per backend because values bind and read back
+    /// differently (`handler_sql.rs` in each backend's folder).
+    fn run_handler_sql(
+        conn: &mut Self::Connection,
+        statement: SqlStatement<'_>,
+        allowance: RowAllowance,
+    ) -> impl Future<Output = Result<SqlOutput, SqlFailure>> + Send;
 }
 
 /// The `hold_key_order` condition of a claim, appended to its `WHERE` on candidate rows `c`:
@@ -297,6 +311,10 @@ where
             .fetch_optional(&self.pool)
             .await
             .map_err(db("read state"))
+    }
+
+    fn backend(&self) -> crate::handler_sql::Backend {
+        D::BACKEND
     }
 
     async fn begin_consume(&self) -> StoreResult<Box<dyn crate::store::ConsumeTx>> {

@@ -9,6 +9,7 @@
 //! refused with an error saying so (commands such as `publish` and `status` do not take it, so
 //! they work beside a running host).
 
+mod handler_sql;
 mod migrate;
 
 use super::sql::{Dialect, SqlStore, claimed_rows, hold_keys_sql, insert_returning};
@@ -76,6 +77,8 @@ pub async fn insert_rows(
 }
 
 impl Dialect for Sqlite {
+    const BACKEND: crate::handler_sql::Backend = crate::handler_sql::Backend::Sqlite;
+
     type HostLock = SqliteHostLock;
 
     /// No row locks: `BEGIN IMMEDIATE` already holds the one write lock of the file.
@@ -198,5 +201,13 @@ impl Dialect for Sqlite {
             .await
             .map_err(db("requeue stale rows"))?;
         Ok(done.rows_affected())
+    }
+
+    async fn run_handler_sql(
+        conn: &mut sqlx::SqliteConnection,
+        statement: crate::handler_sql::SqlStatement<'_>,
+        allowance: crate::handler_sql::RowAllowance,
+    ) -> Result<crate::handler_sql::SqlOutput, crate::handler_sql::SqlFailure> {
+        handler_sql::run(conn, statement, allowance).await
     }
 }

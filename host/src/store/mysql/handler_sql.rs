@@ -1,0 +1,76 @@
+//! A handler's statement on MySQL/MariaDB. RFC 3339 text binds as a UTC `DATETIME` (the server
+//! refuses `2026-12-02T06:00:00Z` in a datetime column; sessions run in UTC), so in a text
+//! column it reads back as `2026-12-02 06:00:00`. Values read back by the column's type:
+//! datetimes as UTC RFC 3339, `TINYINT(1)` as a boolean, an unsigned integer past `i64` and a
+//! `DECIMAL` as text.
+
+use crate::handler_sql::{
+    RowAllowance, SqlFailure, SqlOutput, SqlStatement, SqlValue, format_naive, rfc3339,
+};
+use crate::store::sql::handler_sql::{classify, read_rows};
+use sqlx::mysql::{MySqlArguments, MySqlRow};
+use sqlx::{Arguments, AssertSqlSafe, MySqlConnection, Row, TypeInfo, ValueRef};
+use time::{Date, PrimitiveDateTime, Time, UtcOffset};
+
+pub(super) async fn run(
+    conn: &mut MySqlConnection,
+    statement: SqlStatement<'_>,
+    allowance: RowAllowance,
+) -> Result<SqlOutput, SqlFailure> {
+    let mut args = MySqlArguments::default();
+    for p in statement.params {
+        let added = match p {
+            SqlValue::Null => args.add(None::<String>),
+            SqlValue::Bool(b) => args.add(*b),
+            SqlValue::Int(i) => args.add(*i),
+            SqlValue::Float(f) => args.add(*f),
+            SqlValue::Text(s) => match rfc3339(s) {
+                Some(at) => {
+                    let utc = at.to_offset(UtcOffset::UTC);
+                    args.add(PrimitiveDateTime::new(utc.date(), utc.time()))
+                }
+                None => args.add(s.clone()),
+            },
+            SqlValue::Bytes(b) => args.add(b.clone()),
+        };
+        added.map_err(|e| SqlFailure::Statement(format!("cannot bind a parameter: {e}")))?;
+    }
+    let query = sqlx::query_with(AssertSqlSafe(statement.sql.to_owned()), args);
+    if statement.writes {
+        let done = query.execute(&mut *conn).await.map_err(classify)?;
+        return Ok(SqlOutput::Changed(done.rows_affected()));
+    }
+    read_rows(query.fetch(&mut *conn), allowance, value).await
+}
+
+fn value(row: &MySqlRow, i: usize) -> Result<SqlValue, String> {
+    let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Ok(SqlValue::Null);
+    }
+    let kind = raw.type_info().name().to_owned();
+    let e = |e: sqlx::Error| e.to_string();
+    Ok(match kind.as_str() {
+        "BOOLEAN" => SqlValue::Bool(row.try_get_unchecked::<bool, _>(i).map_err(e)?),
+        "TINYINT" | "SMALLINT" | "INT" | "MEDIUMINT" | "BIGINT" | "YEAR" | "TINYINT UNSIGNED"
+        | "SMALLINT UNSIGNED" | "INT UNSIGNED" | "MEDIUMINT UNSIGNED" => {
+            SqlValue::Int(row.try_get_unchecked::<i64, _>(i).map_err(e)?)
+        }
+        "BIGINT UNSIGNED" => {
+            let n = row.try_get_unchecked::<u64, _>(i).map_err(e)?;
+            i64::try_from(n).map_or_else(|_| SqlValue::Text(n.to_string()), SqlValue::Int)
+        }
+        "FLOAT" => SqlValue::Float(f64::from(row.try_get_unchecked::<f32, _>(i).map_err(e)?)),
+        "DOUBLE" => SqlValue::Float(row.try_get_unchecked::<f64, _>(i).map_err(e)?),
+        "DATETIME" | "TIMESTAMP" => SqlValue::Text(format_naive(
+            row.try_get_unchecked::<PrimitiveDateTime, _>(i)
+                .map_err(e)?,
+        )),
+        "DATE" => SqlValue::Text(row.try_get_unchecked::<Date, _>(i).map_err(e)?.to_string()),
+        "TIME" => SqlValue::Text(row.try_get_unchecked::<Time, _>(i).map_err(e)?.to_string()),
+        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" | "BIT"
+        | "GEOMETRY" => SqlValue::Bytes(row.try_get_unchecked::<Vec<u8>, _>(i).map_err(e)?),
+        // Text, DECIMAL, JSON, ENUM, SET: sent as text.
+        _ => SqlValue::Text(row.try_get_unchecked::<String, _>(i).map_err(e)?),
+    })
+}

@@ -1,0 +1,109 @@
+//! Running a handler's checked statement (the `sql` import) on the batch's consume
+//! transaction: the invocation's savepoint, reading a SELECT's rows within the invocation's
+//! allowance, and sorting a failure into what the host does about it ([`SqlFailure`]).
+//!
+//! Per backend ([`Dialect::run_handler_sql`]): binding values (PostgreSQL binds by the types the
+//! server infers; MySQL binds RFC 3339 text as a DATETIME) and reading them back.
+
+use crate::handler_sql::{RowAllowance, SqlFailure, SqlOutput, SqlValue};
+use futures::TryStreamExt;
+use sqlx::error::ErrorKind;
+use sqlx::{Column, Database, Executor, Row};
+
+/// The statements of one savepoint (the same on the three backends).
+pub(crate) struct SavepointSql {
+    pub take: &'static str,
+    pub release: &'static str,
+    /// Undoes what ran since `take`; the savepoint stays until released.
+    pub roll_back: &'static str,
+}
+
+/// The savepoint of the invocation whose statements are running.
+pub(crate) const INVOCATION_SAVEPOINT: SavepointSql = SavepointSql {
+    take: "SAVEPOINT switchyard_invocation",
+    release: "RELEASE SAVEPOINT switchyard_invocation",
+    roll_back: "ROLLBACK TO SAVEPOINT switchyard_invocation",
+};
+
+/// The savepoint around one write on a backend where a failed statement aborts the whole
+/// transaction (PostgreSQL), so a constraint error undoes only that statement.
+pub(crate) const STATEMENT_SAVEPOINT: SavepointSql = SavepointSql {
+    take: "SAVEPOINT switchyard_statement",
+    release: "RELEASE SAVEPOINT switchyard_statement",
+    roll_back: "ROLLBACK TO SAVEPOINT switchyard_statement",
+};
+
+/// Sorts a database error: a constraint the handler can see, a transaction that can no longer
+/// be used (the batch runs again), or a failure of this statement (the invocation is retried).
+pub(crate) fn classify(error: sqlx::Error) -> SqlFailure {
+    let sqlx::Error::Database(db) = &error else {
+        // A lost connection, a pool or protocol error: the transaction is gone.
+        return SqlFailure::Broken(error.to_string());
+    };
+    let message = db.message().to_owned();
+    match db.kind() {
+        ErrorKind::UniqueViolation
+        | ErrorKind::ForeignKeyViolation
+        | ErrorKind::NotNullViolation
+        | ErrorKind::CheckViolation => SqlFailure::Constraint(message),
+        _ if crate::store::is_transient(db.as_ref()) => SqlFailure::Broken(message),
+        _ => SqlFailure::Statement(message),
+    }
+}
+
+/// Runs `sql` (a savepoint statement) on the transaction's connection.
+pub(crate) async fn plain<'c, D: Database>(
+    conn: &'c mut D::Connection,
+    sql: &'static str,
+) -> Result<(), SqlFailure>
+where
+    &'c mut D::Connection: Executor<'c, Database = D>,
+{
+    conn.execute(sql).await.map(|_| ()).map_err(classify)
+}
+
+/// Reads a SELECT's rows from `rows`, decoding each value with `value`, and stops with a budget
+/// failure as soon as the rows or their bytes pass `allowance` (so a huge result is never held).
+pub(crate) async fn read_rows<R, S>(
+    mut rows: S,
+    allowance: RowAllowance,
+    value: impl Fn(&R, usize) -> Result<SqlValue, String>,
+) -> Result<SqlOutput, SqlFailure>
+where
+    R: Row,
+    S: futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+{
+    let (mut columns, mut out, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+    while let Some(row) = rows.try_next().await.map_err(classify)? {
+        if columns.is_empty() {
+            columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+        }
+        if out.len() as u64 >= allowance.rows {
+            return Err(SqlFailure::Budget(format!(
+                "the query returns more than the {} rows this invocation may still read \
+                 (limits.max_sql_rows): add a LIMIT or a narrower WHERE",
+                allowance.rows
+            )));
+        }
+        let mut values = Vec::with_capacity(columns.len());
+        for (i, name) in columns.iter().enumerate() {
+            let v = value(&row, i)
+                .map_err(|e| SqlFailure::Statement(format!("column {name} cannot be read: {e}")))?;
+            bytes = bytes.saturating_add(v.size());
+            values.push(v);
+        }
+        if bytes > allowance.bytes {
+            return Err(SqlFailure::Budget(format!(
+                "the query returns more than the {} bytes this invocation may still read \
+                 (limits.max_sql_bytes): select fewer columns or rows",
+                allowance.bytes
+            )));
+        }
+        out.push(values);
+    }
+    Ok(SqlOutput::Rows {
+        columns,
+        rows: out,
+        bytes,
+    })
+}

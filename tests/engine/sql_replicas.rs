@@ -1,0 +1,204 @@
+//! The `sql` import across hosts and failures (issue 13, point 3), on MariaDB and PostgreSQL:
+//! hosts updating the same rows in opposite orders (deadlocks between replicas) lose and double
+//! nothing; a host dying between its handlers' statements and the batch's commit leaves nothing
+//! of them applied and its rows are handled again; a statement cut off by its deadline (blocked
+//! on a row another transaction holds) fails only its own row's attempt.
+
+use crate::fleet;
+use crate::support::{Backend, Harness, Setup, TransportKind, WAIT, component, eventually, until};
+use crate::testdb::{self, TestDb};
+use serde_json::json;
+use switchyard::NewEvent;
+use switchyard::store::now;
+
+const HOSTS: usize = 3;
+const EVENTS: usize = 300;
+
+crate::backend_suite!(
+    servers: replicas_updating_rows_in_opposite_orders_lose_nothing,
+    a_host_dying_before_its_commit_applies_none_of_its_statements,
+    a_statement_cut_off_by_its_deadline_fails_only_its_row
+);
+
+/// The `shop` service with the sql-probe component, granted `counters` and `items`.
+fn shop(deadline_ms: u64) -> String {
+    format!(
+        r#"
+[services.shop]
+
+[[routes]]
+event_type = "sql.run"
+service = "shop"
+component = "{}"
+limits = {{ deadline_ms = {deadline_ms} }}
+sql = {{ tables = {{ counters = "rw", items = "rw" }} }}
+"#,
+        component("sql_probe").display()
+    )
+}
+
+async fn create_tables(db: &TestDb) {
+    db.exec("CREATE TABLE counters (name VARCHAR(16) PRIMARY KEY, n BIGINT NOT NULL)")
+        .await;
+    db.exec("INSERT INTO counters (name, n) VALUES ('a', 0), ('b', 0)")
+        .await;
+    db.exec("CREATE TABLE items (id BIGINT PRIMARY KEY, qty BIGINT NOT NULL)")
+        .await;
+}
+
+fn bump(name: &str) -> serde_json::Value {
+    json!({"execute": "UPDATE counters SET n = n + 1 WHERE name = ?", "params": [name]})
+}
+
+async fn replicas_updating_rows_in_opposite_orders_lose_nothing(backend: Backend) {
+    run_hosts(backend, false).await;
+}
+
+async fn a_host_dying_before_its_commit_applies_none_of_its_statements(backend: Backend) {
+    run_hosts(backend, true).await;
+}
+
+async fn run_hosts(backend: Backend, kill_one: bool) {
+    let _server = testdb::SERVERS.clone().read_owned().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, db) = testdb::fresh(backend, dir.path()).await;
+    create_tables(&db).await;
+    // Deadlocks must never use up a row's attempts; a dead host's rows come back quickly.
+    let config = fleet::write_config(dir.path(), &url, |t| {
+        t.replace("max_attempts = 3", "max_attempts = 1000")
+            .replace(
+                "poll_interval_ms = 250",
+                "poll_interval_ms = 250\nvisibility_timeout_ms = 2000",
+            )
+            + &shop(5000)
+    });
+    let first = fleet::open(&config).await;
+    let outbox = first.outbox();
+    // Half the events update the two rows in one order, half in the other; each also inserts
+    // its own item, so a statement applied twice (or lost) shows.
+    let rows: Vec<_> = (0..EVENTS)
+        .map(|i| {
+            let (x, y) = if i % 2 == 0 { ("a", "b") } else { ("b", "a") };
+            let item =
+                json!({"execute": "INSERT INTO items (id, qty) VALUES (?, 1)", "params": [i]});
+            outbox
+                .row(NewEvent::new(
+                    "sql.run",
+                    json!({"steps": [bump(x), item, bump(y)]}),
+                ))
+                .unwrap()
+        })
+        .collect();
+    first.store().insert(&rows, now()).await.unwrap();
+    let mut running = Vec::new();
+    for _ in 0..HOSTS {
+        running.push(fleet::start(&config).await);
+    }
+    let consumed = "SELECT COUNT(*) FROM shop_outbox_messages WHERE status = 'consumed'";
+    if kill_one {
+        eventually("a first share of the events consumed", WAIT, || async {
+            until(db.scalar(consumed).await, |n| *n >= (EVENTS / 10) as i64)
+        })
+        .await;
+        // Dropped without shutdown: its consumer is aborted wherever it is, between a
+        // handler's statements and the batch's commit included; its transaction rolls back.
+        drop(running.remove(0));
+        let at_kill = db.scalar(consumed).await;
+        assert!(
+            at_kill < EVENTS as i64,
+            "every event was consumed before the host died: the test proves nothing"
+        );
+    }
+    eventually("every event consumed", WAIT * 2, || async {
+        until(db.scalar(consumed).await, |n| *n == EVENTS as i64)
+    })
+    .await;
+    for name in ["a", "b"] {
+        let n = db
+            .scalar(&format!("SELECT n FROM counters WHERE name = '{name}'"))
+            .await;
+        assert_eq!(
+            n, EVENTS as i64,
+            "updates of counter {name} lost or doubled"
+        );
+    }
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM items").await, EVENTS as i64);
+    for (host, r) in running {
+        assert!(r.shutdown(std::time::Duration::from_secs(10)).await);
+        drop(host);
+    }
+    drop(first);
+    db.drop_database().await;
+}
+
+async fn a_statement_cut_off_by_its_deadline_fails_only_its_row(backend: Backend) {
+    let setup = Setup {
+        backend,
+        transport: TransportKind::Embedded,
+    };
+    let mut h = Harness::start_with(setup, &shop(1000)).await;
+    create_tables(&h.db).await;
+    h.db.exec("INSERT INTO items (id, qty) VALUES (70, 1)")
+        .await;
+    // Another transaction holds item 70's row: an update of it waits past the deadline.
+    let blocked_update = "UPDATE items SET qty = 9 WHERE id = 70";
+    let holder = match &h.db {
+        TestDb::MariaDb(pool, _) => {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query(blocked_update).execute(&mut *tx).await.unwrap();
+            Holder::MariaDb(tx)
+        }
+        TestDb::Postgres(pool, _) => {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query(blocked_update).execute(&mut *tx).await.unwrap();
+            Holder::Postgres(tx)
+        }
+        TestDb::Sqlite(_) => unreachable!("servers only"),
+    };
+    let blocked = h
+        .publish(
+            "sql.run",
+            json!({"steps": [{"execute": "UPDATE items SET qty = qty + 1 WHERE id = ?", "params": [70]}]}),
+        )
+        .await;
+    let row = h.wait_final("shop_outbox_messages", blocked).await;
+    assert_eq!(row.status, "dead", "{row:?}");
+    assert_eq!(
+        row.retry_count, 3,
+        "each cut-off attempt counts once: {row:?}"
+    );
+    let reason = row.last_error.unwrap_or_default();
+    assert!(
+        reason.contains("deadline exceeded after 1000 ms"),
+        "{reason}"
+    );
+    // The service goes on. (Known limit: the server keeps running a cut-off statement until
+    // it ends, so what its transaction holds stays held until then: docs/SECURITY.md.)
+    let free = h
+        .publish(
+            "sql.run",
+            json!({"steps": [{"execute": "INSERT INTO items (id, qty) VALUES (?, 1)", "params": [71]}]}),
+        )
+        .await;
+    let row = h.wait_final("shop_outbox_messages", free).await;
+    assert_eq!(row.status, "consumed", "{row:?}");
+    drop(holder);
+    assert_eq!(
+        h.db.scalar("SELECT COUNT(*) FROM items WHERE id = 71")
+            .await,
+        1
+    );
+    assert_eq!(
+        h.db.scalar("SELECT qty FROM items WHERE id = 70").await,
+        1,
+        "the cut-off update was applied"
+    );
+    h.stop().await;
+}
+
+/// The test's own transaction holding a row lock, rolled back when dropped.
+#[allow(dead_code, reason = "held for its lock")]
+enum Holder {
+    MariaDb(sqlx::Transaction<'static, sqlx::MySql>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
