@@ -5,7 +5,8 @@
 
 use crate::support::sink::Sink;
 use crate::support::smartflow::{
-    assert_dead, instant, publish_v, redeliver, row_json, rows_json, run, start, start_on,
+    assert_dead, instant, publish_v, redeliver, row_json, rows_json, run_ok, start, start_on,
+    wait_consumed,
 };
 use crate::support::{Backend, Harness, TestDb};
 use serde_json::{Value, json};
@@ -49,7 +50,7 @@ async fn a_user_chat_message_is_stored_counted_and_asks_memory_for_one_extractio
     let sink = Sink::start().await;
     let mut h = start_on(backend, &sink.addr).await;
     let id = publish_v(&h, "chat.history.persist.requested", "", chat("user")).await;
-    assert_eq!(h.wait_final(AGENT, id).await.status, "consumed");
+    wait_consumed(&h, AGENT, id).await;
     let msg = row_json(
         &h.db,
         "SELECT user_id, chat_id, event_id, role, message, reasoning_content, tokens_consumed, \
@@ -114,7 +115,7 @@ async fn a_user_chat_message_is_stored_counted_and_asks_memory_for_one_extractio
         with(chat("assistant"), "created_at", Value::Null),
     )
     .await;
-    assert_eq!(h.wait_final(AGENT, id2).await.status, "consumed");
+    wait_consumed(&h, AGENT, id2).await;
     let conv = conversation(&h).await;
     assert_eq!(conv["message_count"], 2);
     assert!(
@@ -133,8 +134,8 @@ async fn a_user_chat_message_is_stored_counted_and_asks_memory_for_one_extractio
     let b = h
         .insert_raw(AGENT, "chat.history.persist.requested", &wrapper, 20)
         .await;
-    assert_eq!(h.wait_final(AGENT, a).await.status, "consumed");
-    assert_eq!(h.wait_final(AGENT, b).await.status, "consumed");
+    wait_consumed(&h, AGENT, a).await;
+    wait_consumed(&h, AGENT, b).await;
     assert_eq!(
         count(
             &h.db,
@@ -253,19 +254,15 @@ async fn token_usage_adds_up_and_refuses_smartflows_invalid_adjustments(backend:
     let ty = "chat.token.usage.adjust.requested";
     let ok = json!({"user_id": 3, "conversation_id": "conv-3", "tokens_delta": 250});
     let first = publish_v(&h, ty, "", ok.clone()).await;
-    assert_eq!(
-        run(
-            &h,
-            AGENT,
-            ty,
-            "",
-            with(ok.clone(), "tokens_delta", json!(50))
-        )
-        .await
-        .0,
-        "consumed"
-    );
-    assert_eq!(h.wait_final(AGENT, first).await.status, "consumed");
+    run_ok(
+        &h,
+        AGENT,
+        ty,
+        "",
+        with(ok.clone(), "tokens_delta", json!(50)),
+    )
+    .await;
+    wait_consumed(&h, AGENT, first).await;
     let conv = conversation(&h).await;
     assert_eq!(
         (conv["tokens_used"].as_i64(), conv["user_id"].as_i64()),
@@ -273,18 +270,14 @@ async fn token_usage_adds_up_and_refuses_smartflows_invalid_adjustments(backend:
     );
     assert_eq!(conv["message_count"], 0, "usage counts no message");
     // The conversation's first message after its usage keeps the usage.
-    assert_eq!(
-        run(
-            &h,
-            AGENT,
-            "chat.history.persist.requested",
-            "",
-            chat("assistant")
-        )
-        .await
-        .0,
-        "consumed"
-    );
+    run_ok(
+        &h,
+        AGENT,
+        "chat.history.persist.requested",
+        "",
+        chat("assistant"),
+    )
+    .await;
     let conv = conversation(&h).await;
     assert_eq!(
         (conv["tokens_used"].as_i64(), conv["message_count"].as_i64()),
@@ -345,11 +338,8 @@ async fn state_snapshots_are_upserted_by_conversation(backend: Backend) {
     let ty = "agent.state.snapshot.persist";
     let snap = |phase: &str| json!({"conversation_id": "conv-3", "user_id": 3, "phase": phase, "snapshot_json": "{\"step\": 1}"});
     let first = publish_v(&h, ty, "", snap("planning")).await;
-    assert_eq!(
-        run(&h, AGENT, ty, "", snap("executing")).await.0,
-        "consumed"
-    );
-    assert_eq!(h.wait_final(AGENT, first).await.status, "consumed");
+    run_ok(&h, AGENT, ty, "", snap("executing")).await;
+    wait_consumed(&h, AGENT, first).await;
     let stored = row_json(
         &h.db,
         "SELECT chat_id, user_id, phase, snapshot_json FROM agent_state_snapshot_records",
@@ -449,21 +439,16 @@ async fn timeline_rows_are_idempotent_and_seq_clashes_move_to_the_end(backend: B
     let mut h = start_on(backend, &sink.addr).await;
     let ty = "agent.timeline.persist.requested";
     let first = publish_v(&h, ty, "", entry(1, "a")).await;
-    assert_eq!(h.wait_final(AGENT, first).await.status, "consumed");
-    assert_eq!(run(&h, AGENT, ty, "", entry(2, "b")).await.0, "consumed");
+    wait_consumed(&h, AGENT, first).await;
+    run_ok(&h, AGENT, ty, "", entry(2, "b")).await;
     // The same row again: success, nothing new.
-    assert_eq!(run(&h, AGENT, ty, "", entry(1, "a")).await.0, "consumed");
+    run_ok(&h, AGENT, ty, "", entry(1, "a")).await;
     // A different row at a taken seq moves to max + 1.
-    assert_eq!(run(&h, AGENT, ty, "", entry(1, "c")).await.0, "consumed");
+    run_ok(&h, AGENT, ty, "", entry(1, "c")).await;
     // That moved row sent again is found where it went, not stored a second time.
-    assert_eq!(run(&h, AGENT, ty, "", entry(1, "c")).await.0, "consumed");
+    run_ok(&h, AGENT, ty, "", entry(1, "c")).await;
     // The same seq in another user's conversation of the same id is no clash.
-    assert_eq!(
-        run(&h, AGENT, ty, "", with(entry(1, "z"), "user_id", json!(4)))
-            .await
-            .0,
-        "consumed"
-    );
+    run_ok(&h, AGENT, ty, "", with(entry(1, "z"), "user_id", json!(4))).await;
     assert_eq!(
         timeline(&h).await,
         vec![

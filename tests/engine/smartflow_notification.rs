@@ -4,7 +4,7 @@
 
 use crate::support::sink::Sink;
 use crate::support::smartflow::{
-    assert_dead, instant, publish_v, redeliver, row_json, start, start_on,
+    assert_dead, instant, publish_v, redeliver, row_json, start, start_on, wait_consumed,
 };
 use crate::support::{Backend, Harness};
 use serde_json::{Value, json};
@@ -43,7 +43,7 @@ async fn a_notification_is_sent_once_per_dedupe_key_and_recorded_sent(backend: B
     let mut h = start_on(backend, &sink.addr).await;
     let key = "3:important_urgent_task:2026-11-29T09:30:00Z";
     let id = publish_v(&h, TY, "1", request(key)).await;
-    assert_eq!(h.wait_final(NOTIFICATION, id).await.status, "consumed");
+    wait_consumed(&h, NOTIFICATION, id).await;
     let got = sink.wait_received(1).await;
     assert_eq!(got[0]["msg_type"], "text");
     assert_eq!(
@@ -79,7 +79,7 @@ async fn a_notification_is_sent_once_per_dedupe_key_and_recorded_sent(backend: B
     assert!(instant(&r["sent_at"]) > instant(&r["requested_at"]), "{r}");
     // The same dedupe key again (a new row), and the first row redelivered: nothing is sent.
     let again = publish_v(&h, TY, "1", with(request(key), "trigger_id", json!("t9"))).await;
-    assert_eq!(h.wait_final(NOTIFICATION, again).await.status, "consumed");
+    wait_consumed(&h, NOTIFICATION, again).await;
     redeliver(
         &h,
         "notification",
@@ -241,7 +241,7 @@ async fn a_sink_that_stays_down_is_given_up_after_five_sends_not_retried_forever
     sink.set_up(false);
     let mut h = start(&sink.addr).await;
     let id = publish_v(&h, TY, "1", request("gone")).await;
-    assert_eq!(h.wait_final(NOTIFICATION, id).await.status, "consumed");
+    wait_consumed(&h, NOTIFICATION, id).await;
     let retry = h
         .ids(NOTIFICATION)
         .await
@@ -292,7 +292,7 @@ async fn a_granted_component_cannot_reach_a_host_outside_its_list() {
         json!({"user_id": 3, "webhook_url": outsider.url()}),
     )
     .await;
-    assert_eq!(h.wait_final(NOTIFICATION, cfg).await.status, "consumed");
+    wait_consumed(&h, NOTIFICATION, cfg).await;
     let channel = row_json(
         &h.db,
         "SELECT user_id, webhook_url FROM notification_channels",
@@ -300,7 +300,7 @@ async fn a_granted_component_cannot_reach_a_host_outside_its_list() {
     .await;
     assert_eq!(channel["webhook_url"], outsider.url());
     let id = publish_v(&h, TY, "1", request("outside")).await;
-    assert_eq!(h.wait_final(NOTIFICATION, id).await.status, "consumed");
+    wait_consumed(&h, NOTIFICATION, id).await;
     let r = record(&h, "outside").await;
     assert_eq!(r["status"], "failed");
     let error = r["last_error"].as_str().unwrap();
@@ -340,9 +340,7 @@ async fn a_component_importing_outbound_http_without_the_grant_is_refused_at_sta
     );
     assert!(
         err.contains("notification.wasm")
-            && err.contains(
-                "imports switchyard:handler/outbound-http@0.2.0 but its route does not grant it"
-            )
+            && err.contains("imports outbound-http but its route does not grant it")
             && err.contains("allowed_hosts"),
         "{err}"
     );

@@ -5,7 +5,8 @@
 
 use crate::support::sink::Sink;
 use crate::support::smartflow::{
-    assert_dead, instant, publish_v, redeliver, row_json, rows_json, run, start, start_on,
+    assert_dead, instant, publish_v, redeliver, row_json, rows_json, run_ok, start, start_on,
+    wait_consumed,
 };
 use crate::support::{Backend, Harness};
 use serde_json::{Value, json};
@@ -46,7 +47,7 @@ async fn an_open_target_gets_a_preview_and_one_notification_request(backend: Bac
     let sink = Sink::start().await;
     let mut h = start_on(backend, &sink.addr).await;
     let id = publish_v(&h, TY, "1", trigger("t1")).await;
-    assert_eq!(h.wait_final(SCHEDULER, id).await.status, "consumed");
+    wait_consumed(&h, SCHEDULER, id).await;
     let record = trigger_row(&h, "t1").await;
     assert_eq!(
         (
@@ -96,10 +97,7 @@ async fn an_open_target_gets_a_preview_and_one_notification_request(backend: Bac
     assert_eq!(p["target_url"], "/assistant/conv-3");
     assert_eq!(p["preview_id"], "preview-t1");
     // The same trigger again (a new row) and the row redelivered: no second notification.
-    assert_eq!(
-        run(&h, SCHEDULER, TY, "1", trigger("t1")).await.0,
-        "consumed"
-    );
+    run_ok(&h, SCHEDULER, TY, "1", trigger("t1")).await;
     redeliver(
         &h,
         "active-scheduler",
@@ -124,35 +122,27 @@ async fn an_open_target_gets_a_preview_and_one_notification_request(backend: Bac
 async fn a_done_target_is_closed_and_a_trigger_without_conversation_is_rejected(backend: Backend) {
     let sink = Sink::start().await;
     let mut h = start_on(backend, &sink.addr).await;
-    assert_eq!(
-        run(
-            &h,
-            SCHEDULER,
-            TY,
-            "1",
-            with(trigger("t2"), "target_status", json!("done"))
-        )
-        .await
-        .0,
-        "consumed"
-    );
+    run_ok(
+        &h,
+        SCHEDULER,
+        TY,
+        "1",
+        with(trigger("t2"), "target_status", json!("done")),
+    )
+    .await;
     let record = trigger_row(&h, "t2").await;
     assert_eq!(
         (record["status"].as_str(), record["reason"].as_str()),
         (Some("closed"), Some("task_item 7 is done"))
     );
-    assert_eq!(
-        run(
-            &h,
-            SCHEDULER,
-            TY,
-            "1",
-            with(trigger("t3"), "conversation_id", json!(""))
-        )
-        .await
-        .0,
-        "consumed"
-    );
+    run_ok(
+        &h,
+        SCHEDULER,
+        TY,
+        "1",
+        with(trigger("t3"), "conversation_id", json!("")),
+    )
+    .await;
     assert_eq!(trigger_row(&h, "t3").await["status"], "rejected");
     assert!(
         h.rows(NOTIFICATION).await.is_empty(),
@@ -181,10 +171,7 @@ async fn a_stored_trigger_row_is_decided_once_and_a_mismatched_event_is_dead(bac
     let mut h = start_on(backend, &sink.addr).await;
     // A pending row that agrees with its event takes the decision.
     scanner_wrote(&h, "ast_1", "7", "pending").await;
-    assert_eq!(
-        run(&h, SCHEDULER, TY, "1", trigger("ast_1")).await.0,
-        "consumed"
-    );
+    run_ok(&h, SCHEDULER, TY, "1", trigger("ast_1")).await;
     let record = trigger_row(&h, "ast_1").await;
     assert_eq!(
         (record["status"].as_str(), record["preview_id"].as_str()),
@@ -214,10 +201,7 @@ async fn a_stored_trigger_row_is_decided_once_and_a_mismatched_event_is_dead(bac
     .await;
     // A row already in a terminal status: nothing happens, nothing is emitted.
     scanner_wrote(&h, "ast_3", "7", "skipped").await;
-    assert_eq!(
-        run(&h, SCHEDULER, TY, "1", trigger("ast_3")).await.0,
-        "consumed"
-    );
+    run_ok(&h, SCHEDULER, TY, "1", trigger("ast_3")).await;
     assert_eq!(trigger_row(&h, "ast_3").await["status"], "skipped");
     assert_eq!(h.rows(NOTIFICATION).await.len(), 1);
     let previews = rows_json(&h.db, "SELECT id FROM active_schedule_previews").await;

@@ -5,7 +5,8 @@
 use crate::support::Backend;
 use crate::support::sink::Sink;
 use crate::support::smartflow::{
-    assert_dead, instant, publish_v, redeliver, row_json, rows_json, run, start_on,
+    assert_dead, instant, publish_v, redeliver, row_json, rows_json, run, run_ok, start_on,
+    wait_consumed,
 };
 use serde_json::{Value, json};
 
@@ -131,16 +132,10 @@ async fn one_pending_extraction_job_per_idempotency_key(backend: Backend) {
     let mut h = start_on(backend, &sink.addr).await;
     let ty = "memory.extract.requested";
     let first = publish_v(&h, ty, "", extract("k/1", "first")).await;
-    assert_eq!(h.wait_final(MEMORY, first).await.status, "consumed");
-    assert_eq!(
-        run(&h, MEMORY, ty, "v1", extract("k/1", "second")).await.0,
-        "consumed"
-    );
+    wait_consumed(&h, MEMORY, first).await;
+    run_ok(&h, MEMORY, ty, "v1", extract("k/1", "second")).await;
     // Keys compare byte for byte: another case is another key.
-    assert_eq!(
-        run(&h, MEMORY, ty, "v1", extract("K/1", "third")).await.0,
-        "consumed"
-    );
+    run_ok(&h, MEMORY, ty, "v1", extract("K/1", "third")).await;
     let jobs = rows_json(
         &h.db,
         "SELECT idempotency_key, status, source_text, event_id, user_id, conversation_id, \
@@ -251,12 +246,7 @@ async fn a_task_that_becomes_urgent_triggers_the_scheduler_once(backend: Backend
     let mut h = start_on(backend, &sink.addr).await;
     let ty = "task.upsert.requested";
     // Before its threshold: recorded, not urgent, no trigger.
-    assert_eq!(
-        run(&h, TASK, ty, "", upsert(2, "2026-11-29T08:00:00Z"))
-            .await
-            .0,
-        "consumed"
-    );
+    run_ok(&h, TASK, ty, "", upsert(2, "2026-11-29T08:00:00Z")).await;
     let task = task_row(&h).await;
     assert_eq!(
         (task["priority"].as_i64(), task["title"].as_str()),
@@ -269,7 +259,7 @@ async fn a_task_that_becomes_urgent_triggers_the_scheduler_once(backend: Backend
     assert!(h.rows(SCHEDULER).await.is_empty());
     // Past it: promoted 2 -> 1 and the trigger is emitted in the same transaction.
     let urgent = publish_v(&h, ty, "", upsert(2, "2026-11-29T09:10:00Z")).await;
-    assert_eq!(h.wait_final(TASK, urgent).await.status, "consumed");
+    wait_consumed(&h, TASK, urgent).await;
     assert_eq!(task_row(&h).await["priority"], 1);
     let triggers = h.rows(SCHEDULER).await;
     assert_eq!(triggers.len(), 1);
@@ -294,12 +284,7 @@ async fn a_task_that_becomes_urgent_triggers_the_scheduler_once(backend: Backend
         (Some(7), Some("conv-3"))
     );
     // Still urgent at the next check: nothing new.
-    assert_eq!(
-        run(&h, TASK, ty, "", upsert(1, "2026-11-29T09:20:00Z"))
-            .await
-            .0,
-        "consumed"
-    );
+    run_ok(&h, TASK, ty, "", upsert(1, "2026-11-29T09:20:00Z")).await;
     redeliver(
         &h,
         "task",
@@ -323,7 +308,7 @@ async fn a_task_that_becomes_urgent_triggers_the_scheduler_once(backend: Backend
         "done",
         json!(true),
     );
-    assert_eq!(run(&h, TASK, ty, "", done).await.0, "consumed");
+    run_ok(&h, TASK, ty, "", done).await;
     let row = row_json(&h.db, "SELECT priority, completed FROM tasks WHERE id = 8").await;
     assert_eq!(row["priority"], 2, "{row}");
     assert!(
@@ -375,13 +360,14 @@ async fn a_task_route_without_its_sql_grant_is_refused_at_start() {
     let sink = Sink::start().await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
-    let grant = "sql = { tables = { tasks = \"rw\" } }\nemits = [\"active_schedule.triggered\"]";
+    // The grant of task.record.requested, the first route the task component serves.
+    let grant = "task.wasm\"\nsql = { tables = { tasks = \"rw\" } }\n\n";
     let text = crate::support::smartflow::config_text(&url, &sink.addr);
     assert!(
         text.contains(grant),
-        "the upsert route's grant is in the example"
+        "the record route's grant is in the example"
     );
-    let text = text.replace(grant, "emits = [\"active_schedule.triggered\"]");
+    let text = text.replacen(grant, "task.wasm\"\n\n", 1);
     let config =
         switchyard::config::Config::parse(&text, std::path::Path::new("s.toml"), dir.path().into())
             .unwrap();
@@ -396,7 +382,9 @@ async fn a_task_route_without_its_sql_grant_is_refused_at_start() {
             .expect("a component importing sql must not load on a route without a grant")
     );
     assert!(
-        err.contains("task.wasm") && err.contains("task.upsert.requested") && err.contains("sql"),
+        err.contains("task.record.requested")
+            && err.contains("task.wasm imports sql but its route does not grant it")
+            && err.contains("sql = { tables = { tasks = \"rw\" } }"),
         "{err}"
     );
 }

@@ -205,7 +205,9 @@ impl Row<'_> {
         }
     }
 
-    /// A text column, or `None` for NULL.
+    /// A text column, or `None` for NULL. UTF-8 bytes are text too: MariaDB reports a text
+    /// column with a binary collation (`utf8mb4_bin`, which SmartFlow's DDL uses so keys
+    /// compare byte for byte) as binary, and the host passes it on as a blob.
     ///
     /// # Errors
     /// Retry naming the column when it holds something else.
@@ -214,6 +216,10 @@ impl Row<'_> {
             Value::Null => Ok(None),
             Value::Text(t) => Ok(Some(t.clone())),
             Value::Int(i) => Ok(Some(i.to_string())),
+            Value::Blob(b) => match std::str::from_utf8(b) {
+                Ok(t) => Ok(Some(t.to_owned())),
+                Err(_) => Err(Self::wrong(column, "text", &Value::Blob(b.clone()))),
+            },
             other => Err(Self::wrong(column, "text", other)),
         }
     }
@@ -350,6 +356,17 @@ mod tests {
         assert_eq!(row.i64("n"), Ok(12), "decimal text from an aggregate");
         assert_eq!(row.i64("sum"), Ok(3), "a whole real");
         assert_eq!(row.opt_text("gone"), Ok(None));
+        let bin = rows(&["kind"], vec![Value::Blob(b"message".to_vec())]);
+        assert_eq!(
+            bin.first().unwrap().text("kind"),
+            Ok("message".to_owned()),
+            "a utf8mb4_bin column MariaDB reports as binary"
+        );
+        let raw = rows(&["kind"], vec![Value::Blob(vec![0xff, 0xfe])]);
+        assert!(
+            raw.first().unwrap().text("kind").is_err(),
+            "not UTF-8: not text"
+        );
         assert_eq!(
             row.opt_time("at").unwrap().map(crate::rfc3339).as_deref(),
             Some("2026-12-02T06:00:00Z")

@@ -207,6 +207,22 @@ pub async fn run(
     (row.status, row.last_error.unwrap_or_default())
 }
 
+/// Waits for row `id` of `table` to be final and asserts it is `consumed` (showing its last
+/// error if not).
+pub async fn wait_consumed(h: &Harness, table: &str, id: i64) {
+    let row = h.wait_final(table, id).await;
+    assert_eq!(row.status, "consumed", "row {id} of {table}: {row:?}");
+}
+
+/// Publishes and asserts the row ends `consumed` (showing its last error if not).
+pub async fn run_ok(h: &Harness, table: &str, event_type: &str, version: &str, payload: Value) {
+    let (status, error) = run(h, table, event_type, version, payload.clone()).await;
+    assert_eq!(
+        status, "consumed",
+        "{event_type} {payload} should be consumed; last error: {error}"
+    );
+}
+
 /// Asserts the event ends dead and its reason contains `reason`.
 pub async fn assert_dead(
     h: &Harness,
