@@ -174,8 +174,8 @@ async fn host_imports_refuse_floods_oversized_values_and_unrouted_types() {
         "{err}"
     );
     // A log flood is cut at the cap, not an error: the invocation still succeeds.
-    let (status, _) = attack(&s.h, "hostile.run", "log-flood", "").await;
-    assert_eq!(status, "consumed");
+    let (status, err) = attack(&s.h, "hostile.run", "log-flood", "").await;
+    assert_eq!(status, "consumed", "{err}");
     s.h.stop().await;
 }
 

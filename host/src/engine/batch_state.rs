@@ -40,6 +40,8 @@ struct Slot {
     invocation: Option<i64>,
     /// Whether the running invocation has taken its savepoint.
     savepoint: bool,
+    /// The running invocation's deadline, milliseconds: its statements' server-side limit.
+    deadline_ms: u64,
     /// Whether any `sql` statement ran in the transaction.
     ran_sql: bool,
 }
@@ -67,6 +69,7 @@ impl BatchState {
                 tx: Tx::Closed,
                 invocation: None,
                 savepoint: false,
+                deadline_ms: 0,
                 ran_sql: false,
             }),
         }
@@ -80,11 +83,12 @@ impl BatchState {
         }
     }
 
-    /// Called before the invocation of outbox row `id` runs.
-    pub(super) async fn begin_invocation(&self, id: i64) {
+    /// Called before the invocation of outbox row `id` runs, with its deadline.
+    pub(super) async fn begin_invocation(&self, id: i64, deadline_ms: u64) {
         let mut slot = self.slot.lock().await;
         slot.invocation = Some(id);
         slot.savepoint = false;
+        slot.deadline_ms = deadline_ms;
     }
 
     /// Called after it: its `sql` statements stand (`keep`, an acknowledged invocation) or are
@@ -250,7 +254,10 @@ async fn run_statement(
         ));
     };
     if !slot.savepoint {
-        tx.savepoint(Savepoint::Take).await?;
+        tx.savepoint(Savepoint::Take {
+            limit_ms: slot.deadline_ms,
+        })
+        .await?;
         slot.savepoint = true;
     }
     slot.ran_sql = true;

@@ -330,7 +330,9 @@ async fn handle_one(
         &env.event_type,
         Duration::from_millis(route.policy.limits.deadline_ms),
     );
-    reader.begin_invocation(env.outbox_id).await;
+    reader
+        .begin_invocation(env.outbox_id, route.policy.limits.deadline_ms)
+        .await;
     let out = shared
         .runtime
         .invoke(component, &route.policy, catalog, reader.clone(), event)

@@ -126,8 +126,11 @@ pub trait ConsumeTx: Send {
 /// A step of an invocation's savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Savepoint {
-    /// At the invocation's first `sql` statement.
-    Take,
+    /// At the invocation's first `sql` statement. `limit_ms` is the invocation's deadline: the
+    /// server abandons a statement (or a lock wait) of the invocation that runs longer, where the
+    /// backend can (see [`crate::store::sql::Dialect::STATEMENT_LIMIT`]), so a statement the host
+    /// cut off does not hold its transaction's locks for long.
+    Take { limit_ms: u64 },
     /// The invocation was acknowledged: its statements stand.
     Release,
     /// Retry, dead, trap, deadline or a failed statement: its statements are undone.

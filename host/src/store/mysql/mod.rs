@@ -96,6 +96,20 @@ pub async fn insert_rows(
 impl Dialect for MySql {
     const BACKEND: crate::handler_sql::Backend = crate::handler_sql::Backend::MySql;
 
+    const STATEMENT_LIMIT: Option<crate::store::sql::handler_sql::StatementLimit> =
+        Some(crate::store::sql::handler_sql::StatementLimit {
+            // InnoDB's lock wait, in whole seconds (at least 1): MySQL and MariaDB both have it. A
+            // statement that computes rather than waits is not bounded here (MariaDB's
+            // max_statement_time is not in MySQL): docs/SECURITY.md.
+            set: |ms| {
+                format!(
+                    "SET SESSION innodb_lock_wait_timeout = {}",
+                    ms.div_ceil(1000).max(1)
+                )
+            },
+            reset: "SET SESSION innodb_lock_wait_timeout = DEFAULT",
+        });
+
     /// Shared by any number of hosts: nothing to hold.
     type HostLock = ();
 

@@ -59,6 +59,13 @@ pub async fn insert_rows(
 impl Dialect for Postgres {
     const BACKEND: crate::handler_sql::Backend = crate::handler_sql::Backend::Postgres;
 
+    const STATEMENT_LIMIT: Option<crate::store::sql::handler_sql::StatementLimit> =
+        Some(crate::store::sql::handler_sql::StatementLimit {
+            // Covers lock waits too. LOCAL: set inside the savepoint, undone by its rollback.
+            set: |ms| format!("SET LOCAL statement_timeout = {}", ms.max(1)),
+            reset: "SET LOCAL statement_timeout = DEFAULT",
+        });
+
     /// Shared by any number of hosts: nothing to hold.
     type HostLock = ();
 

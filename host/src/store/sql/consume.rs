@@ -3,14 +3,17 @@
 //! its row in `switchyard_state_locks` (an upsert) before reading again; the batch's outcomes
 //! are applied and committed in the same transaction.
 
-use super::handler_sql::{INVOCATION_SAVEPOINT, plain};
+use super::handler_sql::{INVOCATION_SAVEPOINT, classify};
 use super::{Dialect, SqlStore};
 use crate::handler_sql::{RowAllowance, SqlFailure, SqlOutput, SqlStatement};
 use crate::store::{
     ApplyReport, Backoff, BatchOutcomes, ConsumeTx, Savepoint, StoreResult, Timestamp, db,
 };
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Transaction, Type};
+use sqlx::{
+    AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Transaction,
+    Type,
+};
 
 pub(super) struct SqlConsumeTx<D: Dialect> {
     pub(super) tx: Transaction<'static, D>,
@@ -90,14 +93,24 @@ where
 
     async fn savepoint(&mut self, step: Savepoint) -> Result<(), SqlFailure> {
         let sql = &INVOCATION_SAVEPOINT;
-        match step {
-            Savepoint::Take => plain::<D>(&mut self.tx, sql.take).await,
-            Savepoint::Release => plain::<D>(&mut self.tx, sql.release).await,
-            Savepoint::RollBack => {
-                plain::<D>(&mut self.tx, sql.roll_back).await?;
-                plain::<D>(&mut self.tx, sql.release).await
+        // One round trip per step: the limit's statements travel with the savepoint's.
+        let text = match (step, &D::STATEMENT_LIMIT) {
+            (Savepoint::Take { .. }, None) => sql.take.to_owned(),
+            (Savepoint::Take { limit_ms }, Some(limit)) => {
+                format!("{}; {}", sql.take, (limit.set)(limit_ms))
             }
-        }
+            (Savepoint::Release, None) => sql.release.to_owned(),
+            (Savepoint::Release, Some(limit)) => format!("{}; {}", sql.release, limit.reset),
+            (Savepoint::RollBack, None) => format!("{}; {}", sql.roll_back, sql.release),
+            (Savepoint::RollBack, Some(limit)) => {
+                format!("{}; {}; {}", sql.roll_back, sql.release, limit.reset)
+            }
+        };
+        (&mut *self.tx)
+            .execute(AssertSqlSafe(text))
+            .await
+            .map(|_| ())
+            .map_err(classify)
     }
 
     async fn run_sql(

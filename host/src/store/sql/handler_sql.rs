@@ -33,6 +33,14 @@ pub(crate) const STATEMENT_SAVEPOINT: SavepointSql = SavepointSql {
     roll_back: "ROLLBACK TO SAVEPOINT switchyard_statement",
 };
 
+/// A session setting that bounds how long the server runs one statement.
+pub struct StatementLimit {
+    /// The statement setting it, for a limit in milliseconds.
+    pub set: fn(u64) -> String,
+    /// The statement putting the session's default back.
+    pub reset: &'static str,
+}
+
 /// Sorts a database error: a constraint the handler can see, a transaction that can no longer
 /// be used (the batch runs again), or a failure of this statement (the invocation is retried).
 pub(crate) fn classify(error: sqlx::Error) -> SqlFailure {

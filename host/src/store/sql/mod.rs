@@ -59,6 +59,12 @@ pub trait Dialect: Database {
     /// Which database this is.
     const BACKEND: crate::handler_sql::Backend;
 
+    /// How the server is told to give up on a handler's statement that runs past the
+    /// invocation's deadline (the host has stopped waiting for it by then, but the server would
+    /// run it to its end, holding the transaction's locks): set with the invocation's
+    /// savepoint, reset when it ends. `None` where the backend cannot (SQLite).
+    const STATEMENT_LIMIT: Option<handler_sql::StatementLimit>;
+
     /// Appended to `INSERT INTO switchyard_state (service, state_key, value, updated_at)
     /// VALUES ...`: overwrite the value of a key that exists.
     const UPSERT_STATE: &'static str;

@@ -79,6 +79,8 @@ pub async fn insert_rows(
 impl Dialect for Sqlite {
     const BACKEND: crate::handler_sql::Backend = crate::handler_sql::Backend::Sqlite;
 
+    const STATEMENT_LIMIT: Option<crate::store::sql::handler_sql::StatementLimit> = None;
+
     type HostLock = SqliteHostLock;
 
     /// No row locks: `BEGIN IMMEDIATE` already holds the one write lock of the file.
