@@ -5,6 +5,8 @@
 #   notification.feishu.requested (notification) → webhook received by the sink;
 #   chat.history.persist.requested (agent, role user) → memory.extract.requested (memory).
 # Every other sample event is published too, plus two invalid ones that end dead with a reason.
+# The handlers write SmartFlow's own business tables (examples/smartflow/schema/sqlite.sql,
+# applied here as a user would); their rows are printed at the end.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -21,10 +23,17 @@ rm -f examples/smartflow-demo.db examples/smartflow-demo.db-wal examples/smartfl
 sink=$!
 trap 'kill "$sink" 2>/dev/null || true' EXIT
 
-echo "== migrate"; "$bin" migrate -c "$config"
+db=examples/smartflow-demo.db
+echo "== migrate (Switchyard's outbox tables)"; "$bin" migrate -c "$config"
+echo "== apply SmartFlow's business tables (examples/smartflow/schema/sqlite.sql)"
+python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).executescript(open(sys.argv[2]).read())' \
+  "$db" examples/smartflow/schema/sqlite.sql
 echo "== publish (the chain starts from the task and the chat message)"
 pub() { "$bin" publish -c "$config" "$@"; }
 pub --type task.upsert.requested --key user-3 --payload-file "$ev/task.upsert.requested.json"
+# SmartFlow's phase-1 smoke event: task 1 (priority 2, threshold passed) is promoted to 1.
+pub --type task.record.requested --key user-3 --payload-file "$ev/task.record.requested.json"
+pub --type task.urgency.promote.requested --key user-3 --payload-file "$ev/task.urgency.promote.requested.json"
 pub --type chat.history.persist.requested --key user-3 --payload-file "$ev/chat.history.persist.requested.json"
 pub --type chat.token.usage.adjust.requested --key user-3 --payload-file "$ev/chat.token.usage.adjust.requested.json"
 pub --type agent.state.snapshot.persist --key user-3 --payload-file "$ev/agent.state.snapshot.persist.json"
@@ -46,3 +55,22 @@ for _ in $(seq 1 300); do
 done
 kill -TERM "$host"; wait "$host"
 echo "== status after (every row consumed except the two invalid ones, dead)"; "$bin" status -c "$config"
+
+echo "== SmartFlow's business tables, as the handlers left them"
+python3 - "$db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+for table in ["tasks", "chat_histories", "agent_chats", "agent_state_snapshot_records",
+              "agent_timeline_events", "memory_jobs", "active_schedule_triggers",
+              "active_schedule_previews", "notification_records", "notification_channels"]:
+    cur = db.execute(f"SELECT * FROM {table} ORDER BY 1")
+    rows = cur.fetchall()
+    print(f"-- {table}: {len(rows)} row(s)")
+    columns = [c[0] for c in cur.description]
+    for row in rows:
+        shown = []
+        for name, value in zip(columns, row):
+            text = str(value).replace("\n", "\\n")
+            shown.append(f"{name}={text[:60] + '...' if len(text) > 60 else text}")
+        print("   " + " ".join(shown))
+PY

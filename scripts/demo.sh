@@ -12,6 +12,9 @@ config=examples/switchyard.toml
 rm -f examples/demo.db examples/demo.db-wal examples/demo.db-shm
 
 echo "== migrate"; "$bin" migrate -c "$config"
+# The task component's `tasks` table (SmartFlow's DDL; Switchyard's migrations are outbox-only).
+python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).executescript(open(sys.argv[2]).read())' \
+  examples/demo.db examples/smartflow/schema/sqlite.sql
 echo "== publish"
 "$bin" publish -c "$config" --type task.record.requested --key user-3 --payload-file examples/events/task.record.requested.json
 "$bin" publish -c "$config" --type task.urgency.promote.requested --key user-3 --payload-file examples/events/task.urgency.promote.requested.json

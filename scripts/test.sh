@@ -9,6 +9,8 @@ scripts/build-components.sh >/dev/null
 scripts/databases.sh   # MariaDB and PostgreSQL up (started if down), or a loud failure
 scripts/kafka.sh start  # the tansu broker on 127.0.0.1:9092 (a no-op if one runs), or a loud failure
 cargo test --workspace "$@"
-# The SmartFlow components' pure logic (payload rules, the scheduler's decision, the 30-minute
-# window), unit-tested natively; the engine suite above runs the same crates as components.
-cargo test --quiet --manifest-path plugins/Cargo.toml -p smartflow-kit -p active-scheduler -p notification
+# The SmartFlow components' pure logic (payload rules, the promotion rule, the scheduler's
+# decision and payload_mismatch, the 30-minute window, the kit's row accessor), unit-tested
+# natively; the engine suite above runs the same crates as components.
+cargo test --quiet --manifest-path plugins/Cargo.toml -p smartflow-kit -p task -p agent -p memory \
+  -p active-scheduler -p notification

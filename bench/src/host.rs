@@ -63,7 +63,8 @@ pub fn config_text(
          [consumer]\nbatch_size = {consumer_batch}\n\
          [reload]\nwatch = {watch}\ncache_dir = \"cache\"\n\
          [services.task]\n\
-         [[routes]]\nevent_type = \"task.record.requested\"\nservice = \"task\"\ncomponent = \"{}\"\n{extra_route}\n",
+         [[routes]]\nevent_type = \"task.record.requested\"\nservice = \"task\"\ncomponent = \"{}\"\n\
+         sql = {{ tables = {{ tasks = \"rw\" }} }}\n{extra_route}\n",
         component.display()
     )
 }

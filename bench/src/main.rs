@@ -289,7 +289,58 @@ impl FreshDb {
                 format!("{}/{name}", postgres_server())
             }
         };
-        Ok(FreshDb { kind, url, name })
+        let fresh = FreshDb { kind, url, name };
+        fresh.create_business_tables().await?;
+        Ok(fresh)
+    }
+
+    /// SmartFlow's business tables (`examples/smartflow/schema/`), as a user applies them: the
+    /// task component keeps its tasks in `tasks` through the `sql` import.
+    async fn create_business_tables(&self) -> anyhow::Result<()> {
+        let file = match self.kind {
+            Db::Sqlite => "sqlite.sql",
+            Db::Mariadb => "mysql.sql",
+            Db::Postgres => "postgres.sql",
+        };
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/smartflow/schema")
+            .join(file);
+        let ddl = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        // One statement per call: the files end each statement with `;` at the end of a line.
+        let statements: Vec<String> = ddl
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .split_inclusive(";\n")
+            .map(str::to_owned)
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+        macro_rules! apply {
+            ($conn:expr) => {{
+                let mut c = $conn;
+                for s in &statements {
+                    sqlx::raw_sql(AssertSqlSafe(s.clone()))
+                        .execute(&mut c)
+                        .await?;
+                }
+            }};
+        }
+        match self.kind {
+            Db::Sqlite => apply!(
+                sqlx::SqliteConnection::connect_with(
+                    &self
+                        .url
+                        .parse::<sqlx::sqlite::SqliteConnectOptions>()?
+                        .create_if_missing(true)
+                )
+                .await?
+            ),
+            Db::Mariadb => apply!(sqlx::MySqlConnection::connect(&self.url).await?),
+            Db::Postgres => apply!(sqlx::PgConnection::connect(&self.url).await?),
+        }
+        Ok(())
     }
 
     /// Drops a server database (a SQLite file goes with the scratch directory).

@@ -41,6 +41,9 @@ async fn the_binary_publishes_runs_reports_and_stops_cleanly_on_sigterm() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The task component's `tasks` table, applied as a user applies SmartFlow's DDL.
+    let db = crate::support::TestDb::Sqlite(sqlx::SqlitePool::connect(&url).await.unwrap());
+    crate::support::smartflow::apply_schema(&db).await;
     for i in 0..20 {
         let payload = format!(r#"{{"id": {}, "user_id": 9, "priority": 2}}"#, i + 1);
         let out = switchyard(&[

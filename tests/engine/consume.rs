@@ -1,5 +1,6 @@
 //! The skeleton's promises: publish → consumed, retries, traps, emits, redelivery, dead rows.
 
+use crate::support::smartflow::row_json;
 use crate::support::{Harness, Setup, TestDb, WAIT, component, eventually, hash_of, until};
 use serde_json::json;
 use switchyard::catalog::Service;
@@ -7,7 +8,7 @@ use switchyard::engine::EnqueueOn;
 use switchyard::transport::Message;
 
 crate::engine_suite!(
-    published_event_is_consumed_and_its_state_written,
+    published_event_is_consumed_and_its_rows_written,
     task_not_yet_urgent_is_left_alone_and_bad_promotions_are_dead,
     retrying_handler_ends_dead_after_max_retry_with_none_of_its_writes,
     trapping_handler_is_retried_while_other_routes_keep_serving,
@@ -19,7 +20,7 @@ crate::engine_suite!(
     enqueue_joins_the_callers_transaction,
 );
 
-async fn published_event_is_consumed_and_its_state_written(setup: Setup) {
+async fn published_event_is_consumed_and_its_rows_written(setup: Setup) {
     let mut h = Harness::start(setup).await;
     let record = h
         .publish(
@@ -42,8 +43,11 @@ async fn published_event_is_consumed_and_its_state_written(setup: Setup) {
         row.handler_version.as_deref(),
         Some(hash_of(&component("task")).as_str())
     );
-    let task: serde_json::Value =
-        serde_json::from_str(&h.state("task", "task/3/7").await.unwrap()).unwrap();
+    let task = row_json(
+        &h.db,
+        "SELECT priority FROM tasks WHERE id = 7 AND user_id = 3",
+    )
+    .await;
     assert_eq!(
         task["priority"], 1,
         "priority 2 past its threshold is promoted to 1"
@@ -82,8 +86,11 @@ async fn task_not_yet_urgent_is_left_alone_and_bad_promotions_are_dead(setup: Se
         h.wait_final("task_outbox_messages", ok).await.status,
         "consumed"
     );
-    let task: serde_json::Value =
-        serde_json::from_str(&h.state("task", "task/3/8").await.unwrap()).unwrap();
+    let task = row_json(
+        &h.db,
+        "SELECT priority FROM tasks WHERE id = 8 AND user_id = 3",
+    )
+    .await;
     assert_eq!(
         task["priority"], 4,
         "a task before its threshold keeps its priority"

@@ -23,6 +23,7 @@ mod smartflow_agent;
 mod smartflow_chain;
 mod smartflow_notification;
 mod smartflow_scheduler;
+mod smartflow_smoke;
 mod smartflow_task_memory;
 mod sql;
 mod sql_replicas;

@@ -1,9 +1,10 @@
 //! SmartFlow's whole chain on the embedded default: a task becoming urgent → the scheduler's
 //! trigger → a preview → a notification request → the webhook, received once by a local sink;
-//! and a user's chat message → a memory extraction job. Every outbox row ends `consumed`.
+//! and a user's chat message → a memory extraction job. Every outbox row ends `consumed`, and
+//! each hop's work is in SmartFlow's own tables.
 
 use crate::support::sink::Sink;
-use crate::support::smartflow::{assert_all_consumed, publish_v, start, state_json};
+use crate::support::smartflow::{assert_all_consumed, publish_v, row_json, start, wait_consumed};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,14 +34,8 @@ async fn a_task_becoming_urgent_reaches_the_webhook_once_and_every_row_is_consum
         got[0]["content"]["text"],
         "\"file taxes\" is important and urgent: plan time for it now.\n/assistant/conv-3"
     );
-    assert_eq!(
-        h.wait_final("task_outbox_messages", task).await.status,
-        "consumed"
-    );
-    assert_eq!(
-        h.wait_final("agent_outbox_messages", chat).await.status,
-        "consumed"
-    );
+    wait_consumed(&h, "task_outbox_messages", task).await;
+    wait_consumed(&h, "agent_outbox_messages", chat).await;
     // Each hop's row, in its owner's table.
     for (table, ty) in [
         (
@@ -62,25 +57,31 @@ async fn a_task_becoming_urgent_reaches_the_webhook_once_and_every_row_is_consum
         );
     }
     let trigger_id = "task-3-7-1795943400";
-    let record = state_json(&h, "active-scheduler", &format!("trigger/{trigger_id}"))
-        .await
-        .unwrap();
-    assert_eq!(record["status"], "preview_generated");
-    let delivery = state_json(
-        &h,
-        "notification",
-        "delivery/3:important_urgent_task:2026-11-29T09:00:00Z",
+    let task = row_json(&h.db, "SELECT priority FROM tasks WHERE id = 7").await;
+    assert_eq!(task["priority"], 1);
+    let trigger = row_json(
+        &h.db,
+        &format!(
+            "SELECT status, preview_id FROM active_schedule_triggers WHERE id = '{trigger_id}'"
+        ),
     )
-    .await
-    .unwrap();
+    .await;
+    assert_eq!(trigger["status"], "preview_generated");
+    let delivery = row_json(
+        &h.db,
+        "SELECT status, preview_id FROM notification_records \
+         WHERE dedupe_key = '3:important_urgent_task:2026-11-29T09:00:00Z'",
+    )
+    .await;
     assert_eq!(delivery["status"], "sent");
     assert_eq!(delivery["preview_id"], format!("preview-{trigger_id}"));
-    assert_eq!(
-        state_json(&h, "memory", &format!("job/chat:conv-3:{chat}"))
-            .await
-            .unwrap()["status"],
-        "pending"
-    );
+    assert_eq!(delivery["preview_id"], trigger["preview_id"]);
+    let job = row_json(
+        &h.db,
+        &format!("SELECT status FROM memory_jobs WHERE idempotency_key = 'chat:conv-3:{chat}'"),
+    )
+    .await;
+    assert_eq!(job["status"], "pending");
     assert_all_consumed(&h).await;
     assert_eq!(sink.received().len(), 1, "received once");
     h.stop().await;

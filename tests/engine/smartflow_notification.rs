@@ -1,13 +1,18 @@
 //! SmartFlow's notification service: the Feishu webhook through the granted outbound HTTP
-//! import, one delivery per dedupe key, the delivery record, and the component's own retry of a
-//! failed send.
+//! import, one delivery per channel + dedupe key in `notification_records`, the record's
+//! status, and the component's own retry of a failed send.
 
 use crate::support::sink::Sink;
-use crate::support::smartflow::{assert_dead, publish_v, redeliver, start, state_json};
+use crate::support::smartflow::{
+    assert_dead, instant, publish_v, redeliver, row_json, start, start_on, wait_consumed,
+};
+use crate::support::{Backend, Harness};
 use serde_json::{Value, json};
 
 const NOTIFICATION: &str = "notification_outbox_messages";
 const TY: &str = "notification.feishu.requested";
+
+crate::backend_suite!(a_notification_is_sent_once_per_dedupe_key_and_recorded_sent);
 
 fn request(dedupe_key: &str) -> Value {
     json!({"user_id": 3, "trigger_id": "t1", "preview_id": "preview-t1", "dedupe_key": dedupe_key,
@@ -20,47 +25,61 @@ fn with(mut v: Value, field: &str, value: Value) -> Value {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_notification_is_sent_once_per_dedupe_key_and_recorded_sent() {
-    let sink = Sink::start().await;
-    let mut h = start(&sink.addr).await;
-    let id = publish_v(
-        &h,
-        TY,
-        "1",
-        request("3:important_urgent_task:2026-11-29T09:30:00Z"),
+/// The record of `dedupe_key` on the Feishu channel.
+async fn record(h: &Harness, dedupe_key: &str) -> Value {
+    row_json(
+        &h.db,
+        &format!(
+            "SELECT channel, dedupe_key, user_id, trigger_id, preview_id, target_url, content, \
+             status, attempt_count, max_attempts, last_error, requested_at, sent_at \
+             FROM notification_records WHERE channel = 'feishu' AND dedupe_key = '{dedupe_key}'"
+        ),
     )
-    .await;
-    assert_eq!(h.wait_final(NOTIFICATION, id).await.status, "consumed");
+    .await
+}
+
+async fn a_notification_is_sent_once_per_dedupe_key_and_recorded_sent(backend: Backend) {
+    let sink = Sink::start().await;
+    let mut h = start_on(backend, &sink.addr).await;
+    let key = "3:important_urgent_task:2026-11-29T09:30:00Z";
+    let id = publish_v(&h, TY, "1", request(key)).await;
+    wait_consumed(&h, NOTIFICATION, id).await;
     let got = sink.wait_received(1).await;
     assert_eq!(got[0]["msg_type"], "text");
     assert_eq!(
         got[0]["content"]["text"],
         "file taxes now\n/assistant/conv-3"
     );
-    let record = state_json(
-        &h,
-        "notification",
-        "delivery/3:important_urgent_task:2026-11-29T09:30:00Z",
-    )
-    .await
-    .unwrap();
-    assert_eq!(record["status"], "sent");
-    assert_eq!(record["transitions"], json!(["pending", "sending", "sent"]));
-    assert_eq!(record["attempts"], 1);
-    // The same dedupe key again (a new row), and the first row redelivered: nothing is sent.
-    let again = publish_v(
-        &h,
-        TY,
-        "1",
-        with(
-            request("3:important_urgent_task:2026-11-29T09:30:00Z"),
-            "trigger_id",
-            json!("t9"),
+    let r = record(&h, key).await;
+    assert_eq!(
+        (
+            r["status"].as_str(),
+            r["attempt_count"].as_i64(),
+            r["max_attempts"].as_i64(),
+            r["trigger_id"].as_str(),
+            r["preview_id"].as_str(),
+            r["content"].as_str(),
+            r["last_error"].as_str(),
         ),
-    )
-    .await;
-    assert_eq!(h.wait_final(NOTIFICATION, again).await.status, "consumed");
+        (
+            Some("sent"),
+            Some(1),
+            Some(5),
+            Some("t1"),
+            Some("preview-t1"),
+            Some("file taxes now\n/assistant/conv-3"),
+            None
+        ),
+        "{r}"
+    );
+    assert_eq!(
+        instant(&r["requested_at"]),
+        instant(&json!("2026-11-29T09:44:10Z"))
+    );
+    assert!(instant(&r["sent_at"]) > instant(&r["requested_at"]), "{r}");
+    // The same dedupe key again (a new row), and the first row redelivered: nothing is sent.
+    let again = publish_v(&h, TY, "1", with(request(key), "trigger_id", json!("t9"))).await;
+    wait_consumed(&h, NOTIFICATION, again).await;
     redeliver(
         &h,
         "notification",
@@ -79,6 +98,13 @@ async fn a_notification_is_sent_once_per_dedupe_key_and_recorded_sent() {
         "one webhook per dedupe key: {:?}",
         sink.received()
     );
+    assert_eq!(
+        h.db.scalar("SELECT COUNT(*) FROM notification_records")
+            .await,
+        1,
+        "one record per channel + dedupe key"
+    );
+    assert_eq!(record(&h, key).await["trigger_id"], "t1");
     assert!(
         h.rows(NOTIFICATION)
             .await
@@ -108,6 +134,10 @@ async fn invalid_notification_requests_and_versions_are_dead_and_send_nothing() 
         (
             with(request("d"), "dedupe_key", json!("")),
             "dedupe_key must not be empty",
+        ),
+        (
+            request(&"d".repeat(256)),
+            "dedupe_key is 256 bytes, at most 255 are accepted",
         ),
         (
             with(
@@ -147,7 +177,11 @@ async fn invalid_notification_requests_and_versions_are_dead_and_send_nothing() 
         )
         .await;
     }
-    assert_eq!(h.state("notification", "delivery/d").await, None);
+    assert_eq!(
+        h.db.scalar("SELECT COUNT(*) FROM notification_records")
+            .await,
+        0
+    );
     assert!(sink.received().is_empty());
     h.stop().await;
 }
@@ -163,15 +197,13 @@ async fn a_send_to_a_down_sink_is_recorded_failed_retried_and_sent_once_it_retur
         "consumed",
         "the request itself is done"
     );
-    let record = state_json(&h, "notification", "delivery/down")
-        .await
-        .unwrap();
-    assert_eq!(record["status"], "failed");
-    assert_eq!(record["attempts"], 1);
-    assert!(
-        record["last_error"].as_str().unwrap().contains("failed"),
-        "{record}"
+    let r = record(&h, "down").await;
+    assert_eq!(
+        (r["status"].as_str(), r["attempt_count"].as_i64()),
+        (Some("failed"), Some(1)),
+        "{r}"
     );
+    assert!(r["last_error"].as_str().unwrap().contains("failed"), "{r}");
     let retry = h
         .ids(NOTIFICATION)
         .await
@@ -191,11 +223,9 @@ async fn a_send_to_a_down_sink_is_recorded_failed_retried_and_sent_once_it_retur
     sink.set_up(true);
     let row = h.wait_final(NOTIFICATION, retry).await;
     assert_eq!(row.status, "consumed");
-    let record = state_json(&h, "notification", "delivery/down")
-        .await
-        .unwrap();
-    assert_eq!(record["status"], "sent", "{record}");
-    assert!(record["attempts"].as_u64().unwrap() >= 3, "{record}");
+    let r = record(&h, "down").await;
+    assert_eq!(r["status"], "sent", "{r}");
+    assert!(r["attempt_count"].as_i64().unwrap() >= 3, "{r}");
     assert_eq!(sink.wait_received(1).await.len(), 1);
     assert_eq!(
         h.rows(NOTIFICATION).await.len(),
@@ -211,7 +241,7 @@ async fn a_sink_that_stays_down_is_given_up_after_five_sends_not_retried_forever
     sink.set_up(false);
     let mut h = start(&sink.addr).await;
     let id = publish_v(&h, TY, "1", request("gone")).await;
-    assert_eq!(h.wait_final(NOTIFICATION, id).await.status, "consumed");
+    wait_consumed(&h, NOTIFICATION, id).await;
     let retry = h
         .ids(NOTIFICATION)
         .await
@@ -227,20 +257,18 @@ async fn a_sink_that_stays_down_is_given_up_after_five_sends_not_retried_forever
         row.retry_count, 3,
         "sends 2, 3 and 4 were retried by the host's backoff"
     );
-    let record = state_json(&h, "notification", "delivery/gone")
-        .await
-        .unwrap();
+    let r = record(&h, "gone").await;
     assert_eq!(
-        (record["status"].as_str(), record["gave_up"].as_bool()),
-        (Some("failed"), Some(true))
+        (r["status"].as_str(), r["attempt_count"].as_i64()),
+        (Some("dead"), Some(5)),
+        "SmartFlow's status for a notification given up: {r}"
     );
-    assert_eq!(record["attempts"], 5);
     assert!(
-        record["last_error"]
+        r["last_error"]
             .as_str()
             .unwrap()
             .starts_with("gave up after 5 sends"),
-        "{record}"
+        "{r}"
     );
     assert_eq!(
         h.rows(NOTIFICATION).await.len(),
@@ -264,14 +292,18 @@ async fn a_granted_component_cannot_reach_a_host_outside_its_list() {
         json!({"user_id": 3, "webhook_url": outsider.url()}),
     )
     .await;
-    assert_eq!(h.wait_final(NOTIFICATION, cfg).await.status, "consumed");
+    wait_consumed(&h, NOTIFICATION, cfg).await;
+    let channel = row_json(
+        &h.db,
+        "SELECT user_id, webhook_url FROM notification_channels",
+    )
+    .await;
+    assert_eq!(channel["webhook_url"], outsider.url());
     let id = publish_v(&h, TY, "1", request("outside")).await;
-    assert_eq!(h.wait_final(NOTIFICATION, id).await.status, "consumed");
-    let record = state_json(&h, "notification", "delivery/outside")
-        .await
-        .unwrap();
-    assert_eq!(record["status"], "failed");
-    let error = record["last_error"].as_str().unwrap();
+    wait_consumed(&h, NOTIFICATION, id).await;
+    let r = record(&h, "outside").await;
+    assert_eq!(r["status"], "failed");
+    let error = r["last_error"].as_str().unwrap();
     assert!(
         error.contains(&format!(
             "host {} is not in this route's allowed_hosts",

@@ -1,13 +1,25 @@
-//! SmartFlow's active-scheduler: the deterministic decision (closed / preview_generated /
-//! rejected), the notification it requests in the same transaction, and its checks.
+//! SmartFlow's active-scheduler on its tables: the deterministic decision (closed /
+//! preview_generated / rejected) recorded in `active_schedule_triggers`, the preview row, the
+//! notification it requests in the same transaction, SmartFlow's rules for a trigger row that
+//! is already there (terminal: nothing; payload mismatch: dead), and its checks.
 
 use crate::support::sink::Sink;
-use crate::support::smartflow::{assert_dead, publish_v, redeliver, run, start, state_json};
+use crate::support::smartflow::{
+    assert_dead, instant, publish_v, redeliver, row_json, rows_json, run_ok, start, start_on,
+    wait_consumed,
+};
+use crate::support::{Backend, Harness};
 use serde_json::{Value, json};
 
 const SCHEDULER: &str = "active_scheduler_outbox_messages";
 const NOTIFICATION: &str = "notification_outbox_messages";
 const TY: &str = "active_schedule.triggered";
+
+crate::backend_suite!(
+    an_open_target_gets_a_preview_and_one_notification_request,
+    a_done_target_is_closed_and_a_trigger_without_conversation_is_rejected,
+    a_stored_trigger_row_is_decided_once_and_a_mismatched_event_is_dead,
+);
 
 fn trigger(id: &str) -> Value {
     json!({"trigger_id": id, "user_id": 3, "trigger_type": "important_urgent_task",
@@ -20,22 +32,52 @@ fn with(mut v: Value, field: &str, value: Value) -> Value {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_open_target_gets_a_preview_and_one_notification_request() {
+async fn trigger_row(h: &Harness, id: &str) -> Value {
+    row_json(
+        &h.db,
+        &format!(
+            "SELECT user_id, trigger_type, source, target_type, target_id, status, reason, \
+             preview_id, dedupe_key, requested_at FROM active_schedule_triggers WHERE id = '{id}'"
+        ),
+    )
+    .await
+}
+
+async fn an_open_target_gets_a_preview_and_one_notification_request(backend: Backend) {
     let sink = Sink::start().await;
-    let mut h = start(&sink.addr).await;
+    let mut h = start_on(backend, &sink.addr).await;
     let id = publish_v(&h, TY, "1", trigger("t1")).await;
-    assert_eq!(h.wait_final(SCHEDULER, id).await.status, "consumed");
-    let record = state_json(&h, "active-scheduler", "trigger/t1")
-        .await
-        .unwrap();
-    assert_eq!(record["status"], "preview_generated");
-    let preview = state_json(&h, "active-scheduler", "preview/preview-t1")
-        .await
-        .unwrap();
+    wait_consumed(&h, SCHEDULER, id).await;
+    let record = trigger_row(&h, "t1").await;
     assert_eq!(
-        preview["summary_text"],
-        "\"file taxes\" is important and urgent: plan time for it now."
+        (
+            record["status"].as_str(),
+            record["user_id"].as_i64(),
+            record["target_id"].as_str(),
+            record["preview_id"].as_str(),
+            record["dedupe_key"].as_str(),
+        ),
+        (
+            Some("preview_generated"),
+            Some(3),
+            Some("7"),
+            Some("preview-t1"),
+            Some("3:important_urgent_task:2026-11-29T09:30:00Z")
+        )
+    );
+    assert_eq!(
+        instant(&record["requested_at"]),
+        instant(&json!("2026-11-29T09:44:10Z"))
+    );
+    let preview = row_json(
+        &h.db,
+        "SELECT id, trigger_id, user_id, conversation_id, summary_text FROM active_schedule_previews",
+    )
+    .await;
+    assert_eq!(
+        preview,
+        json!({"id": "preview-t1", "trigger_id": "t1", "user_id": 3, "conversation_id": "conv-3",
+               "summary_text": "\"file taxes\" is important and urgent: plan time for it now."})
     );
     let rows = h.rows(NOTIFICATION).await;
     assert_eq!(rows.len(), 1);
@@ -55,10 +97,7 @@ async fn an_open_target_gets_a_preview_and_one_notification_request() {
     assert_eq!(p["target_url"], "/assistant/conv-3");
     assert_eq!(p["preview_id"], "preview-t1");
     // The same trigger again (a new row) and the row redelivered: no second notification.
-    assert_eq!(
-        run(&h, SCHEDULER, TY, "1", trigger("t1")).await.0,
-        "consumed"
-    );
+    run_ok(&h, SCHEDULER, TY, "1", trigger("t1")).await;
     redeliver(
         &h,
         "active-scheduler",
@@ -72,56 +111,101 @@ async fn an_open_target_gets_a_preview_and_one_notification_request() {
     )
     .await;
     assert_eq!(h.rows(NOTIFICATION).await.len(), 1);
+    assert_eq!(
+        h.db.scalar("SELECT COUNT(*) FROM active_schedule_previews")
+            .await,
+        1
+    );
     h.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_done_target_is_closed_and_a_trigger_without_conversation_is_rejected() {
+async fn a_done_target_is_closed_and_a_trigger_without_conversation_is_rejected(backend: Backend) {
     let sink = Sink::start().await;
-    let mut h = start(&sink.addr).await;
-    assert_eq!(
-        run(
-            &h,
-            SCHEDULER,
-            TY,
-            "1",
-            with(trigger("t2"), "target_status", json!("done"))
-        )
-        .await
-        .0,
-        "consumed"
-    );
-    let record = state_json(&h, "active-scheduler", "trigger/t2")
-        .await
-        .unwrap();
+    let mut h = start_on(backend, &sink.addr).await;
+    run_ok(
+        &h,
+        SCHEDULER,
+        TY,
+        "1",
+        with(trigger("t2"), "target_status", json!("done")),
+    )
+    .await;
+    let record = trigger_row(&h, "t2").await;
     assert_eq!(
         (record["status"].as_str(), record["reason"].as_str()),
         (Some("closed"), Some("task_item 7 is done"))
     );
-    assert_eq!(
-        run(
-            &h,
-            SCHEDULER,
-            TY,
-            "1",
-            with(trigger("t3"), "conversation_id", json!(""))
-        )
-        .await
-        .0,
-        "consumed"
-    );
-    let record = state_json(&h, "active-scheduler", "trigger/t3")
-        .await
-        .unwrap();
-    assert_eq!(record["status"], "rejected");
+    run_ok(
+        &h,
+        SCHEDULER,
+        TY,
+        "1",
+        with(trigger("t3"), "conversation_id", json!("")),
+    )
+    .await;
+    assert_eq!(trigger_row(&h, "t3").await["status"], "rejected");
     assert!(
         h.rows(NOTIFICATION).await.is_empty(),
         "no notification unless a preview was generated"
     );
     assert_eq!(
-        h.state("active-scheduler", "preview/preview-t2").await,
-        None
+        h.db.scalar("SELECT COUNT(*) FROM active_schedule_previews")
+            .await,
+        0
     );
+    h.stop().await;
+}
+
+/// A trigger row as SmartFlow's scanner writes it before the event: `pending`.
+async fn scanner_wrote(h: &Harness, id: &str, target_id: &str, status: &str) {
+    h.db.exec(&format!(
+        "INSERT INTO active_schedule_triggers (id, user_id, trigger_type, source, target_type, \
+         target_id, status) VALUES ('{id}', 3, 'important_urgent_task', 'worker_due_job', \
+         'task_item', '{target_id}', '{status}')"
+    ))
+    .await;
+}
+
+async fn a_stored_trigger_row_is_decided_once_and_a_mismatched_event_is_dead(backend: Backend) {
+    let sink = Sink::start().await;
+    let mut h = start_on(backend, &sink.addr).await;
+    // A pending row that agrees with its event takes the decision.
+    scanner_wrote(&h, "ast_1", "7", "pending").await;
+    run_ok(&h, SCHEDULER, TY, "1", trigger("ast_1")).await;
+    let record = trigger_row(&h, "ast_1").await;
+    assert_eq!(
+        (record["status"].as_str(), record["preview_id"].as_str()),
+        (Some("preview_generated"), Some("preview-ast_1"))
+    );
+    assert_eq!(h.rows(NOTIFICATION).await.len(), 1);
+    // A pending row whose target differs from the event's: dead, the row left as it was.
+    scanner_wrote(&h, "ast_2", "8", "pending").await;
+    assert_dead(
+        &h,
+        SCHEDULER,
+        TY,
+        "1",
+        trigger("ast_2"),
+        "payload_mismatch: trigger ast_2 is stored with target_id \"8\" (the event says \"7\")",
+    )
+    .await;
+    assert_eq!(trigger_row(&h, "ast_2").await["status"], "pending");
+    assert_dead(
+        &h,
+        SCHEDULER,
+        TY,
+        "1",
+        with(trigger("ast_2"), "user_id", json!(4)),
+        "payload_mismatch: trigger ast_2 is stored with user_id 3 (the event says 4), target_id",
+    )
+    .await;
+    // A row already in a terminal status: nothing happens, nothing is emitted.
+    scanner_wrote(&h, "ast_3", "7", "skipped").await;
+    run_ok(&h, SCHEDULER, TY, "1", trigger("ast_3")).await;
+    assert_eq!(trigger_row(&h, "ast_3").await["status"], "skipped");
+    assert_eq!(h.rows(NOTIFICATION).await.len(), 1);
+    let previews = rows_json(&h.db, "SELECT id FROM active_schedule_previews").await;
+    assert_eq!(previews, vec![json!({"id": "preview-ast_1"})]);
     h.stop().await;
 }
 
@@ -133,6 +217,10 @@ async fn invalid_triggers_and_other_versions_are_dead() {
         (
             with(trigger("x"), "trigger_id", json!("")),
             "trigger_id must not be empty",
+        ),
+        (
+            with(trigger("x"), "trigger_id", json!("t".repeat(129))),
+            "trigger_id is 129 bytes, at most 128 are accepted",
         ),
         (
             with(trigger("x"), "user_id", json!(0)),
@@ -177,6 +265,10 @@ async fn invalid_triggers_and_other_versions_are_dead() {
         .await;
     }
     assert!(h.rows(NOTIFICATION).await.is_empty());
-    assert_eq!(h.state("active-scheduler", "trigger/x").await, None);
+    assert_eq!(
+        h.db.scalar("SELECT COUNT(*) FROM active_schedule_triggers")
+            .await,
+        0
+    );
     h.stop().await;
 }

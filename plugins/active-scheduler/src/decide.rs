@@ -1,5 +1,6 @@
 //! The scheduler's decision, a deterministic rule in place of SmartFlow's LLM step. Pure: it
-//! reads nothing and writes nothing, it only says what to store and what to emit.
+//! reads nothing and writes nothing, it only says what to store (the trigger row's decision, a
+//! preview row) and what to emit.
 //!
 //! The rule, in order:
 //! 1. `closed` when the target is no longer open (`target_status` `done` or `cancelled`):
@@ -11,11 +12,11 @@
 //!    and target url `/assistant/<conversation_id>`.
 
 use crate::trigger::Trigger;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use smartflow_kit::{rfc3339, window_start};
 
-/// What `trigger/<trigger_id>` holds.
-#[derive(Serialize, Deserialize, Debug)]
+/// The trigger row's decision (`active_schedule_triggers`).
+#[derive(Debug)]
 pub struct TriggerRecord {
     /// `closed`, `preview_generated` or `rejected`.
     pub status: String,
@@ -33,8 +34,8 @@ pub struct TriggerRecord {
     pub event_id: String,
 }
 
-/// What `preview/<preview_id>` holds.
-#[derive(Serialize, Deserialize, Debug)]
+/// An `active_schedule_previews` row.
+#[derive(Debug)]
 pub struct Preview {
     pub preview_id: String,
     pub trigger_id: String,

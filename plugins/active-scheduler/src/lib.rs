@@ -1,29 +1,32 @@
-//! SmartFlow's `active-scheduler` service as a Switchyard handler component.
-//!
-//! Owns the trigger and preview tables, kept in the service's private state store:
-//! - `trigger/<trigger_id>` → [`decide::TriggerRecord`]: the decision (`closed`,
-//!   `preview_generated` or `rejected`) and why; the same trigger id again stores nothing new.
-//! - `preview/<preview_id>` → [`decide::Preview`], `preview_id = "preview-<trigger_id>"`.
+//! SmartFlow's `active-scheduler` service as a Switchyard handler component, on SmartFlow's
+//! `active_schedule_triggers` and `active_schedule_previews` tables (DDL in
+//! `examples/smartflow/schema/`; the route grants both `"rw"`).
 //!
 //! `active_schedule.triggered` accepts version `""` or `"1"` only. The payload checks live in
 //! [`trigger`], the deterministic decision rule (in place of SmartFlow's LLM step) in
-//! [`decide`]. When a notification is due it emits `notification.feishu.requested` (version
-//! `"1"`) in the same transaction as the records. It never sends anything itself.
+//! [`decide`], the SQL in [`store`]. SmartFlow's rules for the trigger row:
+//! - no row yet (the event is the first the service hears of the trigger): the decision is
+//!   inserted as the row (`closed`, `preview_generated` or `rejected`);
+//! - a row in a terminal status: nothing happens (the same trigger again, or a redelivery);
+//! - a non-final row (`pending`/`processing`, written by SmartFlow's scanner or API) whose
+//!   user_id, trigger_type, target_type or target_id differ from the event's: dead with
+//!   `payload_mismatch: ...` naming each field; otherwise the row takes the decision.
+//!
+//! When a preview is generated it is stored and `notification.feishu.requested` (version
+//! `"1"`) is emitted in the same transaction as the rows. It never sends anything itself.
 
 mod bindings {
     wit_bindgen::generate!({ world: "service-handler", path: "../../wit" });
 }
 mod decide;
+mod store;
 mod trigger;
 
 use bindings::exports::switchyard::handler::handler::Guest;
 use bindings::switchyard::handler::emit::{FollowUp, emit};
 use bindings::switchyard::handler::log::{Level, log};
-use bindings::switchyard::handler::state;
 use bindings::switchyard::handler::types::{Event, Outcome, RetryRequest};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use smartflow_kit::{Failure, Step, check_version_1, dead, seg};
+use smartflow_kit::{Failure, Step, check_version_1, dead};
 
 struct Component;
 bindings::export!(Component with_types_in bindings);
@@ -51,23 +54,40 @@ impl Guest for Component {
 
 fn handle_trigger(event: &Event) -> Step<()> {
     let trigger = trigger::Trigger::parse(&event.event_type, &event.payload)?;
-    let key = format!("trigger/{}", seg(&trigger.trigger_id));
-    if get::<decide::TriggerRecord>(&key)?.is_some() {
+    let id = &trigger.trigger_id;
+    let now = smartflow_kit::now();
+    let decision = decide::decide(&trigger, &event.event_id);
+    let recorded = match store::stored(id)? {
+        Some(row) if store::TERMINAL.contains(&row.status.as_str()) => {
+            log(
+                Level::Info,
+                &format!("trigger {id} was already decided ({})", row.status),
+            );
+            return Ok(());
+        }
+        Some(row) => {
+            if let Some(reason) = trigger.mismatch(&row.identity) {
+                return dead(reason);
+            }
+            store::update_decided(id, &row.status, &decision.record, now)?
+        }
+        None => store::insert_decided(id, &decision.record, now)?,
+    };
+    if !recorded {
         log(
             Level::Info,
-            &format!("trigger {} was already decided", trigger.trigger_id),
+            &format!("trigger {id} was decided by another writer meanwhile"),
         );
         return Ok(());
     }
-    let decision = decide::decide(&trigger, &event.event_id);
     if let Some(preview) = &decision.preview {
-        put(&format!("preview/{}", seg(&preview.preview_id)), preview)?;
+        store::insert_preview(preview)?;
     }
     if let Some(notification) = &decision.notification {
         emit(&FollowUp {
             event_type: "notification.feishu.requested".into(),
             event_version: "1".into(),
-            aggregate_id: trigger.trigger_id.clone(),
+            aggregate_id: id.clone(),
             message_key: trigger.user_id.to_string(),
             payload: serde_json::to_vec(notification).map_err(|e| Failure::Dead(e.to_string()))?,
         })
@@ -76,23 +96,9 @@ fn handle_trigger(event: &Event) -> Step<()> {
     log(
         Level::Info,
         &format!(
-            "trigger {} decided {}: {}",
-            trigger.trigger_id, decision.record.status, decision.record.reason
+            "trigger {id} decided {}: {}",
+            decision.record.status, decision.record.reason
         ),
     );
-    put(&key, &decision.record)
-}
-
-fn get<T: DeserializeOwned>(key: &str) -> Step<Option<T>> {
-    match state::get(key).map_err(Failure::Retry)? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Failure::Dead(format!("stored value {key} is corrupt: {e}"))),
-    }
-}
-
-fn put<T: Serialize>(key: &str, value: &T) -> Step<()> {
-    let bytes = serde_json::to_vec(value).map_err(|e| Failure::Dead(e.to_string()))?;
-    state::set(key, &bytes).map_err(Failure::Retry)
+    Ok(())
 }

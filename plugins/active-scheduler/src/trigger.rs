@@ -2,7 +2,7 @@
 //! import, so every rule is unit-tested here.
 
 use serde::Deserialize;
-use smartflow_kit::{Step, dead, parse_payload, positive, required, required_time};
+use smartflow_kit::{Step, dead, max_len, parse_payload, positive, required, required_time};
 use time::OffsetDateTime;
 
 pub const TRIGGER_TYPES: [&str; 2] = ["important_urgent_task", "unfinished_feedback"];
@@ -65,7 +65,8 @@ fn one_of(field: &str, value: &str, allowed: &[&str]) -> Step<String> {
 impl Trigger {
     pub fn parse(event_type: &str, payload: &[u8]) -> Step<Trigger> {
         let raw: Raw = parse_payload(event_type, payload)?;
-        let trigger_id = required("trigger_id", &raw.trigger_id)?.to_owned();
+        let trigger_id = max_len("trigger_id", required("trigger_id", &raw.trigger_id)?, 128)?;
+        let trigger_id = trigger_id.to_owned();
         positive("user_id", raw.user_id)?;
         let trigger_type = one_of("trigger_type", &raw.trigger_type, &TRIGGER_TYPES)?;
         let source = one_of("source", &raw.source, &SOURCES)?;
@@ -79,6 +80,7 @@ impl Trigger {
                 ));
             }
         };
+        max_len("target_id", &target_id, 64)?;
         let requested_at = required_time("requested_at", raw.requested_at.as_deref())?;
         let target_status = match raw.target_status.as_str() {
             "" => "open".to_owned(),
@@ -92,9 +94,49 @@ impl Trigger {
             target_type,
             target_id,
             requested_at,
-            conversation_id: raw.conversation_id.trim().to_owned(),
+            conversation_id: max_len("conversation_id", raw.conversation_id.trim(), 128)?
+                .to_owned(),
             title: raw.title.trim().to_owned(),
             target_status,
+        })
+    }
+}
+
+/// What a trigger row already in `active_schedule_triggers` says the trigger is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIdentity {
+    pub user_id: i64,
+    pub trigger_type: String,
+    pub target_type: String,
+    pub target_id: String,
+}
+
+impl Trigger {
+    /// SmartFlow's `payload_mismatch`: the fields of a stored trigger row that the event
+    /// contradicts (user_id, trigger_type, target_type, target_id), or `None` when they agree.
+    pub fn mismatch(&self, stored: &StoredIdentity) -> Option<String> {
+        let mut differ = Vec::new();
+        if stored.user_id != self.user_id {
+            differ.push(format!(
+                "user_id {} (the event says {})",
+                stored.user_id, self.user_id
+            ));
+        }
+        for (field, row, event) in [
+            ("trigger_type", &stored.trigger_type, &self.trigger_type),
+            ("target_type", &stored.target_type, &self.target_type),
+            ("target_id", &stored.target_id, &self.target_id),
+        ] {
+            if row != event {
+                differ.push(format!("{field} {row:?} (the event says {event:?})"));
+            }
+        }
+        (!differ.is_empty()).then(|| {
+            format!(
+                "payload_mismatch: trigger {} is stored with {}",
+                self.trigger_id,
+                differ.join(", ")
+            )
         })
     }
 }
@@ -128,5 +170,36 @@ mod tests {
             );
         }
         assert!(parse(valid()).is_ok());
+    }
+
+    #[test]
+    fn a_stored_row_that_disagrees_is_a_payload_mismatch_naming_each_field() {
+        let t = parse(valid()).unwrap();
+        let mut stored = StoredIdentity {
+            user_id: 3,
+            trigger_type: "important_urgent_task".into(),
+            target_type: "task_item".into(),
+            target_id: "7".into(),
+        };
+        assert_eq!(t.mismatch(&stored), None);
+        stored.user_id = 4;
+        stored.target_id = "8".into();
+        assert_eq!(
+            t.mismatch(&stored).as_deref(),
+            Some(
+                "payload_mismatch: trigger t1 is stored with user_id 4 (the event says 3), \
+                 target_id \"8\" (the event says \"7\")"
+            )
+        );
+    }
+
+    #[test]
+    fn ids_longer_than_their_columns_are_dead() {
+        let mut v = valid();
+        v["trigger_id"] = json!("t".repeat(129));
+        assert!(parse(v).is_err());
+        let mut v = valid();
+        v["target_id"] = json!("x".repeat(65));
+        assert!(parse(v).is_err());
     }
 }

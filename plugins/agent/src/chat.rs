@@ -1,42 +1,16 @@
-//! Chat history and token usage: SmartFlow's conversation and message tables.
+//! Chat history and token usage: SmartFlow's `chat_histories` (one row per message) and
+//! `agent_chats` (one row per conversation: owner, message count, last message time, tokens
+//! used). It never touches the timeline or snapshots.
 //!
-//! State layout:
-//! - `chat/<conversation_id>` → [`Conversation`]: owner, message count, last message time,
-//!   tokens used.
-//! - `chat/<conversation_id>/message/<seq, 8 digits>` → [`Message`], seq = 1, 2, ... per
-//!   conversation in arrival order (zero-padded so keys sort in order).
-//! - `chat/<conversation_id>/event/<event_id>` → the seq stored for that event, so the same
-//!   event enqueued twice stores one message.
-//!
-//! Ids are key segments encoded with [`seg`]. It never touches the timeline or snapshots.
+//! A message row carries the id of the event that stored it, unique per conversation, so the
+//! same event enqueued twice stores one message and emits one memory request.
 
 use crate::bindings::switchyard::handler::emit::{FollowUp, emit};
 use crate::bindings::switchyard::handler::types::Event;
-use crate::kv;
-use serde::{Deserialize, Serialize};
-use smartflow_kit::{Failure, Step, dead, parse_payload, parse_time, positive, required, seg};
-
-#[derive(Serialize, Deserialize, Default)]
-pub struct Conversation {
-    pub user_id: i64,
-    pub message_count: u64,
-    /// RFC 3339 `created_at` of the latest message that carried one.
-    pub last_message_at: Option<String>,
-    pub tokens_used: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct Message {
-    pub seq: u64,
-    pub event_id: String,
-    pub user_id: i64,
-    pub role: String,
-    pub message: String,
-    pub reasoning_content: Option<String>,
-    pub reasoning_duration_seconds: Option<i64>,
-    pub tokens_consumed: i64,
-    pub created_at: Option<String>,
-}
+use serde::Deserialize;
+use smartflow_kit::db::{self, Insert};
+use smartflow_kit::{Failure, Step, dead, max_len, parse_payload, parse_time, positive, required};
+use time::OffsetDateTime;
 
 #[derive(Deserialize)]
 struct HistoryRequest {
@@ -52,7 +26,8 @@ struct HistoryRequest {
     reasoning_duration_seconds: Option<i64>,
     #[serde(default)]
     tokens_consumed: i64,
-    /// Optional RFC 3339 time of the message; becomes the conversation's last message time.
+    /// Optional RFC 3339 time of the message (else the consume-time clock); becomes the
+    /// conversation's last message time.
     created_at: Option<String>,
 }
 
@@ -69,14 +44,17 @@ struct UsageRequest {
 /// Roles a stored chat message may have.
 const ROLES: [&str; 3] = ["user", "assistant", "system"];
 
-pub fn conversation_key(conversation_id: &str) -> String {
-    format!("chat/{}", seg(conversation_id))
-}
+/// Conversation ids fit `chat_id VARCHAR(128)`.
+pub const MAX_CHAT_ID: usize = 128;
 
 pub fn persist_history(event: &Event) -> Step<()> {
     let req: HistoryRequest = parse_payload(&event.event_type, &event.payload)?;
     positive("user_id", req.user_id)?;
-    let conversation_id = required("conversation_id", &req.conversation_id)?;
+    let chat_id = max_len(
+        "conversation_id",
+        required("conversation_id", &req.conversation_id)?,
+        MAX_CHAT_ID,
+    )?;
     if !ROLES.contains(&req.role.as_str()) {
         return dead(format!(
             "role must be one of user, assistant, system; got {:?}",
@@ -97,56 +75,54 @@ pub fn persist_history(event: &Event) -> Step<()> {
             "reasoning_duration_seconds must not be negative, got {secs}"
         ));
     }
-    if let Some(t) = req.created_at.as_deref() {
-        parse_time("created_at", t)?;
+    let now = smartflow_kit::now();
+    let created_at = match req.created_at.as_deref() {
+        Some(t) => parse_time("created_at", t)?,
+        None => now,
+    };
+    if let Some(owner) = owner_with_messages(chat_id)?
+        && owner != req.user_id
+    {
+        return dead(format!(
+            "conversation {chat_id:?} belongs to user {owner}, not {}",
+            req.user_id
+        ));
     }
-    let conv_key = conversation_key(conversation_id);
-    let event_key = format!("{conv_key}/event/{}", seg(&event.event_id));
-    if kv::get::<u64>(&event_key)?.is_some() {
+    let stored = db::insert(
+        "INSERT INTO chat_histories (user_id, chat_id, event_id, role, message, \
+         reasoning_content, reasoning_duration_seconds, tokens_consumed, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        &[
+            req.user_id.into(),
+            chat_id.into(),
+            event.event_id.as_str().into(),
+            req.role.as_str().into(),
+            req.message.as_str().into(),
+            req.reasoning_content.as_deref().into(),
+            req.reasoning_duration_seconds.into(),
+            req.tokens_consumed.into(),
+            created_at.into(),
+        ],
+    )?;
+    if let Insert::Conflict(_) = stored {
         // The same event enqueued twice: the message is already stored (and its follow-up sent).
         return Ok(());
     }
-    let mut conv: Conversation = kv::get(&conv_key)?.unwrap_or_default();
-    if conv.message_count > 0 && conv.user_id != req.user_id {
-        return dead(format!(
-            "conversation {conversation_id:?} belongs to user {}, not {}",
-            conv.user_id, req.user_id
-        ));
-    }
-    conv.user_id = req.user_id;
-    conv.message_count += 1;
-    if req.created_at.is_some() {
-        conv.last_message_at.clone_from(&req.created_at);
-    }
-    let seq = conv.message_count;
-    let message = Message {
-        seq,
-        event_id: event.event_id.clone(),
-        user_id: req.user_id,
-        role: req.role.clone(),
-        message: req.message.clone(),
-        reasoning_content: req.reasoning_content,
-        reasoning_duration_seconds: req.reasoning_duration_seconds,
-        tokens_consumed: req.tokens_consumed,
-        created_at: req.created_at.clone(),
-    };
-    kv::put(&format!("{conv_key}/message/{seq:08}"), &message)?;
-    kv::put(&event_key, &seq)?;
-    kv::put(&conv_key, &conv)?;
+    count_message(chat_id, req.user_id, created_at, now)?;
     if req.role == "user" {
         // SmartFlow's older chain: a user's words are a source for long-term memory.
         let payload = serde_json::json!({
             "user_id": req.user_id,
-            "conversation_id": conversation_id,
+            "conversation_id": chat_id,
             "source_role": "user",
             "source_text": req.message,
             "occurred_at": req.created_at,
-            "idempotency_key": format!("chat:{conversation_id}:{}", event.event_id),
+            "idempotency_key": format!("chat:{chat_id}:{}", event.event_id),
         });
         emit(&FollowUp {
             event_type: "memory.extract.requested".into(),
             event_version: String::new(),
-            aggregate_id: conversation_id.to_owned(),
+            aggregate_id: chat_id.to_owned(),
             message_key: req.user_id.to_string(),
             payload: payload.to_string().into_bytes(),
         })
@@ -155,16 +131,72 @@ pub fn persist_history(event: &Event) -> Step<()> {
     Ok(())
 }
 
+/// The owner of a conversation that already has messages (one created by a token adjustment
+/// alone has no messages and belongs to whoever writes first).
+fn owner_with_messages(chat_id: &str) -> Step<Option<i64>> {
+    let rows = db::query(
+        "SELECT user_id, message_count FROM agent_chats WHERE chat_id = ?",
+        &[chat_id.into()],
+    )?;
+    match rows.first() {
+        Some(row) if row.i64("message_count")? > 0 => Ok(Some(row.i64("user_id")?)),
+        _ => Ok(None),
+    }
+}
+
+/// The conversation's row, created when it is the first thing heard of it.
+fn ensure_chat(chat_id: &str, user_id: i64, now: OffsetDateTime) -> Step<()> {
+    let exists = !db::query(
+        "SELECT chat_id FROM agent_chats WHERE chat_id = ?",
+        &[chat_id.into()],
+    )?
+    .is_empty();
+    if !exists {
+        // A conflict means another writer created it meanwhile: the row is there either way.
+        db::insert(
+            "INSERT INTO agent_chats (chat_id, user_id, message_count, tokens_used, \
+             created_at, updated_at) VALUES (?, ?, 0, 0, ?, ?)",
+            &[chat_id.into(), user_id.into(), now.into(), now.into()],
+        )?;
+    }
+    Ok(())
+}
+
+/// SmartFlow's counters: one more message, and the conversation's last message time.
+fn count_message(
+    chat_id: &str,
+    user_id: i64,
+    created_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Step<()> {
+    ensure_chat(chat_id, user_id, now)?;
+    db::execute(
+        "UPDATE agent_chats SET user_id = ?, message_count = message_count + 1, \
+         last_message_at = ?, updated_at = ? WHERE chat_id = ?",
+        &[
+            user_id.into(),
+            created_at.into(),
+            now.into(),
+            chat_id.into(),
+        ],
+    )
+    .map(drop)
+}
+
 pub fn adjust_usage(event: &Event) -> Step<()> {
     let req: UsageRequest = parse_payload(&event.event_type, &event.payload)?;
     positive("user_id", req.user_id)?;
-    let conversation_id = required("conversation_id", &req.conversation_id)?;
+    let chat_id = max_len(
+        "conversation_id",
+        required("conversation_id", &req.conversation_id)?,
+        MAX_CHAT_ID,
+    )?;
     positive("tokens_delta", req.tokens_delta)?;
-    let key = conversation_key(conversation_id);
-    let mut conv: Conversation = kv::get(&key)?.unwrap_or_default();
-    if conv.user_id == 0 {
-        conv.user_id = req.user_id;
-    }
-    conv.tokens_used = conv.tokens_used.saturating_add(req.tokens_delta);
-    kv::put(&key, &conv)
+    let now = smartflow_kit::now();
+    ensure_chat(chat_id, req.user_id, now)?;
+    db::execute(
+        "UPDATE agent_chats SET tokens_used = tokens_used + ?, updated_at = ? WHERE chat_id = ?",
+        &[req.tokens_delta.into(), now.into(), chat_id.into()],
+    )
+    .map(drop)
 }

@@ -1,8 +1,10 @@
 //! SmartFlow's `agent` service as a Switchyard handler component.
 //!
-//! Owns the agent's business tables, kept in the service's private state store (layouts in
-//! each module and in `docs/smartflow.md`). Every event is v1 (`""`, `"v1"` or `"1"`); any other
-//! version is dead. It never sends anything outside the host: its only follow-up is
+//! Owns the agent's business tables (DDL in `examples/smartflow/schema/`): `chat_histories`
+//! and `agent_chats` ([`chat`]), `agent_state_snapshot_records` ([`snapshot`]) and
+//! `agent_timeline_events` ([`timeline`]), reached through the `sql` import; each route is
+//! granted exactly the tables its event touches (`examples/smartflow.toml`). Every event is v1
+//! (`""`, `"v1"` or `"1"`); any other version is dead. It never sends anything outside the host: its only follow-up is
 //! `memory.extract.requested`, emitted in the same transaction as the chat message.
 //!
 //! Events: `chat.history.persist.requested` and `chat.token.usage.adjust.requested` ([`chat`]),
@@ -13,7 +15,6 @@ mod bindings {
     wit_bindgen::generate!({ world: "service-handler", path: "../../wit" });
 }
 mod chat;
-mod kv;
 mod snapshot;
 mod timeline;
 

@@ -1,26 +1,26 @@
-//! The agent timeline: SmartFlow's timeline table, unique on (conversation, seq).
-//!
-//! State layout:
-//! - `timeline/<conversation_id>/<seq, 10 digits>` → [`Entry`] (zero-padded: keys sort by seq).
-//! - `timeline/<conversation_id>/max_seq` → the highest seq stored, for clash repair.
-//! - `timeline/<conversation_id>/moved/<fnv1a-64 of the row without its seq, hex>` → the seq a
-//!   repaired row was moved to, so the same row sent again finds itself instead of being stored
-//!   a second time at a new `max + 1` (the stored row is compared, so a hash collision cannot
-//!   drop a row).
+//! The agent timeline: SmartFlow's `agent_timeline_events`, unique on (user, conversation,
+//! seq). It never touches chat or snapshot rows.
 //!
 //! SmartFlow's rules: the same row again is a success (no second row); a seq already taken by a
-//! different row is repaired by moving the new row to `max + 1`, at most 3 tries in all, after
-//! which the event is retried. It never touches chat or snapshot keys.
+//! different row is repaired by storing the new row at the conversation's `max(seq) + 1`, at
+//! most 3 tries in all, after which the event is retried. The unique key's `constraint` error
+//! is what says a seq is taken, so two writers racing for one seq are told apart by the
+//! database, not by a read that may be stale.
+//!
+//! A repaired row keeps the seq its producer asked for in `requested_seq`, so the same row sent
+//! again is found where the repair put it instead of being stored a second time.
 
+use crate::bindings::switchyard::handler::log::{Level, log};
 use crate::bindings::switchyard::handler::types::Event;
-use crate::kv;
-use serde::{Deserialize, Serialize};
-use smartflow_kit::{Failure, Step, dead, parse_payload, positive, required, seg};
+use crate::chat::MAX_CHAT_ID;
+use serde::Deserialize;
+use smartflow_kit::db::{self, Insert, Row};
+use smartflow_kit::{Failure, Step, dead, max_len, parse_payload, positive, required};
 
 /// Tries to place a row: at its own seq, then at `max + 1` (SmartFlow: 3 tries in all).
-const MAX_TRIES: u32 = 3;
+pub const MAX_TRIES: u32 = 3;
 
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[derive(Deserialize, Clone, PartialEq, Eq, Debug)]
 pub struct Entry {
     #[serde(default)]
     pub user_id: i64,
@@ -41,37 +41,62 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Two rows are "the same row" when everything but the seq matches.
-    fn same_row(&self, other: &Entry) -> bool {
-        Entry {
-            seq: 0,
-            ..self.clone()
-        } == Entry {
-            seq: 0,
-            ..other.clone()
-        }
+    /// Two rows are "the same row" when everything but the seq matches (the user and the
+    /// conversation are the query's).
+    fn same_row(&self, row: &Row<'_>) -> Step<bool> {
+        Ok(row.text("kind")? == self.kind
+            && row.opt_text("role")? == self.role
+            && row.opt_text("content")? == self.content
+            && row.opt_text("payload_json")? == self.payload_json
+            && row.i64("tokens_consumed")? == self.tokens_consumed)
     }
 
-    /// FNV-1a 64 of the row without its seq: stable across builds, no dependency needed.
-    fn fingerprint(&self) -> u64 {
-        let bytes = serde_json::to_vec(&Entry {
-            seq: 0,
-            ..self.clone()
-        })
-        .unwrap_or_default();
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-        })
+    /// Whether this row is already stored: at the seq it asks for, or where an earlier repair
+    /// moved it (its `requested_seq`).
+    fn already_stored(&self, chat_id: &str) -> Step<bool> {
+        let rows = db::query(
+            "SELECT kind, role, content, payload_json, tokens_consumed FROM agent_timeline_events \
+             WHERE user_id = ? AND chat_id = ? AND (seq = ? OR requested_seq = ?)",
+            &[
+                self.user_id.into(),
+                chat_id.into(),
+                self.seq.into(),
+                self.seq.into(),
+            ],
+        )?;
+        for row in rows.iter() {
+            if self.same_row(&row)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
+fn max_seq(user_id: i64, chat_id: &str) -> Step<i64> {
+    let rows = db::query(
+        "SELECT max(seq) AS max_seq FROM agent_timeline_events WHERE user_id = ? AND chat_id = ?",
+        &[user_id.into(), chat_id.into()],
+    )?;
+    Ok(match rows.first() {
+        Some(row) => row.opt_i64("max_seq")?.unwrap_or(0),
+        None => 0,
+    })
+}
+
 pub fn persist(event: &Event) -> Step<()> {
-    let mut entry: Entry = parse_payload(&event.event_type, &event.payload)?;
+    let entry: Entry = parse_payload(&event.event_type, &event.payload)?;
     positive("user_id", entry.user_id)?;
-    let conversation_id = required("conversation_id", &entry.conversation_id)?.to_owned();
-    entry.conversation_id.clone_from(&conversation_id);
+    let chat_id = max_len(
+        "conversation_id",
+        required("conversation_id", &entry.conversation_id)?,
+        MAX_CHAT_ID,
+    )?;
     positive("seq", entry.seq)?;
-    required("kind", &entry.kind)?;
+    max_len("kind", required("kind", &entry.kind)?, 64)?;
+    if let Some(role) = &entry.role {
+        max_len("role", role, 16)?;
+    }
     if entry.tokens_consumed < 0 {
         return dead(format!(
             "tokens_consumed must not be negative, got {}",
@@ -83,37 +108,46 @@ pub fn persist(event: &Event) -> Step<()> {
     {
         return dead(format!("payload_json is not JSON text: {e}"));
     }
-    let prefix = format!("timeline/{}", seg(&conversation_id));
-    let max_key = format!("{prefix}/max_seq");
-    let mut max: i64 = kv::get(&max_key)?.unwrap_or(0);
-    let moved_key = format!("{prefix}/moved/{:016x}", entry.fingerprint());
+    let now = smartflow_kit::now();
+    let mut seq = entry.seq;
     for _ in 0..MAX_TRIES {
-        let key = format!("{prefix}/{:010}", entry.seq);
-        match kv::get::<Entry>(&key)? {
-            None => {
-                kv::put(&key, &entry)?;
-                if entry.seq > max {
-                    kv::put(&max_key, &entry.seq)?;
-                }
-                return Ok(());
+        let placed = db::insert(
+            "INSERT INTO agent_timeline_events (user_id, chat_id, seq, requested_seq, kind, role, \
+             content, payload_json, tokens_consumed, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                entry.user_id.into(),
+                chat_id.into(),
+                seq.into(),
+                entry.seq.into(),
+                entry.kind.as_str().into(),
+                entry.role.as_deref().into(),
+                entry.content.as_deref().into(),
+                entry.payload_json.as_deref().into(),
+                entry.tokens_consumed.into(),
+                now.into(),
+            ],
+        )?;
+        let Insert::Conflict(_) = placed else {
+            if seq != entry.seq {
+                log(
+                    Level::Info,
+                    &format!(
+                        "timeline of {chat_id:?}: seq {} was taken, stored at {seq}",
+                        entry.seq
+                    ),
+                );
             }
-            // The same row again (a redelivery, or one already moved here by a repair).
-            Some(existing) if existing.same_row(&entry) => return Ok(()),
-            Some(existing) => {
-                if let Some(seq) = kv::get::<i64>(&moved_key)?
-                    && let Some(moved) = kv::get::<Entry>(&format!("{prefix}/{seq:010}"))?
-                    && moved.same_row(&entry)
-                {
-                    return Ok(());
-                }
-                // A different row holds this seq: SmartFlow moves the new one after the last.
-                max = max.max(existing.seq);
-                entry.seq = max + 1;
-                kv::put(&moved_key, &entry.seq)?;
-            }
+            return Ok(());
+        };
+        // The seq is taken: by this very row (a redelivery, or one a repair already moved),
+        // or by a different row, in which case SmartFlow moves the new one after the last.
+        if entry.already_stored(chat_id)? {
+            return Ok(());
         }
+        seq = max_seq(entry.user_id, chat_id)? + 1;
     }
     Err(Failure::Retry(format!(
-        "timeline seq clash in conversation {conversation_id:?} not repaired after {MAX_TRIES} tries"
+        "timeline seq clash in conversation {chat_id:?} not repaired after {MAX_TRIES} tries"
     )))
 }

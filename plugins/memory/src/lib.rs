@@ -1,27 +1,30 @@
-//! SmartFlow's `memory` service as a Switchyard handler component.
+//! SmartFlow's `memory` service as a Switchyard handler component, on SmartFlow's
+//! `memory_jobs` table (DDL in `examples/smartflow/schema/`; the route grants
+//! `memory_jobs = "rw"`).
 //!
-//! Owns the memory extraction job table, kept in the service's private state store:
-//! - `job/<idempotency_key>` → [`Job`]: one pending extraction job per idempotency key; the same
-//!   key again (a second request for the same source) is a success that stores nothing.
-//!
-//! `memory.extract.requested` (v1): `user_id > 0`, non-empty `conversation_id`, `source_role`,
-//! `source_text` and `idempotency_key` (at most 256 bytes), `occurred_at` RFC 3339 when given;
-//! anything else is dead. It never runs the extraction itself (SmartFlow's LLM worker picks up
-//! pending jobs) and never emits.
+//! `memory.extract.requested` (v1): `user_id > 0`, non-empty `conversation_id` (at most 128
+//! bytes), `source_role` (at most 32), `source_text` and `idempotency_key` (at most 256 bytes),
+//! `occurred_at` RFC 3339 when given; anything else is dead. A valid request records one
+//! `pending` job per idempotency key, holding the extraction payload as received and the event
+//! id; the same key again (a second request for the same source) is a success that records
+//! nothing (the table's unique key on `idempotency_key` says so, even between two hosts). It
+//! never runs the extraction itself (SmartFlow's memory worker claims pending jobs) and never
+//! emits.
 
 mod bindings {
     wit_bindgen::generate!({ world: "service-handler", path: "../../wit" });
 }
 
 use bindings::exports::switchyard::handler::handler::Guest;
-use bindings::switchyard::handler::state;
+use bindings::switchyard::handler::log::{Level, log};
 use bindings::switchyard::handler::types::{Event, Outcome, RetryRequest};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use smartflow_kit::db::{self, Insert};
 use smartflow_kit::{
-    Failure, Step, check_v1, dead, parse_payload, parse_time, positive, required, seg,
+    Failure, Step, check_v1, dead, max_len, parse_payload, parse_time, positive, required,
 };
 
-/// Longest idempotency key accepted, bytes (it becomes part of a state key).
+/// Longest idempotency key accepted, bytes (`memory_jobs.idempotency_key VARCHAR(256)`).
 const MAX_KEY_BYTES: usize = 256;
 
 struct Component;
@@ -40,19 +43,6 @@ struct ExtractRequest {
     occurred_at: Option<String>,
     #[serde(default)]
     idempotency_key: String,
-}
-
-/// A stored extraction job; `status` is `pending` until SmartFlow's worker takes it.
-#[derive(Serialize, Deserialize)]
-struct Job {
-    status: String,
-    user_id: i64,
-    conversation_id: String,
-    source_role: String,
-    source_text: String,
-    occurred_at: Option<String>,
-    /// The event that created the job.
-    event_id: String,
 }
 
 impl Guest for Component {
@@ -77,33 +67,51 @@ impl Guest for Component {
 fn extract(event: &Event) -> Step<()> {
     let req: ExtractRequest = parse_payload(&event.event_type, &event.payload)?;
     positive("user_id", req.user_id)?;
-    let conversation_id = required("conversation_id", &req.conversation_id)?;
-    let source_role = required("source_role", &req.source_role)?;
+    let conversation_id = max_len(
+        "conversation_id",
+        required("conversation_id", &req.conversation_id)?,
+        128,
+    )?;
+    let source_role = max_len(
+        "source_role",
+        required("source_role", &req.source_role)?,
+        32,
+    )?;
     required("source_text", &req.source_text)?;
-    let key = required("idempotency_key", &req.idempotency_key)?;
-    if key.len() > MAX_KEY_BYTES {
-        return dead(format!(
-            "idempotency_key is {} bytes, at most {MAX_KEY_BYTES} are accepted",
-            key.len()
-        ));
-    }
-    if let Some(t) = req.occurred_at.as_deref() {
-        parse_time("occurred_at", t)?;
-    }
-    let job_key = format!("job/{}", seg(key));
-    if state::get(&job_key).map_err(Failure::Retry)?.is_some() {
-        // One job per idempotency key: the source was already recorded.
-        return Ok(());
-    }
-    let job = Job {
-        status: "pending".into(),
-        user_id: req.user_id,
-        conversation_id: conversation_id.to_owned(),
-        source_role: source_role.to_owned(),
-        source_text: req.source_text,
-        occurred_at: req.occurred_at,
-        event_id: event.event_id.clone(),
+    let key = max_len(
+        "idempotency_key",
+        required("idempotency_key", &req.idempotency_key)?,
+        MAX_KEY_BYTES,
+    )?;
+    let occurred_at = match req.occurred_at.as_deref() {
+        Some(t) => Some(parse_time("occurred_at", t)?),
+        None => None,
     };
-    let bytes = serde_json::to_vec(&job).map_err(|e| Failure::Dead(e.to_string()))?;
-    state::set(&job_key, &bytes).map_err(Failure::Retry)
+    let now = smartflow_kit::now();
+    let payload = String::from_utf8_lossy(&event.payload);
+    let inserted = db::insert(
+        "INSERT INTO memory_jobs (idempotency_key, status, user_id, conversation_id, source_role, \
+         source_text, occurred_at, payload_json, event_id, created_at, updated_at) \
+         VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        &[
+            key.into(),
+            req.user_id.into(),
+            conversation_id.into(),
+            source_role.into(),
+            req.source_text.as_str().into(),
+            occurred_at.into(),
+            payload.as_ref().into(),
+            event.event_id.as_str().into(),
+            now.into(),
+            now.into(),
+        ],
+    )?;
+    if let Insert::Conflict(_) = inserted {
+        // One job per idempotency key: the source was already recorded.
+        log(
+            Level::Info,
+            &format!("memory job {key:?} already recorded: nothing new"),
+        );
+    }
+    Ok(())
 }

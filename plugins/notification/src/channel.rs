@@ -1,20 +1,16 @@
-//! Webhook channels: where a user's Feishu notifications go.
+//! Webhook channels: where a user's Feishu notifications go (`notification_channels`, a
+//! Switchyard addition: SmartFlow kept the webhook in its own config).
 //!
-//! State layout: `channel/<user_id>` → [`Channel`]; `channel/0` is the default for users
-//! without their own. When neither exists, the route's configuration value
-//! `FEISHU_WEBHOOK_URL` (a granted env entry, `env = { FEISHU_WEBHOOK_URL = "..." }`) is used.
-//! Only the URL's shape is checked here; whether the host may be reached is
-//! the host's decision (the route's `allowed_hosts`), made at send time.
+//! One row per user; `user_id` 0 is the default for users without their own. When neither
+//! exists, the route's configuration value `FEISHU_WEBHOOK_URL` (a granted env entry,
+//! `env = { FEISHU_WEBHOOK_URL = "..." }`) is used. Only the URL's shape is checked here;
+//! whether the host may be reached is the host's decision (the route's `allowed_hosts`), made
+//! at send time.
 
 use crate::bindings::switchyard::handler::types::Event;
-use crate::kv;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use smartflow_kit::db::{self, Insert};
 use smartflow_kit::{Step, dead, parse_payload, required};
-
-#[derive(Serialize, Deserialize)]
-pub struct Channel {
-    pub webhook_url: String,
-}
 
 #[derive(Deserialize)]
 struct ConfigureRequest {
@@ -39,24 +35,31 @@ pub fn configure(event: &Event) -> Step<()> {
             "webhook_url must be an absolute http:// or https:// URL, got {url:?}"
         ));
     }
-    kv::put(
-        &format!("channel/{}", req.user_id),
-        &Channel {
-            webhook_url: url.to_owned(),
-        },
-    )
+    let now = smartflow_kit::now();
+    let inserted = db::insert(
+        "INSERT INTO notification_channels (user_id, webhook_url, updated_at) VALUES (?, ?, ?)",
+        &[req.user_id.into(), url.into(), now.into()],
+    )?;
+    if let Insert::Conflict(_) = inserted {
+        db::execute(
+            "UPDATE notification_channels SET webhook_url = ?, updated_at = ? WHERE user_id = ?",
+            &[url.into(), now.into(), req.user_id.into()],
+        )?;
+    }
+    Ok(())
 }
 
-/// The user's channel, else the default one, else the route's `FEISHU_WEBHOOK_URL`.
-pub fn for_user(user_id: i64) -> Step<Option<Channel>> {
-    if let Some(c) = kv::get(&format!("channel/{user_id}"))? {
-        return Ok(Some(c));
-    }
-    if let Some(c) = kv::get("channel/0")? {
-        return Ok(Some(c));
+/// The user's webhook URL, else the default one, else the route's `FEISHU_WEBHOOK_URL`.
+pub fn for_user(user_id: i64) -> Step<Option<String>> {
+    let rows = db::query(
+        "SELECT user_id, webhook_url FROM notification_channels WHERE user_id IN (?, 0) \
+         ORDER BY user_id DESC",
+        &[user_id.into()],
+    )?;
+    if let Some(row) = rows.first() {
+        return Ok(Some(row.text("webhook_url")?));
     }
     Ok(std::env::var("FEISHU_WEBHOOK_URL")
         .ok()
-        .filter(|u| !u.trim().is_empty())
-        .map(|webhook_url| Channel { webhook_url }))
+        .filter(|u| !u.trim().is_empty()))
 }

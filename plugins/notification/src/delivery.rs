@@ -1,20 +1,25 @@
-//! Delivery records and the webhook send, with the component's own retry policy.
+//! Delivery records (`notification_records`, unique on channel + dedupe key) and the webhook
+//! send, with the component's own retry policy. The only module that sends.
 //!
-//! State layout: `delivery/<dedupe_key>` → [`Delivery`]. One record per dedupe key: a second
-//! request with the same key stores and sends nothing.
+//! A request first inserts its record (`pending`): the unique key on (channel, dedupe_key)
+//! refuses a second record for the same key, and that refusal is what says "already sent or
+//! being sent", even between two hosts (the second insert waits on the first's transaction).
+//! Then it sends.
 //!
-//! Status: `pending` (recorded) → `sending` (request in flight) → `sent` | `failed`. Effects
-//! commit only with the consume, so a committed record is `sent` or `failed`; `transitions`
-//! keeps the path it took (`["pending", "sending", "failed", "sending", "sent"]`).
+//! Status (SmartFlow's names): inserted `pending`, then `sent` or `failed` by the send in the
+//! same invocation, `dead` once [`MAX_SENDS`] sends failed. The record commits only with the
+//! consume, so a committed record is `sent`, `failed` or `dead` (`sending` would never be seen
+//! and is not written); `attempt_count` counts the sends, `last_error` keeps the latest failure.
 //!
 //! Retry policy (a failed send never re-runs the whole request, and never forever):
-//! 1. The request's first send fails → the record commits `failed` (attempts 1, last error) and
-//!    `notification.feishu.retry.requested {dedupe_key}` is emitted in the same transaction.
+//! 1. The request's first send fails → the record commits `failed` (attempt 1, last error) and
+//!    `notification.feishu.retry.requested {dedupe_key}` is emitted in the same transaction. The
+//!    request itself is acked: its dedupe and record are never re-run.
 //! 2. The retry event sends again (send number = committed attempts + the event's delivery
 //!    attempt). Success → `sent`. Failure below [`MAX_SENDS`] → outcome `retry`, so the host's
-//!    backoff spaces the next send (a retry drops that invocation's writes, so the record keeps
-//!    saying `failed`; the retry row's `retry_count` and `last_error` show the progress).
-//!    Failure at [`MAX_SENDS`] → the record commits `failed` for good (`gave_up`), acked.
+//!    backoff spaces the next send (a retry rolls back that invocation's statements, so the
+//!    record keeps saying `failed`; the retry row's `retry_count` and `last_error` show the
+//!    progress). Failure at [`MAX_SENDS`] → the record commits `dead` (given up), acked.
 //!
 //! The host's `retry.max_attempts` must exceed `MAX_SENDS - 1` for the component to be the one
 //! that gives up (the default, 20, does); otherwise the retry row ends `dead`.
@@ -24,40 +29,17 @@ use crate::bindings::switchyard::handler::log::{Level, log};
 use crate::bindings::switchyard::handler::outbound_http::{self, Request as HttpRequest};
 use crate::bindings::switchyard::handler::types::Event;
 use crate::channel;
-use crate::kv;
 use crate::request::Request;
-use serde::{Deserialize, Serialize};
-use smartflow_kit::{Failure, Step, dead, parse_payload, required, seg};
+use serde::Deserialize;
+use smartflow_kit::db::{self, Insert};
+use smartflow_kit::{Failure, Step, cut, dead, parse_payload, parse_time, required};
 
-/// Sends per delivery, the first included, before the record is `failed` for good.
+/// Sends per delivery, the first included, before the record is `dead` for good.
 pub const MAX_SENDS: u32 = 5;
 /// Delay hint on a retried send; the host never retries sooner than its own backoff.
 pub const RETRY_DELAY_MS: u64 = 1_000;
-
-#[derive(Serialize, Deserialize, Debug)]
-pub struct Delivery {
-    /// `pending`, `sending`, `sent` or `failed` (see the module doc).
-    pub status: String,
-    pub transitions: Vec<String>,
-    /// Sends made so far (as committed).
-    pub attempts: u32,
-    /// True once [`MAX_SENDS`] sends failed: nothing will try again.
-    pub gave_up: bool,
-    pub last_error: Option<String>,
-    pub user_id: i64,
-    pub trigger_id: String,
-    pub preview_id: String,
-    pub target_url: String,
-    pub text: String,
-    pub requested_at: String,
-}
-
-impl Delivery {
-    fn moved(&mut self, status: &str) {
-        self.status = status.to_owned();
-        self.transitions.push(status.to_owned());
-    }
-}
+/// The `channel` column of Feishu records.
+const CHANNEL: &str = "feishu";
 
 #[derive(Deserialize)]
 struct RetryRequest {
@@ -65,14 +47,57 @@ struct RetryRequest {
     dedupe_key: String,
 }
 
-fn key(dedupe_key: &str) -> String {
-    format!("delivery/{}", seg(dedupe_key))
+/// What one send ended as.
+struct Sent {
+    /// `sent`, `failed` or `dead`.
+    status: &'static str,
+    attempts: u32,
+    error: Option<String>,
+}
+
+/// Writes a send's result into the record.
+fn settle(dedupe_key: &str, sent: &Sent) -> Step<()> {
+    let now = smartflow_kit::now();
+    let sent_at = (sent.status == "sent").then_some(now);
+    db::execute(
+        "UPDATE notification_records SET status = ?, attempt_count = ?, last_error = ?, \
+         sent_at = ?, updated_at = ? WHERE channel = ? AND dedupe_key = ?",
+        &[
+            sent.status.into(),
+            sent.attempts.into(),
+            sent.error.as_deref().map(cut).into(),
+            sent_at.into(),
+            now.into(),
+            CHANNEL.into(),
+            dedupe_key.into(),
+        ],
+    )
+    .map(drop)
 }
 
 pub fn requested(event: &Event) -> Step<()> {
     let req = Request::parse(&event.event_type, &event.payload)?;
-    let key = key(&req.dedupe_key);
-    if kv::get::<Delivery>(&key)?.is_some() {
+    let webhook = webhook_for(req.user_id)?;
+    let now = smartflow_kit::now();
+    let recorded = db::insert(
+        "INSERT INTO notification_records (channel, dedupe_key, user_id, trigger_id, preview_id, \
+         target_url, content, status, attempt_count, max_attempts, requested_at, created_at, \
+         updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
+        &[
+            CHANNEL.into(),
+            req.dedupe_key.as_str().into(),
+            req.user_id.into(),
+            req.trigger_id.as_str().into(),
+            req.preview_id.as_str().into(),
+            req.target_url.as_str().into(),
+            req.text().into(),
+            MAX_SENDS.into(),
+            parse_time("requested_at", &req.requested_at)?.into(),
+            now.into(),
+            now.into(),
+        ],
+    )?;
+    if let Insert::Conflict(_) = recorded {
         log(
             Level::Info,
             &format!(
@@ -82,26 +107,24 @@ pub fn requested(event: &Event) -> Step<()> {
         );
         return Ok(());
     }
-    let webhook = webhook_for(req.user_id)?;
-    let mut delivery = Delivery {
-        status: String::new(),
-        transitions: Vec::new(),
-        attempts: 0,
-        gave_up: false,
-        last_error: None,
-        user_id: req.user_id,
-        trigger_id: req.trigger_id.clone(),
-        preview_id: req.preview_id.clone(),
-        target_url: req.target_url.clone(),
-        text: req.text(),
-        requested_at: req.requested_at.clone(),
-    };
-    delivery.moved("pending");
-    match send(&mut delivery, &webhook, 1) {
-        Ok(()) => kv::put(&key, &delivery),
+    match send(&webhook, &req.text()) {
+        Ok(()) => settle(
+            &req.dedupe_key,
+            &Sent {
+                status: "sent",
+                attempts: 1,
+                error: None,
+            },
+        ),
         Err(reason) => {
-            delivery.last_error = Some(reason);
-            kv::put(&key, &delivery)?;
+            settle(
+                &req.dedupe_key,
+                &Sent {
+                    status: "failed",
+                    attempts: 1,
+                    error: Some(reason),
+                },
+            )?;
             let payload = serde_json::json!({ "dedupe_key": req.dedupe_key });
             emit(&FollowUp {
                 event_type: "notification.feishu.retry.requested".into(),
@@ -120,22 +143,38 @@ pub fn requested(event: &Event) -> Step<()> {
 pub fn retry(event: &Event) -> Step<()> {
     let req: RetryRequest = parse_payload(&event.event_type, &event.payload)?;
     let dedupe_key = required("dedupe_key", &req.dedupe_key)?;
-    let key = key(dedupe_key);
-    let Some(mut delivery) = kv::get::<Delivery>(&key)? else {
+    let rows = db::query(
+        "SELECT user_id, content, status, attempt_count FROM notification_records \
+         WHERE channel = ? AND dedupe_key = ?",
+        &[CHANNEL.into(), dedupe_key.into()],
+    )?;
+    let Some(record) = rows.first() else {
         return dead(format!("no delivery record for dedupe_key {dedupe_key:?}"));
     };
-    if delivery.status == "sent" || delivery.gave_up {
+    let status = record.text("status")?;
+    if status == "sent" || status == "dead" {
         return Ok(());
     }
-    let webhook = webhook_for(delivery.user_id)?;
-    let number = delivery.attempts + event.attempt;
-    match send(&mut delivery, &webhook, number) {
-        Ok(()) => kv::put(&key, &delivery),
-        Err(reason) if number >= MAX_SENDS => {
-            delivery.gave_up = true;
-            delivery.last_error = Some(format!("gave up after {number} sends: {reason}"));
-            kv::put(&key, &delivery)
-        }
+    let webhook = webhook_for(record.i64("user_id")?)?;
+    let committed = u32::try_from(record.i64("attempt_count")?).unwrap_or(0);
+    let number = committed + event.attempt;
+    match send(&webhook, &record.text("content")?) {
+        Ok(()) => settle(
+            dedupe_key,
+            &Sent {
+                status: "sent",
+                attempts: number,
+                error: None,
+            },
+        ),
+        Err(reason) if number >= MAX_SENDS => settle(
+            dedupe_key,
+            &Sent {
+                status: "dead",
+                attempts: number,
+                error: Some(format!("gave up after {number} sends: {reason}")),
+            },
+        ),
         Err(reason) => Err(Failure::Retry(format!(
             "webhook send {number} of {MAX_SENDS} failed: {reason}"
         ))),
@@ -144,7 +183,7 @@ pub fn retry(event: &Event) -> Step<()> {
 
 fn webhook_for(user_id: i64) -> Step<String> {
     match channel::for_user(user_id)? {
-        Some(c) => Ok(c.webhook_url),
+        Some(url) => Ok(url),
         None => dead(format!(
             "no Feishu webhook configured for user {user_id} and no default: publish \
              notification.channel.configure.requested or set FEISHU_WEBHOOK_URL in the route's env"
@@ -152,19 +191,17 @@ fn webhook_for(user_id: i64) -> Step<String> {
     }
 }
 
-/// One send: `sending`, then `sent` or `failed` with the reason returned. Feishu answers 200
-/// with `{"code": 0}` on success; another status or a non-zero `code` is a failure.
-fn send(delivery: &mut Delivery, webhook: &str, number: u32) -> Result<(), String> {
-    delivery.moved("sending");
-    delivery.attempts = number;
-    let body = serde_json::json!({"msg_type": "text", "content": {"text": delivery.text}});
+/// One send. Feishu answers 200 with `{"code": 0}` on success; another status or a non-zero
+/// `code` is a failure, returned with its reason.
+fn send(webhook: &str, text: &str) -> Result<(), String> {
+    let body = serde_json::json!({"msg_type": "text", "content": {"text": text}});
     let result = outbound_http::send(&HttpRequest {
         method: "POST".into(),
         url: webhook.to_owned(),
         headers: vec![("content-type".into(), "application/json".into())],
         body: body.to_string().into_bytes(),
     });
-    let outcome = match result {
+    match result {
         Err(e) => Err(e),
         Ok(r) if !(200..300).contains(&r.status) => {
             Err(format!("webhook answered HTTP {}", r.status))
@@ -176,16 +213,5 @@ fn send(delivery: &mut Delivery, webhook: &str, number: u32) -> Result<(), Strin
             Some(code) if code != 0 => Err(format!("webhook answered code {code}")),
             _ => Ok(()),
         },
-    };
-    match &outcome {
-        Ok(()) => {
-            delivery.moved("sent");
-            delivery.last_error = None;
-        }
-        Err(reason) => {
-            delivery.moved("failed");
-            delivery.last_error = Some(reason.clone());
-        }
     }
-    outcome
 }

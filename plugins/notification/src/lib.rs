@@ -1,7 +1,8 @@
 //! SmartFlow's `notification` service as a Switchyard handler component.
 //!
-//! Owns the delivery records and the webhook channels, kept in the service's private state
-//! store (layouts in [`delivery`] and [`channel`]). It is the only SmartFlow component built for
+//! Owns SmartFlow's `notification_records` ([`delivery`]) and the webhook channels
+//! (`notification_channels`, [`channel`]), reached through the `sql` import (DDL in
+//! `examples/smartflow/schema/`). It is the only SmartFlow component built for
 //! the `notifying-handler` world: it imports `outbound-http`, so its route must grant the
 //! webhook's host:port (`allowed_hosts`) or the host refuses to load it.
 //!
@@ -21,7 +22,6 @@ mod bindings {
 }
 mod channel;
 mod delivery;
-mod kv;
 mod request;
 
 use bindings::exports::switchyard::handler::handler::Guest;

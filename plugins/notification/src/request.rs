@@ -1,7 +1,7 @@
 //! The `notification.feishu.requested` payload and SmartFlow's checks. Pure: unit-tested here.
 
 use serde::Deserialize;
-use smartflow_kit::{Step, dead, parse_payload, positive, required, required_time};
+use smartflow_kit::{Step, dead, max_len, parse_payload, positive, required, required_time};
 
 #[derive(Deserialize)]
 struct Raw {
@@ -37,9 +37,15 @@ impl Request {
     pub fn parse(event_type: &str, payload: &[u8]) -> Step<Request> {
         let raw: Raw = parse_payload(event_type, payload)?;
         positive("user_id", raw.user_id)?;
-        let trigger_id = required("trigger_id", &raw.trigger_id)?.to_owned();
-        let preview_id = required("preview_id", &raw.preview_id)?.to_owned();
-        let dedupe_key = required("dedupe_key", &raw.dedupe_key)?.to_owned();
+        // Each fits its notification_records column.
+        let trigger_id = max_len("trigger_id", required("trigger_id", &raw.trigger_id)?, 128)?;
+        let preview_id = max_len("preview_id", required("preview_id", &raw.preview_id)?, 160)?;
+        let dedupe_key = max_len("dedupe_key", required("dedupe_key", &raw.dedupe_key)?, 255)?;
+        let (trigger_id, preview_id, dedupe_key) = (
+            trigger_id.to_owned(),
+            preview_id.to_owned(),
+            dedupe_key.to_owned(),
+        );
         let target_url = required("target_url", &raw.target_url)?.to_owned();
         if target_url.contains("://") || !target_url.starts_with("/assistant/") {
             return dead(format!(

@@ -1,14 +1,19 @@
-//! Pure helpers shared by SmartFlow's handler components (agent, memory, active-scheduler,
-//! notification): the failure type every handler returns, payload and version checks, state key
-//! segments and the 30-minute notification window.
+//! Helpers shared by SmartFlow's handler components (task, agent, memory, active-scheduler,
+//! notification): the failure type every handler returns, payload and version checks, times as
+//! the business tables hold them, the 30-minute notification window, and [`db`], the typed
+//! wrapper over the host's `sql` import through which every component reaches its tables.
 //!
-//! It owns no state and calls no host import (each component generates its own bindings), so
-//! everything here is plain Rust, unit-tested on the build machine. It must never decide a
-//! business rule: those live in the component that owns the event type.
+//! Everything outside [`db`] is plain Rust, unit-tested on the build machine; [`db`] is the one
+//! module that calls a host import (each component generates its own bindings for the rest).
+//! It must never decide a business rule or name a table: those live in the component that owns
+//! the event type.
+
+pub mod db;
 
 use serde::de::DeserializeOwned;
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// Why a handler did not succeed; each component maps it to the contract's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,10 +113,65 @@ pub fn positive(field: &str, value: i64) -> Step<i64> {
     }
 }
 
-/// One segment of a state key: `%` and `/` are percent-encoded, so an id containing `/` can
-/// never reach into another key's layout (`chat/a%2Fb/...` is conversation `a/b`).
-pub fn seg(value: &str) -> String {
-    value.replace('%', "%25").replace('/', "%2F")
+/// A text field that must fit its column (`VARCHAR(n)`): longer is dead, since a server
+/// would refuse it on every attempt.
+///
+/// # Errors
+/// Dead naming the field, its length and the limit.
+pub fn max_len<'a>(field: &str, value: &'a str, max: usize) -> Step<&'a str> {
+    if value.len() > max {
+        dead(format!(
+            "{field} is {} bytes, at most {max} are accepted",
+            value.len()
+        ))
+    } else {
+        Ok(value)
+    }
+}
+
+/// The consume-time clock (the guest's wall clock, read while the event is handled): what
+/// SmartFlow's handlers used as `time.Now()`.
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::from(std::time::SystemTime::now())
+}
+
+/// A time as the business tables take it: RFC 3339 UTC with milliseconds (`DATETIME(3)`).
+pub fn db_time(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let at = at
+        .replace_nanosecond(at.millisecond() as u32 * 1_000_000)
+        .unwrap_or(at);
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// A time read back from a datetime column: RFC 3339 (what the host returns), or the
+/// `YYYY-MM-DD HH:MM:SS[.fff]` text a SQLite column may hold when something other than a
+/// handler wrote it, taken as UTC.
+pub fn parse_db_time(value: &str) -> Option<OffsetDateTime> {
+    let value = value.trim();
+    if let Ok(t) = OffsetDateTime::parse(value, &Rfc3339) {
+        return Some(t);
+    }
+    let plain = format_description!(
+        version = 2,
+        "[year]-[month]-[day][first [T][ ]][hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    PrimitiveDateTime::parse(value, &plain)
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
+}
+
+/// Text cut to at most 2,000 bytes on a character boundary (SmartFlow's `last_error` rule).
+pub fn cut(text: &str) -> String {
+    const MAX: usize = 2000;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// RFC 3339 (UTC, seconds) of the start of the 30-minute window holding `at`: SmartFlow's
@@ -147,9 +207,38 @@ mod tests {
     }
 
     #[test]
-    fn key_segments_cannot_escape_their_slot() {
-        assert_eq!(seg("a/b%c"), "a%2Fb%25c");
-        assert_eq!(seg("plain-1"), "plain-1");
+    fn database_times_round_trip_in_every_spelling_a_backend_returns() {
+        for (text, utc) in [
+            ("2026-12-02T06:00:00Z", "2026-12-02T06:00:00Z"),
+            ("2026-12-02T07:00:00.5+01:00", "2026-12-02T06:00:00.5Z"),
+            ("2026-12-02 06:00:00", "2026-12-02T06:00:00Z"),
+            ("2026-12-02 06:00:00.250", "2026-12-02T06:00:00.25Z"),
+        ] {
+            assert_eq!(
+                parse_db_time(text).map(rfc3339).as_deref(),
+                Some(utc),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_db_time("soon"), None);
+        let t = parse_time("t", "2026-12-02T06:00:00.123789Z").unwrap();
+        assert_eq!(
+            db_time(t),
+            "2026-12-02T06:00:00.123Z",
+            "milliseconds, like DATETIME(3)"
+        );
+    }
+
+    #[test]
+    fn lengths_and_reasons_are_bounded() {
+        assert!(max_len("trigger_id", "abc", 3).is_ok());
+        assert_eq!(
+            max_len("trigger_id", "abcd", 3),
+            dead("trigger_id is 4 bytes, at most 3 are accepted")
+        );
+        let long = "é".repeat(1500);
+        let c = cut(&long);
+        assert!(c.len() <= 2000 && long.starts_with(&c));
     }
 
     #[test]

@@ -1,55 +1,41 @@
-//! SmartFlow's `task` service as a Switchyard handler component.
+//! SmartFlow's `task` service as a Switchyard handler component, on SmartFlow's `tasks` table
+//! (DDL in `examples/smartflow/schema/`; the route grants `tasks = "rw"`).
 //!
-//! State layout (the service's private key-value store):
-//! - `task/<user_id>/<task_id>` → JSON [`Task`]: the task's priority quadrant (1 important+urgent,
-//!   2 important, 3 urgent, 4 neither) and the instant after which it counts as urgent.
+//! A task's priority is its quadrant: 1 important+urgent, 2 important, 3 urgent, 4 neither;
+//! `urgency_threshold_at` is the instant after which it counts as urgent; a completed task is
+//! never promoted and never triggers the scheduler.
 //!
-//! Events:
-//! - `task.record.requested` (v1): create or update a task (Switchyard addition: SmartFlow kept
-//!   tasks in its own tables; here the store is the service's state).
-//! - `task.urgency.promote.requested` (v1): SmartFlow's rule: clean the ids (positive, unique);
-//!   none left or `user_id <= 0` → dead; for each task whose urgency threshold has passed at
-//!   `triggered_at`, promote priority 2 → 1 and 4 → 3.
-//! - `task.upsert.requested` (v1, Switchyard addition, the start of SmartFlow's trigger chain):
+//! Events (every one v1: `""`, `"v1"` or `"1"`):
+//! - `task.urgency.promote.requested`: SmartFlow's rule: clean the ids (positive, unique); none
+//!   left or `user_id <= 0` → dead; promote priority 2 → 1 and 4 → 3 for the user's tasks whose
+//!   urgency threshold has passed on the consume-time clock (SmartFlow's `time.Now()`; the
+//!   payload's `triggered_at`, optional, is checked and logged but decides nothing). Ids that
+//!   are not the user's tasks are left alone.
+//! - `task.record.requested` (Switchyard addition): create or update a task row.
+//! - `task.upsert.requested` (Switchyard addition, the start of SmartFlow's trigger chain):
 //!   record or update a task as seen at `checked_at`, applying the same promotion when its
-//!   threshold has passed; when the task thereby becomes important and urgent (priority 1, not
-//!   done, and it was not priority 1 before), emit `active_schedule.triggered` (version `"1"`,
-//!   `important_urgent_task` / `worker_due_job` / `task_item`) in the same transaction. A task
-//!   that stays urgent triggers nothing new, so a repeated upsert is harmless.
+//!   threshold has passed at `checked_at`; when the task thereby becomes important and urgent
+//!   (priority 1, not completed, and it was not before), emit `active_schedule.triggered`
+//!   (version `"1"`, `important_urgent_task` / `worker_due_job` / `task_item`) in the same
+//!   transaction. A task that stays urgent triggers nothing new, so a repeated upsert is
+//!   harmless.
 
 mod bindings {
     wit_bindgen::generate!({ world: "service-handler", path: "../../wit" });
 }
+mod promotion;
+mod store;
 
 use bindings::exports::switchyard::handler::handler::Guest;
 use bindings::switchyard::handler::emit::{FollowUp, emit};
 use bindings::switchyard::handler::log::{Level, log};
-use bindings::switchyard::handler::state;
 use bindings::switchyard::handler::types::{Event, Outcome, RetryRequest};
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use serde::Deserialize;
+use smartflow_kit::{Failure, Step, check_v1, dead, max_len, parse_payload, parse_time, rfc3339};
+use store::Task;
 
 struct Component;
 bindings::export!(Component with_types_in bindings);
-
-#[derive(Serialize, Deserialize)]
-struct Task {
-    id: i64,
-    user_id: i64,
-    #[serde(default)]
-    title: String,
-    priority: u8,
-    /// RFC 3339; `None` means the task never becomes urgent by time alone.
-    #[serde(default)]
-    urgency_threshold_at: Option<String>,
-    /// A done task never triggers the scheduler.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    done: bool,
-    /// The assistant conversation the task belongs to; the scheduler opens its preview there.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    conversation_id: Option<String>,
-}
 
 #[derive(Deserialize)]
 struct UpsertRequest {
@@ -71,20 +57,14 @@ struct PromoteRequest {
 
 impl Guest for Component {
     fn handle(event: Event) -> Outcome {
-        if !matches!(event.event_version.as_str(), "" | "v1" | "1") {
-            return Outcome::Dead(format!(
-                "unsupported event_version {:?} for {}",
-                event.event_version, event.event_type
-            ));
-        }
-        let result = match event.event_type.as_str() {
-            "task.urgency.promote.requested" => promote(&event.payload),
-            "task.record.requested" => record(&event.payload),
-            "task.upsert.requested" => upsert(&event.payload),
-            other => Err(Failure::Dead(format!(
-                "task handler does not handle {other}"
-            ))),
-        };
+        let result = check_v1(&event.event_type, &event.event_version).and_then(|()| {
+            match event.event_type.as_str() {
+                "task.urgency.promote.requested" => promote(&event),
+                "task.record.requested" => record(&event),
+                "task.upsert.requested" => upsert(&event),
+                other => dead(format!("task handler does not handle {other}")),
+            }
+        });
         match result {
             Ok(()) => Outcome::Ack,
             Err(Failure::Dead(reason)) => Outcome::Dead(reason),
@@ -96,47 +76,10 @@ impl Guest for Component {
     }
 }
 
-enum Failure {
-    /// The payload can never succeed.
-    Dead(String),
-    /// The host refused a state operation; trying again may work.
-    Retry(String),
-}
-
-fn parse_time(field: &str, value: &str) -> Result<OffsetDateTime, Failure> {
-    OffsetDateTime::parse(value, &Rfc3339)
-        .map_err(|e| Failure::Dead(format!("{field} is not an RFC 3339 time ({value:?}): {e}")))
-}
-
-fn task_key(user_id: i64, task_id: i64) -> String {
-    format!("task/{user_id}/{task_id}")
-}
-
-fn load_task(key: &str) -> Result<Option<Task>, Failure> {
-    match state::get(key).map_err(Failure::Retry)? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Failure::Dead(format!("stored task {key} is corrupt: {e}"))),
-    }
-}
-
-fn store_task(key: &str, task: &Task) -> Result<(), Failure> {
-    let bytes = serde_json::to_vec(task).map_err(|e| Failure::Dead(e.to_string()))?;
-    state::set(key, &bytes).map_err(Failure::Retry)
-}
-
-fn promote(payload: &[u8]) -> Result<(), Failure> {
-    let req: PromoteRequest = serde_json::from_slice(payload).map_err(|e| {
-        Failure::Dead(format!(
-            "invalid task.urgency.promote.requested payload: {e}"
-        ))
-    })?;
+fn promote(event: &Event) -> Step<()> {
+    let req: PromoteRequest = parse_payload(&event.event_type, &event.payload)?;
     if req.user_id <= 0 {
-        return Err(Failure::Dead(format!(
-            "user_id must be positive, got {}",
-            req.user_id
-        )));
+        return dead(format!("user_id must be positive, got {}", req.user_id));
     }
     let mut ids: Vec<i64> = Vec::with_capacity(req.task_ids.len());
     for id in req.task_ids {
@@ -145,56 +88,36 @@ fn promote(payload: &[u8]) -> Result<(), Failure> {
         }
     }
     if ids.is_empty() {
-        return Err(Failure::Dead("task_ids has no positive task id".into()));
+        return dead("task_ids has no positive task id");
     }
-    let now = match req.triggered_at.as_deref() {
-        Some(t) if !t.is_empty() => parse_time("triggered_at", t)?,
-        _ => return Err(Failure::Dead("triggered_at is required".into())),
-    };
-    let mut promoted = 0;
-    for id in ids {
-        let key = task_key(req.user_id, id);
-        let Some(mut task) = load_task(&key)? else {
-            continue;
-        };
-        let Some(threshold) = task.urgency_threshold_at.as_deref() else {
-            continue;
-        };
-        if parse_time("urgency_threshold_at", threshold)? > now {
-            continue;
-        }
-        let new_priority = match task.priority {
-            2 => 1,
-            4 => 3,
-            _ => continue,
-        };
-        task.priority = new_priority;
-        store_task(&key, &task)?;
-        promoted += 1;
+    if let Some(t) = req.triggered_at.as_deref().filter(|t| !t.is_empty()) {
+        parse_time("triggered_at", t)?;
     }
+    let now = smartflow_kit::now();
+    let promoted = store::promote_due(req.user_id, &ids, now)?;
     log(
         Level::Info,
-        &format!("promoted {promoted} task(s) of user {}", req.user_id),
+        &format!(
+            "promoted {promoted} of {} task(s) of user {} at {} (triggered_at {})",
+            ids.len(),
+            req.user_id,
+            rfc3339(now),
+            req.triggered_at.as_deref().unwrap_or("not given")
+        ),
     );
     Ok(())
 }
 
-fn record(payload: &[u8]) -> Result<(), Failure> {
-    let task: Task = serde_json::from_slice(payload)
-        .map_err(|e| Failure::Dead(format!("invalid task.record.requested payload: {e}")))?;
-    check_task(&task)?;
-    store_task(&task_key(task.user_id, task.id), &task)
-}
-
-fn check_task(task: &Task) -> Result<(), Failure> {
+fn check_task(task: &Task) -> Step<()> {
     if task.user_id <= 0 || task.id <= 0 {
-        return Err(Failure::Dead("task id and user_id must be positive".into()));
+        return dead("task id and user_id must be positive");
     }
     if !(1..=4).contains(&task.priority) {
-        return Err(Failure::Dead(format!(
-            "priority must be 1..=4, got {}",
-            task.priority
-        )));
+        return dead(format!("priority must be 1..=4, got {}", task.priority));
+    }
+    max_len("title", &task.title, 255)?;
+    if let Some(c) = &task.conversation_id {
+        max_len("conversation_id", c, 128)?;
     }
     if let Some(t) = task.urgency_threshold_at.as_deref() {
         parse_time("urgency_threshold_at", t)?;
@@ -202,35 +125,30 @@ fn check_task(task: &Task) -> Result<(), Failure> {
     Ok(())
 }
 
-fn upsert(payload: &[u8]) -> Result<(), Failure> {
-    let req: UpsertRequest = serde_json::from_slice(payload)
-        .map_err(|e| Failure::Dead(format!("invalid task.upsert.requested payload: {e}")))?;
+fn record(event: &Event) -> Step<()> {
+    let task: Task = parse_payload(&event.event_type, &event.payload)?;
+    check_task(&task)?;
+    store::save(&task, smartflow_kit::now()).map(drop)
+}
+
+fn upsert(event: &Event) -> Step<()> {
+    let req: UpsertRequest = parse_payload(&event.event_type, &event.payload)?;
     let mut task = req.task;
     check_task(&task)?;
     let checked_at = match req.checked_at.as_deref() {
         Some(t) if !t.is_empty() => parse_time("checked_at", t)?,
-        _ => {
-            return Err(Failure::Dead(
-                "checked_at is required (an RFC 3339 time)".into(),
-            ));
-        }
+        _ => return dead("checked_at is required (an RFC 3339 time)"),
     };
-    let key = task_key(task.user_id, task.id);
-    let was_urgent = load_task(&key)?.is_some_and(|t| t.priority == 1 && !t.done);
-    if let Some(threshold) = task.urgency_threshold_at.as_deref()
-        && parse_time("urgency_threshold_at", threshold)? <= checked_at
-    {
-        task.priority = match task.priority {
-            2 => 1,
-            4 => 3,
-            p => p,
-        };
+    let threshold = match task.urgency_threshold_at.as_deref() {
+        Some(t) => Some(parse_time("urgency_threshold_at", t)?),
+        None => None,
+    };
+    if let Some(p) = promotion::promoted(task.priority, threshold, task.done, checked_at) {
+        task.priority = p;
     }
-    let is_urgent = task.priority == 1 && !task.done;
-    if is_urgent && !was_urgent {
-        let requested_at = checked_at
-            .format(&Rfc3339)
-            .map_err(|e| Failure::Dead(e.to_string()))?;
+    let before = store::save(&task, smartflow_kit::now())?;
+    let was_urgent = before.is_some_and(|b| promotion::is_urgent(b.priority, b.completed));
+    if promotion::is_urgent(task.priority, task.done) && !was_urgent {
         let trigger = serde_json::json!({
             "trigger_id": format!("task-{}-{}-{}", task.user_id, task.id, checked_at.unix_timestamp()),
             "user_id": task.user_id,
@@ -238,7 +156,7 @@ fn upsert(payload: &[u8]) -> Result<(), Failure> {
             "source": "worker_due_job",
             "target_type": "task_item",
             "target_id": task.id,
-            "requested_at": requested_at,
+            "requested_at": rfc3339(checked_at),
             "conversation_id": task.conversation_id.clone().unwrap_or_default(),
             "title": task.title,
         });
@@ -255,5 +173,5 @@ fn upsert(payload: &[u8]) -> Result<(), Failure> {
             &format!("task {} of user {} became urgent", task.id, task.user_id),
         );
     }
-    store_task(&key, &task)
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! [`Harness`]: a migrated, started host on a fresh database, with the test services `task`
-//! (the real component), `probe` and `sink` (the probe test component), and plain-SQL reads of
-//! its rows and state.
+//! (the real component, on SmartFlow's `tasks` table), `probe` and `sink` (the probe test
+//! component), and plain-SQL reads of its rows and state.
 
 use super::{Backend, Setup, TestDb, TransportKind, WAIT, eventually};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,8 @@ pub fn component(name: &str) -> PathBuf {
     path.canonicalize().unwrap()
 }
 
-/// Config text for the test services: `task` (real component), `probe` and `sink` (probe).
+/// Config text for the test services: `task` (real component, granted SmartFlow's `tasks`
+/// table), `probe` and `sink` (probe).
 pub fn config_text(database_url: &str, extra: &str) -> String {
     format!(
         r#"
@@ -46,11 +47,13 @@ poll_interval_ms = 250
 event_type = "task.urgency.promote.requested"
 service = "task"
 component = "{task}"
+sql = {{ tables = {{ tasks = "rw" }} }}
 
 [[routes]]
 event_type = "task.record.requested"
 service = "task"
 component = "{task}"
+sql = {{ tables = {{ tasks = "rw" }} }}
 
 [[routes]]
 event_type = "probe.run"
@@ -110,8 +113,9 @@ impl Harness {
         .await
     }
 
-    /// A migrated, started host on a fresh database of `setup.backend`, configured by the text
-    /// `config` makes from the database URL.
+    /// A migrated, started host on a fresh database of `setup.backend` holding SmartFlow's
+    /// business tables (as a user applies them), configured by the text `config` makes from
+    /// the database URL.
     pub async fn start_from(setup: Setup, config: impl FnOnce(&str) -> String) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let server = match setup.backend {
@@ -123,6 +127,7 @@ impl Harness {
             Config::parse(&config(&url), Path::new("test.toml"), dir.path().to_owned()).unwrap();
         let host = Switchyard::open(config).await.unwrap();
         host.migrate().await.unwrap();
+        super::smartflow::apply_schema(&db).await;
         let transport: Arc<dyn Transport> = match setup.transport {
             TransportKind::Embedded => Arc::new(EmbeddedTransport::new()),
             TransportKind::Kafka => host.configured_transport().await.unwrap(),
