@@ -64,7 +64,8 @@ pub fn config_text(
          [reload]\nwatch = {watch}\ncache_dir = \"cache\"\n\
          [services.task]\n\
          [[routes]]\nevent_type = \"task.record.requested\"\nservice = \"task\"\ncomponent = \"{}\"\n\
-         sql = {{ tables = {{ tasks = \"rw\" }} }}\n{extra_route}\n",
+         sql = {{ tables = {{ tasks = \"rw\", bench_items = \"rw\", bench_totals = \"rw\" }} }}\n\
+         {extra_route}\n",
         component.display()
     )
 }

@@ -77,14 +77,13 @@ pub async fn sql(db: Db, transport: Transport, events: usize) -> anyhow::Result<
         &format!("native INSERT + UPDATE per event {d}+{t}"),
     )
     .await?;
-    let grant = "sql = { tables = { bench_items = \"rw\", bench_totals = \"rw\" } }";
-    let bh = BenchHost::start_with(
+    // The bench's one route grants the bench tables (`host::config_text`).
+    let bh = BenchHost::start(
         db,
         transport,
         Mode::Default,
         &component("sql_probe")?,
         false,
-        grant,
     )
     .await?;
     create_tables(db, &bh.db.url).await?;
