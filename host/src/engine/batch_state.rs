@@ -5,9 +5,14 @@
 //! the batch's outcomes, so no other host can change a key or a row between a handler reading
 //! it and this batch writing it.
 //!
-//! Invocations of one batch run one at a time. An invocation's statements run after a
-//! savepoint taken at its first one: the consumer releases it when the invocation is
-//! acknowledged and rolls it back otherwise ([`BatchState::end_invocation`]).
+//! Invocations of one batch run one at a time. A batch first runs optimistically: statements
+//! run without a savepoint (the usual invocation is acknowledged, and a savepoint costs a round
+//! trip per event). If an invocation that wrote through `sql` is not acknowledged (or a
+//! statement fails so its writes cannot be kept), nothing of the batch may commit: the
+//! transaction is broken and the batch runs again *carefully*, each invocation's statements
+//! after a savepoint taken at its first one, released when it is acknowledged and rolled back
+//! otherwise ([`BatchState::end_invocation`]). A batch reruns carefully at most once per failure
+//! kind, so a handler that fails often costs one rerun per batch, not one per failure.
 
 use crate::handler_sql::{Backend, RowAllowance, SqlFailure, SqlOutput, SqlStatement};
 use crate::runtime::{BatchAccess, StateWrite};
@@ -30,6 +35,9 @@ pub(super) enum Tx {
     Broken {
         reason: String,
         culprit: Option<i64>,
+        /// The batch ran optimistically and an invocation's writes must be undone: run it
+        /// again with a savepoint per invocation (an expected path, not a database failure).
+        careful: bool,
     },
 }
 
@@ -44,6 +52,10 @@ struct Slot {
     deadline_ms: u64,
     /// Whether any `sql` statement ran in the transaction.
     ran_sql: bool,
+    /// Savepoints per invocation (a careful rerun); else the optimistic first run.
+    careful: bool,
+    /// The running invocation wrote through `sql` (optimistic run: nothing to roll back to).
+    wrote: bool,
 }
 
 /// What the commit takes from a batch's state.
@@ -61,7 +73,8 @@ pub(super) struct BatchState {
 }
 
 impl BatchState {
-    pub(super) fn new(store: Arc<dyn Store>) -> BatchState {
+    /// `careful`: take a savepoint per invocation (see the module's doc).
+    pub(super) fn new(store: Arc<dyn Store>, careful: bool) -> BatchState {
         BatchState {
             store,
             overlay: Mutex::new(HashMap::new()),
@@ -71,6 +84,8 @@ impl BatchState {
                 savepoint: false,
                 deadline_ms: 0,
                 ran_sql: false,
+                careful,
+                wrote: false,
             }),
         }
     }
@@ -88,6 +103,7 @@ impl BatchState {
         let mut slot = self.slot.lock().await;
         slot.invocation = Some(id);
         slot.savepoint = false;
+        slot.wrote = false;
         slot.deadline_ms = deadline_ms;
     }
 
@@ -97,6 +113,14 @@ impl BatchState {
         let mut slot = self.slot.lock().await;
         settle(&mut slot);
         slot.invocation = None;
+        let wrote = std::mem::take(&mut slot.wrote);
+        if !slot.careful && wrote && !keep && matches!(slot.tx, Tx::Open { .. }) {
+            careful_rerun(
+                &mut slot,
+                "an invocation that wrote through sql was not acknowledged",
+            );
+            return;
+        }
         if !std::mem::take(&mut slot.savepoint) {
             return;
         }
@@ -109,10 +133,10 @@ impl BatchState {
             Savepoint::RollBack
         };
         if let Err(e) = tx.savepoint(step).await {
-            slot.tx = Tx::Broken {
-                reason: format!("ending an invocation's savepoint failed: {e:?}"),
-                culprit: None,
-            };
+            broken(
+                &mut slot,
+                format!("ending an invocation's savepoint failed: {e:?}"),
+            );
         }
     }
 
@@ -156,6 +180,7 @@ fn settle(slot: &mut Slot) {
         slot.tx = Tx::Broken {
             reason: "a state read or sql statement was cut off by its invocation's deadline".into(),
             culprit: slot.invocation,
+            careful: false,
         };
         slot.savepoint = false;
     }
@@ -171,6 +196,17 @@ fn broken(slot: &mut Slot, reason: String) {
     slot.tx = Tx::Broken {
         reason,
         culprit: None,
+        careful: false,
+    };
+    slot.savepoint = false;
+}
+
+/// The optimistic run cannot undo an invocation's writes: the batch runs again carefully.
+fn careful_rerun(slot: &mut Slot, reason: &str) {
+    slot.tx = Tx::Broken {
+        reason: format!("{reason}: the batch runs again with a savepoint per invocation"),
+        culprit: None,
+        careful: true,
     };
     slot.savepoint = false;
 }
@@ -223,6 +259,11 @@ impl BatchAccess for BatchState {
         set_busy(&mut slot, false);
         match &ran {
             Err(SqlFailure::Broken(reason)) => broken(&mut slot, reason.clone()),
+            Err(SqlFailure::Statement(_)) if !slot.careful => {
+                // No savepoint to undo this invocation's statements (and on PostgreSQL the
+                // failed statement aborted the transaction).
+                careful_rerun(&mut slot, "a statement failed in an optimistic run");
+            }
             Err(SqlFailure::Statement(_)) => {
                 // Undo the invocation's statements now (it will be retried anyway): on
                 // PostgreSQL the failed statement aborted the transaction until then.
@@ -253,13 +294,12 @@ async fn run_statement(
             "the batch's transaction failed; it will run again".into(),
         ));
     };
-    if !slot.savepoint {
-        tx.savepoint(Savepoint::Take {
-            limit_ms: slot.deadline_ms,
-        })
-        .await?;
+    tx.limit_statements(slot.deadline_ms).await?;
+    if slot.careful && !slot.savepoint {
+        tx.savepoint(Savepoint::Take).await?;
         slot.savepoint = true;
     }
     slot.ran_sql = true;
+    slot.wrote |= statement.writes;
     tx.run_sql(statement, allowance).await
 }

@@ -47,8 +47,9 @@ pub(super) enum BatchEnd {
     /// Every outcome is committed: acknowledge the batch.
     Committed,
     /// Nothing of it committed and its handlers' reads and statements are void: run it again,
-    /// `without` the row whose invocation was cut off midway (its failed attempt is recorded).
-    Rerun { without: Option<i64> },
+    /// `without` the row whose invocation was cut off midway (its failed attempt is recorded),
+    /// `careful`ly (a savepoint per invocation) when the optimistic run had to be undone.
+    Rerun { without: Option<i64>, careful: bool },
     /// Nothing of it committed, and the database refused a row whose handlers' `sql`
     /// statements ran in the batch's transaction: run it again committing each event on its own,
     /// so the refused row fails alone.
@@ -80,7 +81,21 @@ pub(super) async fn commit(
     let mut pieces: VecDeque<Vec<(i64, RowOutcome)>> = VecDeque::new();
     match taken.tx {
         Tx::Closed => pieces.push_back(rows),
-        Tx::Broken { reason, culprit } => {
+        Tx::Broken {
+            reason,
+            culprit: None,
+            careful: true,
+        } => {
+            // Expected (a handler's retry or dead after writing): no error, no pause.
+            tracing::debug!(service = %service.name, %reason, "batch runs again carefully");
+            return BatchEnd::Rerun {
+                without: None,
+                careful: true,
+            };
+        }
+        Tx::Broken {
+            reason, culprit, ..
+        } => {
             if let Some(id) = culprit {
                 let why = rows.iter().find_map(|(row, outcome)| match outcome {
                     RowOutcome::Retry { reason } if *row == id => Some(reason.clone()),
@@ -271,7 +286,10 @@ fn rerun(shared: &Shared, service: &Service, reason: &str, without: Option<i64>)
         error: &reason,
     }
     .emit();
-    BatchEnd::Rerun { without }
+    BatchEnd::Rerun {
+        without,
+        careful: false,
+    }
 }
 
 /// Waits before trying again; `false` if the host is stopping meanwhile.

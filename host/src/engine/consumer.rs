@@ -66,7 +66,12 @@ pub(super) async fn run(
                 // Not acknowledged, so the transport delivers the batch again.
                 BatchEnd::Stopped => return,
                 BatchEnd::Isolate => rerun.isolate = true,
-                BatchEnd::Rerun { without } => {
+                BatchEnd::Rerun {
+                    without: None,
+                    careful: true,
+                } => rerun.careful = true,
+                BatchEnd::Rerun { without, careful } => {
+                    rerun.careful |= careful;
                     // Its transaction failed after handlers read state or ran statements in it
                     // (a deadlock between hosts): nothing of it committed; run it all again.
                     rerun.without.extend(without);
@@ -102,6 +107,8 @@ struct Rerun {
     without: BTreeSet<i64>,
     /// Commit each event on its own ([`BatchEnd::Isolate`]).
     isolate: bool,
+    /// A savepoint per invocation (see `batch_state`).
+    careful: bool,
 }
 
 /// A decoded message that names a row of this service.
@@ -193,7 +200,7 @@ async fn handle_batch(
             }
         }
     };
-    let reader = Arc::new(BatchState::new(shared.store.clone()));
+    let reader = Arc::new(BatchState::new(shared.store.clone(), rerun.careful));
     let mut rows = Vec::with_capacity(pending.len());
     let mut logs = Vec::with_capacity(pending.len());
     // Bytes of acked effects buffered since the last commit (`consumer.max_batch_bytes`).

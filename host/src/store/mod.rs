@@ -115,6 +115,13 @@ pub trait ConsumeTx: Send {
     /// running (one invocation at a time per transaction).
     async fn savepoint(&mut self, step: Savepoint) -> Result<(), SqlFailure>;
 
+    /// Tells the server to give up a statement of this transaction that runs longer than `ms`
+    /// (the invocation's deadline: the host stops waiting for it then, but the server would run
+    /// it to its end, holding the transaction's locks), where the backend can
+    /// ([`crate::store::sql::Dialect::STATEMENT_LIMIT`]). Sent only when `ms` changes; reset
+    /// at commit.
+    async fn limit_statements(&mut self, ms: u64) -> Result<(), SqlFailure>;
+
     /// Runs a handler's checked statement; a SELECT reads at most `allowance`.
     async fn run_sql(
         &mut self,
@@ -126,11 +133,8 @@ pub trait ConsumeTx: Send {
 /// A step of an invocation's savepoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Savepoint {
-    /// At the invocation's first `sql` statement. `limit_ms` is the invocation's deadline: the
-    /// server abandons a statement (or a lock wait) of the invocation that runs longer, where the
-    /// backend can (see [`crate::store::sql::Dialect::STATEMENT_LIMIT`]), so a statement the host
-    /// cut off does not hold its transaction's locks for long.
-    Take { limit_ms: u64 },
+    /// At the invocation's first `sql` statement.
+    Take,
     /// The invocation was acknowledged: its statements stand.
     Release,
     /// Retry, dead, trap, deadline or a failed statement: its statements are undone.

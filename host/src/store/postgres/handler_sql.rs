@@ -57,8 +57,7 @@ pub(super) async fn run(
         }
         Err(SqlFailure::Broken(e)) => Err(SqlFailure::Broken(e)),
         Err(failure) => {
-            plain::<Postgres>(conn, "ROLLBACK TO SAVEPOINT switchyard_statement").await?;
-            plain::<Postgres>(conn, STATEMENT_SAVEPOINT.release).await?;
+            plain::<Postgres>(conn, STATEMENT_SAVEPOINT.roll_back_and_release).await?;
             Err(failure)
         }
     }

@@ -3,7 +3,7 @@
 //! its row in `switchyard_state_locks` (an upsert) before reading again; the batch's outcomes
 //! are applied and committed in the same transaction.
 
-use super::handler_sql::{INVOCATION_SAVEPOINT, classify};
+use super::handler_sql::{INVOCATION_SAVEPOINT, classify, plain};
 use super::{Dialect, SqlStore};
 use crate::handler_sql::{RowAllowance, SqlFailure, SqlOutput, SqlStatement};
 use crate::store::{
@@ -17,6 +17,9 @@ use sqlx::{
 
 pub(super) struct SqlConsumeTx<D: Dialect> {
     pub(super) tx: Transaction<'static, D>,
+    /// The statement limit set in this transaction, milliseconds (see
+    /// [`ConsumeTx::limit_statements`]).
+    pub(super) limit_ms: Option<u64>,
 }
 
 impl<D: Dialect> SqlConsumeTx<D>
@@ -87,30 +90,40 @@ where
         SqlStore::<D>::apply_batch(&mut self.tx, table, batch, policy, now).await
     }
 
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
+    async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        if let (Some(_), Some(limit)) = (self.limit_ms, &D::STATEMENT_LIMIT) {
+            // A session setting (MySQL) outlives the transaction: put the default back.
+            (&mut *self.tx)
+                .execute(limit.reset)
+                .await
+                .map_err(db("reset the statement limit"))?;
+        }
         self.tx.commit().await.map_err(db("commit consume"))
     }
 
     async fn savepoint(&mut self, step: Savepoint) -> Result<(), SqlFailure> {
         let sql = &INVOCATION_SAVEPOINT;
-        // One round trip per step: the limit's statements travel with the savepoint's.
-        let text = match (step, &D::STATEMENT_LIMIT) {
-            (Savepoint::Take { .. }, None) => sql.take.to_owned(),
-            (Savepoint::Take { limit_ms }, Some(limit)) => {
-                format!("{}; {}", sql.take, (limit.set)(limit_ms))
-            }
-            (Savepoint::Release, None) => sql.release.to_owned(),
-            (Savepoint::Release, Some(limit)) => format!("{}; {}", sql.release, limit.reset),
-            (Savepoint::RollBack, None) => format!("{}; {}", sql.roll_back, sql.release),
-            (Savepoint::RollBack, Some(limit)) => {
-                format!("{}; {}; {}", sql.roll_back, sql.release, limit.reset)
-            }
+        let text = match step {
+            Savepoint::Take => sql.take,
+            Savepoint::Release => sql.release,
+            Savepoint::RollBack => sql.roll_back_and_release,
         };
+        plain::<D>(&mut self.tx, text).await
+    }
+
+    async fn limit_statements(&mut self, ms: u64) -> Result<(), SqlFailure> {
+        let Some(limit) = &D::STATEMENT_LIMIT else {
+            return Ok(());
+        };
+        if self.limit_ms == Some(ms) {
+            return Ok(());
+        }
         (&mut *self.tx)
-            .execute(AssertSqlSafe(text))
+            .execute(AssertSqlSafe((limit.set)(ms)))
             .await
-            .map(|_| ())
-            .map_err(classify)
+            .map_err(classify)?;
+        self.limit_ms = Some(ms);
+        Ok(())
     }
 
     async fn run_sql(

@@ -14,15 +14,16 @@ use sqlx::{Column, Database, Executor, Row};
 pub(crate) struct SavepointSql {
     pub take: &'static str,
     pub release: &'static str,
-    /// Undoes what ran since `take`; the savepoint stays until released.
-    pub roll_back: &'static str,
+    /// Undoes what ran since `take` and ends the savepoint, in one round trip.
+    pub roll_back_and_release: &'static str,
 }
 
 /// The savepoint of the invocation whose statements are running.
 pub(crate) const INVOCATION_SAVEPOINT: SavepointSql = SavepointSql {
     take: "SAVEPOINT switchyard_invocation",
     release: "RELEASE SAVEPOINT switchyard_invocation",
-    roll_back: "ROLLBACK TO SAVEPOINT switchyard_invocation",
+    roll_back_and_release: "ROLLBACK TO SAVEPOINT switchyard_invocation; \
+                            RELEASE SAVEPOINT switchyard_invocation",
 };
 
 /// The savepoint around one write on a backend where a failed statement aborts the whole
@@ -30,7 +31,8 @@ pub(crate) const INVOCATION_SAVEPOINT: SavepointSql = SavepointSql {
 pub(crate) const STATEMENT_SAVEPOINT: SavepointSql = SavepointSql {
     take: "SAVEPOINT switchyard_statement",
     release: "RELEASE SAVEPOINT switchyard_statement",
-    roll_back: "ROLLBACK TO SAVEPOINT switchyard_statement",
+    roll_back_and_release: "ROLLBACK TO SAVEPOINT switchyard_statement; \
+                            RELEASE SAVEPOINT switchyard_statement",
 };
 
 /// A session setting that bounds how long the server runs one statement.

@@ -61,8 +61,8 @@ pub trait Dialect: Database {
 
     /// How the server is told to give up on a handler's statement that runs past the
     /// invocation's deadline (the host has stopped waiting for it by then, but the server would
-    /// run it to its end, holding the transaction's locks): set with the invocation's
-    /// savepoint, reset when it ends. `None` where the backend cannot (SQLite).
+    /// run it to its end, holding the transaction's locks): set before a transaction's first
+    /// handler statement, reset before it commits. `None` where the backend cannot (SQLite).
     const STATEMENT_LIMIT: Option<handler_sql::StatementLimit>;
 
     /// Appended to `INSERT INTO switchyard_state (service, state_key, value, updated_at)
@@ -325,7 +325,7 @@ where
 
     async fn begin_consume(&self) -> StoreResult<Box<dyn crate::store::ConsumeTx>> {
         let tx = self.begin_write("begin consume").await?;
-        Ok(Box::new(consume::SqlConsumeTx { tx }))
+        Ok(Box::new(consume::SqlConsumeTx { tx, limit_ms: None }))
     }
 
     async fn apply(
