@@ -47,6 +47,11 @@ pub struct SqlStatement<'a> {
     pub params: &'a [SqlValue],
     /// INSERT, UPDATE or DELETE (else a SELECT).
     pub writes: bool,
+    /// Whether a failed write must be undone alone so the invocation can go on (the batch's
+    /// careful run). In the optimistic run it need not: any failure there reruns the batch
+    /// carefully, so a backend where a failed statement aborts the transaction (PostgreSQL)
+    /// skips the savepoint around each write.
+    pub careful: bool,
 }
 
 /// What a query may still return in this invocation; reading stops past it.

@@ -295,6 +295,10 @@ async fn run_statement(
         ));
     };
     tx.limit_statements(slot.deadline_ms).await?;
+    let statement = SqlStatement {
+        careful: slot.careful,
+        ..statement
+    };
     if slot.careful && !slot.savepoint {
         tx.savepoint(Savepoint::Take).await?;
         slot.savepoint = true;

@@ -97,6 +97,7 @@ impl Invocation {
                     sql: &checked.sql,
                     params: &params,
                     writes,
+                    careful: false,
                 },
                 RowAllowance { rows, bytes },
             )

@@ -1,9 +1,10 @@
 //! A handler's statement on PostgreSQL. Parameters bind by the types the server infers for the
 //! statement (prepared once per connection, then cached by sqlx): RFC 3339 text binds to a
 //! `timestamptz`/`timestamp`/`date` column, text to `json`/`jsonb`, an integer to any integer
-//! width. Each write runs under its own savepoint, because a failed statement aborts a
-//! PostgreSQL transaction: a constraint error then undoes only that statement, as on the other
-//! backends. Values read back by the column's type (datetimes as UTC RFC 3339; `numeric`,
+//! width. In a batch's careful run each write runs under its own savepoint, because a failed
+//! statement aborts a PostgreSQL transaction: a constraint error then undoes only that
+//! statement, as on the other backends. The optimistic run skips it (two round trips per
+//! write): a failed write there reruns the batch carefully. Values read back by the column's type (datetimes as UTC RFC 3339; `numeric`,
 //! `uuid` and `json` as text).
 
 use crate::handler_sql::{
@@ -48,6 +49,15 @@ pub(super) async fn run(
     let query = sqlx::query_with(AssertSqlSafe(statement.sql.to_owned()), args);
     if !statement.writes {
         return read_rows(query.fetch(&mut *conn), allowance, value).await;
+    }
+    if !statement.careful {
+        // The optimistic run: no savepoint, so a failed write (even a constraint) aborted the
+        // transaction and cannot be undone alone; the batch runs again carefully.
+        return match query.execute(&mut *conn).await.map_err(classify) {
+            Ok(done) => Ok(SqlOutput::Changed(done.rows_affected())),
+            Err(SqlFailure::Constraint(e)) => Err(SqlFailure::Statement(e)),
+            Err(other) => Err(other),
+        };
     }
     plain::<Postgres>(conn, STATEMENT_SAVEPOINT.take).await?;
     match query.execute(&mut *conn).await.map_err(classify) {
