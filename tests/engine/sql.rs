@@ -99,7 +99,8 @@ async fn typed_values_round_trip_and_commit_with_the_consumed_mark(backend: Back
                            FROM items WHERE at <= ? AND name = ?",
                  "params": ["2026-12-02T07:00:00Z", "apple"]},
                 {"execute": "UPDATE items SET qty = qty + ? WHERE id = ?", "params": [2, 1]},
-                {"query": "SELECT label FROM ro_items WHERE id = ?", "params": [1]}
+                {"query": "SELECT label FROM ro_items WHERE id = ?", "params": [1]},
+                {"query": "SELECT id, label FROM ro_items WHERE id = ?", "params": [404]}
             ], "results": "typed"}),
         )
         .await;
@@ -124,6 +125,11 @@ async fn typed_values_round_trip_and_commit_with_the_consumed_mark(backend: Back
     );
     assert_eq!(results[2], json!(1), "rows updated");
     assert_eq!(results[3]["rows"], json!([["read me"]]));
+    assert_eq!(
+        results[4],
+        json!({"columns": ["id", "label"], "rows": []}),
+        "an empty result still names its columns"
+    );
     h.stop().await;
 }
 

@@ -7,7 +7,7 @@
 use crate::handler_sql::{
     RowAllowance, SqlFailure, SqlOutput, SqlStatement, SqlValue, format_naive, rfc3339,
 };
-use crate::store::sql::handler_sql::{classify, read_rows};
+use crate::store::sql::handler_sql::{classify, column_names, read_rows};
 use sqlx::mysql::{MySqlArguments, MySqlRow};
 use sqlx::{Arguments, AssertSqlSafe, MySql, MySqlConnection, Row, TypeInfo, ValueRef};
 use time::{Date, PrimitiveDateTime, Time, UtcOffset};
@@ -40,7 +40,8 @@ pub(super) async fn run(
         let done = query.execute(&mut *conn).await.map_err(classify)?;
         return Ok(SqlOutput::Changed(done.rows_affected()));
     }
-    read_rows(query.fetch(&mut *conn), allowance, value).await
+    let columns = column_names::<sqlx::MySql>(conn, statement.sql).await?;
+    read_rows(columns, query.fetch(&mut *conn), allowance, value).await
 }
 
 fn value(row: &MySqlRow, i: usize) -> Result<SqlValue, String> {

@@ -13,8 +13,8 @@ use crate::handler_sql::{
 use crate::store::sql::handler_sql::{STATEMENT_SAVEPOINT, classify, plain, read_rows};
 use sqlx::postgres::{PgArguments, PgRow, PgTypeInfo};
 use sqlx::{
-    Arguments, AssertSqlSafe, Either, Executor, PgConnection, Postgres, Row, SqlSafeStr, Statement,
-    TypeInfo, ValueRef,
+    Arguments, AssertSqlSafe, Column, Either, Executor, PgConnection, Postgres, Row, SqlSafeStr,
+    Statement, TypeInfo, ValueRef,
 };
 use std::fmt::Write;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
@@ -24,15 +24,17 @@ pub(super) async fn run(
     statement: SqlStatement<'_>,
     allowance: RowAllowance,
 ) -> Result<SqlOutput, SqlFailure> {
-    let types: Vec<PgTypeInfo> = {
+    let (types, columns): (Vec<PgTypeInfo>, Vec<String>) = {
         let prepared = (&mut *conn)
             .prepare(AssertSqlSafe(statement.sql.to_owned()).into_sql_str())
             .await
             .map_err(classify)?;
-        match prepared.parameters() {
+        let types = match prepared.parameters() {
             Some(Either::Left(types)) => types.to_vec(),
             _ => Vec::new(),
-        }
+        };
+        let columns = prepared.columns().iter().map(|c| c.name().to_owned());
+        (types, columns.collect())
     };
     if types.len() != statement.params.len() {
         return Err(SqlFailure::Statement(format!(
@@ -48,7 +50,7 @@ pub(super) async fn run(
     }
     let query = sqlx::query_with(AssertSqlSafe(statement.sql.to_owned()), args);
     if !statement.writes {
-        return read_rows(query.fetch(&mut *conn), allowance, value).await;
+        return read_rows(columns, query.fetch(&mut *conn), allowance, value).await;
     }
     if !statement.careful {
         // The optimistic run: no savepoint, so a failed write (even a constraint) aborted the

@@ -8,7 +8,7 @@
 use crate::handler_sql::{RowAllowance, SqlFailure, SqlOutput, SqlValue};
 use futures::TryStreamExt;
 use sqlx::error::ErrorKind;
-use sqlx::{Column, Database, Executor, Row};
+use sqlx::{AssertSqlSafe, Column, Database, Executor, Row, SqlSafeStr, Statement};
 
 /// The statements of one savepoint (the same on the three backends).
 pub(crate) struct SavepointSql {
@@ -72,9 +72,32 @@ where
     conn.execute(sql).await.map(|_| ()).map_err(classify)
 }
 
+/// The column names of a SELECT, from its prepared statement (sqlx keeps it in the
+/// connection's statement cache, so the query that follows reuses it): a query returning no
+/// rows still names its columns.
+pub(crate) async fn column_names<'c, D: Database>(
+    conn: &'c mut D::Connection,
+    sql: &str,
+) -> Result<Vec<String>, SqlFailure>
+where
+    &'c mut D::Connection: Executor<'c, Database = D>,
+{
+    let prepared = conn
+        .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
+        .await
+        .map_err(classify)?;
+    Ok(prepared
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect())
+}
+
 /// Reads a SELECT's rows from `rows`, decoding each value with `value`, and stops with a budget
 /// failure as soon as the rows or their bytes pass `allowance` (so a huge result is never held).
+/// `columns` are the statement's column names ([`column_names`]).
 pub(crate) async fn read_rows<R, S>(
+    columns: Vec<String>,
     mut rows: S,
     allowance: RowAllowance,
     value: impl Fn(&R, usize) -> Result<SqlValue, String>,
@@ -83,9 +106,9 @@ where
     R: Row,
     S: futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
 {
-    let (mut columns, mut out, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+    let (mut columns, mut out, mut bytes) = (columns, Vec::new(), 0usize);
     while let Some(row) = rows.try_next().await.map_err(classify)? {
-        if columns.is_empty() {
+        if columns.len() != row.columns().len() {
             columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
         }
         if out.len() as u64 >= allowance.rows {

@@ -2,7 +2,7 @@
 //! it is given) and read back by each value's storage class.
 
 use crate::handler_sql::{RowAllowance, SqlFailure, SqlOutput, SqlStatement, SqlValue};
-use crate::store::sql::handler_sql::{classify, read_rows};
+use crate::store::sql::handler_sql::{classify, column_names, read_rows};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, AssertSqlSafe, Row, SqliteConnection, TypeInfo, ValueRef};
 
@@ -28,7 +28,8 @@ pub(super) async fn run(
         let done = query.execute(&mut *conn).await.map_err(classify)?;
         return Ok(SqlOutput::Changed(done.rows_affected()));
     }
-    read_rows(query.fetch(&mut *conn), allowance, value).await
+    let columns = column_names::<sqlx::Sqlite>(conn, statement.sql).await?;
+    read_rows(columns, query.fetch(&mut *conn), allowance, value).await
 }
 
 /// A value by its storage class (SQLite's types belong to values, not columns).
