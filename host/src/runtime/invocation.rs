@@ -331,63 +331,40 @@ async fn call(
     store: &mut Store<Invocation>,
     event: EventData,
 ) -> wasmtime::Result<Outcome> {
+    // The same call for each version; only the generated types differ.
+    macro_rules! call_as {
+        ($pre:expr, $version:ident) => {{
+            use $version::switchyard::handler::types;
+            let event = types::Event {
+                outbox_id: event.outbox_id,
+                event_id: event.event_id,
+                event_type: event.event_type,
+                event_version: event.event_version,
+                service: event.service,
+                aggregate_id: event.aggregate_id,
+                message_key: event.message_key,
+                payload: event.payload,
+                attempt: event.attempt,
+            };
+            let handler = $pre.instantiate_async(&mut *store).await?;
+            let outcome = handler
+                .switchyard_handler_handler()
+                .call_handle(&mut *store, &event)
+                .await?;
+            Ok(match outcome {
+                types::Outcome::Ack => Outcome::Ack,
+                types::Outcome::Retry(r) => Outcome::Retry {
+                    reason: cut_reason(&r.reason),
+                },
+                types::Outcome::Dead(reason) => Outcome::Dead {
+                    reason: cut_reason(&reason),
+                },
+            })
+        }};
+    }
     match pre {
-        Pre::V0_2(pre) => {
-            use v0_2::switchyard::handler::types;
-            let event = types::Event {
-                outbox_id: event.outbox_id,
-                event_id: event.event_id,
-                event_type: event.event_type,
-                event_version: event.event_version,
-                service: event.service,
-                aggregate_id: event.aggregate_id,
-                message_key: event.message_key,
-                payload: event.payload,
-                attempt: event.attempt,
-            };
-            let handler = pre.instantiate_async(&mut *store).await?;
-            let outcome = handler
-                .switchyard_handler_handler()
-                .call_handle(&mut *store, &event)
-                .await?;
-            Ok(match outcome {
-                types::Outcome::Ack => Outcome::Ack,
-                types::Outcome::Retry(r) => Outcome::Retry {
-                    reason: cut_reason(&r.reason),
-                },
-                types::Outcome::Dead(reason) => Outcome::Dead {
-                    reason: cut_reason(&reason),
-                },
-            })
-        }
-        Pre::V0_1(pre) => {
-            use v0_1::switchyard::handler::types;
-            let event = types::Event {
-                outbox_id: event.outbox_id,
-                event_id: event.event_id,
-                event_type: event.event_type,
-                event_version: event.event_version,
-                service: event.service,
-                aggregate_id: event.aggregate_id,
-                message_key: event.message_key,
-                payload: event.payload,
-                attempt: event.attempt,
-            };
-            let handler = pre.instantiate_async(&mut *store).await?;
-            let outcome = handler
-                .switchyard_handler_handler()
-                .call_handle(&mut *store, &event)
-                .await?;
-            Ok(match outcome {
-                types::Outcome::Ack => Outcome::Ack,
-                types::Outcome::Retry(r) => Outcome::Retry {
-                    reason: cut_reason(&r.reason),
-                },
-                types::Outcome::Dead(reason) => Outcome::Dead {
-                    reason: cut_reason(&reason),
-                },
-            })
-        }
+        Pre::V0_2(pre) => call_as!(pre, v0_2),
+        Pre::V0_1(pre) => call_as!(pre, v0_1),
     }
 }
 
