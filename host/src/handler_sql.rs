@@ -47,6 +47,8 @@ pub struct SqlStatement<'a> {
     pub params: &'a [SqlValue],
     /// INSERT, UPDATE or DELETE (else a SELECT).
     pub writes: bool,
+    /// Each parameter's (table, column) where the statement names it plainly, in order.
+    pub targets: &'a [Option<(String, String)>],
     /// Whether a failed write must be undone alone so the invocation can go on (the batch's
     /// careful run). In the optimistic run it need not: any failure there reruns the batch
     /// carefully, so a backend where a failed statement aborts the transaction (PostgreSQL)

@@ -11,6 +11,7 @@ const TABLE: &str = "shop_outbox_messages";
 
 crate::backend_suite!(
     typed_values_round_trip_and_commit_with_the_consumed_mark,
+    rfc3339_text_binds_to_a_datetime_column_and_stays_text_in_a_text_column,
     statements_are_rolled_back_on_retry_dead_trap_and_deadline,
     a_constraint_error_undoes_only_its_statement,
     a_database_error_retries_the_event_whatever_it_returns,
@@ -129,6 +130,30 @@ async fn typed_values_round_trip_and_commit_with_the_consumed_mark(backend: Back
         results[4],
         json!({"columns": ["id", "label"], "rows": []}),
         "an empty result still names its columns"
+    );
+    h.stop().await;
+}
+
+async fn rfc3339_text_binds_to_a_datetime_column_and_stays_text_in_a_text_column(backend: Backend) {
+    let mut h = start(backend).await;
+    let at = "2026-12-02T06:00:00Z";
+    let id = h
+        .publish(
+            "sql.run",
+            json!({"steps": [
+                {"execute": "INSERT INTO items (id, name, qty, at) VALUES (?, ?, ?, ?)",
+                 "params": [7, at, 1, at]},
+                {"query": "SELECT name, at FROM items WHERE at = ?", "params": [at]}
+            ], "results": "times"}),
+        )
+        .await;
+    assert_eq!(h.wait_final(TABLE, id).await.status, "consumed");
+    let results: Value =
+        serde_json::from_str(&h.state("shop", "results/times").await.unwrap()).unwrap();
+    assert_eq!(
+        results[1]["rows"],
+        json!([[at, at]]),
+        "the text column keeps the text as given; the datetime column reads back as RFC 3339"
     );
     h.stop().await;
 }

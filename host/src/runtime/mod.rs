@@ -20,6 +20,7 @@ mod policy;
 pub mod sql_check;
 mod sql_grant;
 mod sql_import;
+mod sql_targets;
 
 pub use bindings::CONTRACT;
 pub use effects::{Effects, Emit, StateWrite};

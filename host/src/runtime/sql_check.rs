@@ -32,6 +32,9 @@ pub struct Checked {
     pub params: usize,
     /// Whether it writes (INSERT, UPDATE, DELETE).
     pub writes: bool,
+    /// Each placeholder's (table, column), in binding order, where the statement names it
+    /// plainly (`sql_targets`).
+    pub targets: Vec<Option<(String, String)>>,
 }
 
 /// Functions a statement may call: plain scalar and aggregate functions that read nothing but
@@ -149,10 +152,17 @@ pub fn check(
         }
     }
     let params = count_placeholders(&statement, backend)?;
+    let tables: Vec<&String> = seen.tables.difference(&seen.ctes).collect();
+    let table = match tables.as_slice() {
+        [one] => Some(one.as_str()),
+        _ => None,
+    };
+    let targets = super::sql_targets::placeholder_columns(&statement, table);
     Ok(Checked {
         sql: statement.to_string(),
         params,
         writes,
+        targets,
     })
 }
 

@@ -97,6 +97,7 @@ impl Invocation {
                     sql: &checked.sql,
                     params: &params,
                     writes,
+                    targets: &checked.targets,
                     careful: false,
                 },
                 RowAllowance { rows, bytes },

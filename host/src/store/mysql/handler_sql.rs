@@ -1,13 +1,14 @@
-//! A handler's statement on MySQL/MariaDB. RFC 3339 text binds as a UTC `DATETIME` (the server
-//! refuses `2026-12-02T06:00:00Z` in a datetime column; sessions run in UTC), so in a text
-//! column it reads back as `2026-12-02 06:00:00`. Values read back by the column's type:
+//! A handler's statement on MySQL/MariaDB. RFC 3339 text bound to a datetime column binds as a
+//! UTC `DATETIME` (the server refuses `2026-12-02T06:00:00Z` there; sessions run in UTC): the
+//! column is the one the statement names for the placeholder (`runtime::sql_targets`), its type
+//! from the server's catalog. Anywhere else the text stays text. Values read back by the column's type:
 //! datetimes as UTC RFC 3339, `TINYINT(1)` as a boolean, an unsigned integer past `i64` and a
 //! `DECIMAL` as text.
 
 use crate::handler_sql::{
     RowAllowance, SqlFailure, SqlOutput, SqlStatement, SqlValue, format_naive, rfc3339,
 };
-use crate::store::sql::handler_sql::{classify, column_names, read_rows};
+use crate::store::sql::handler_sql::{ColumnKinds, classify, column_names, read_rows};
 use sqlx::mysql::{MySqlArguments, MySqlRow};
 use sqlx::{Arguments, AssertSqlSafe, MySql, MySqlConnection, Row, TypeInfo, ValueRef};
 use time::{Date, PrimitiveDateTime, Time, UtcOffset};
@@ -16,20 +17,21 @@ pub(super) async fn run(
     conn: &mut MySqlConnection,
     statement: SqlStatement<'_>,
     allowance: RowAllowance,
+    columns: &ColumnKinds,
 ) -> Result<SqlOutput, SqlFailure> {
     let mut args = MySqlArguments::default();
-    for p in statement.params {
+    for (n, p) in statement.params.iter().enumerate() {
         let added = match p {
             SqlValue::Null => args.add(None::<String>),
             SqlValue::Bool(b) => args.add(*b),
             SqlValue::Int(i) => args.add(*i),
             SqlValue::Float(f) => args.add(*f),
             SqlValue::Text(s) => match rfc3339(s) {
-                Some(at) => {
+                Some(at) if datetime_target(conn, statement.targets.get(n), columns).await? => {
                     let utc = at.to_offset(UtcOffset::UTC);
                     args.add(PrimitiveDateTime::new(utc.date(), utc.time()))
                 }
-                None => args.add(s.clone()),
+                _ => args.add(s.clone()),
             },
             SqlValue::Bytes(b) => args.add(b.clone()),
         };
@@ -42,6 +44,35 @@ pub(super) async fn run(
     }
     let columns = column_names::<sqlx::MySql>(conn, statement.sql).await?;
     read_rows(columns, query.fetch(&mut *conn), allowance, value).await
+}
+
+/// Whether a parameter goes to a datetime column (`DATETIME`, `TIMESTAMP`, `DATE`): asked of
+/// the server's catalog once per column. A parameter whose column the statement does not name
+/// plainly is not one (its RFC 3339 text stays text).
+async fn datetime_target(
+    conn: &mut MySqlConnection,
+    target: Option<&Option<(String, String)>>,
+    columns: &ColumnKinds,
+) -> Result<bool, SqlFailure> {
+    let Some(Some((table, column))) = target else {
+        return Ok(false);
+    };
+    if let Some(known) = columns.datetime(table, column) {
+        return Ok(known);
+    }
+    let kind: Option<String> = sqlx::query_scalar(
+        "SELECT CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+    )
+    .bind(table)
+    .bind(column)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(classify)?;
+    let datetime = kind
+        .is_some_and(|k| matches!(k.to_lowercase().as_str(), "datetime" | "timestamp" | "date"));
+    columns.remember(table, column, datetime);
+    Ok(datetime)
 }
 
 fn value(row: &MySqlRow, i: usize) -> Result<SqlValue, String> {

@@ -249,7 +249,8 @@ impl Dialect for MySql {
         conn: &mut sqlx::MySqlConnection,
         statement: crate::handler_sql::SqlStatement<'_>,
         allowance: crate::handler_sql::RowAllowance,
+        columns: &crate::store::sql::handler_sql::ColumnKinds,
     ) -> Result<crate::handler_sql::SqlOutput, crate::handler_sql::SqlFailure> {
-        handler_sql::run(conn, statement, allowance).await
+        handler_sql::run(conn, statement, allowance, columns).await
     }
 }

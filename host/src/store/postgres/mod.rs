@@ -165,6 +165,7 @@ impl Dialect for Postgres {
         conn: &mut sqlx::PgConnection,
         statement: crate::handler_sql::SqlStatement<'_>,
         allowance: crate::handler_sql::RowAllowance,
+        _columns: &crate::store::sql::handler_sql::ColumnKinds,
     ) -> Result<crate::handler_sql::SqlOutput, crate::handler_sql::SqlFailure> {
         handler_sql::run(conn, statement, allowance).await
     }

@@ -20,6 +20,7 @@ pub(super) struct SqlConsumeTx<D: Dialect> {
     /// The statement limit set in this transaction, milliseconds (see
     /// [`ConsumeTx::limit_statements`]).
     pub(super) limit_ms: Option<u64>,
+    pub(super) columns: std::sync::Arc<super::handler_sql::ColumnKinds>,
 }
 
 impl<D: Dialect> SqlConsumeTx<D>
@@ -131,6 +132,6 @@ where
         statement: SqlStatement<'_>,
         allowance: RowAllowance,
     ) -> Result<SqlOutput, SqlFailure> {
-        D::run_handler_sql(&mut self.tx, statement, allowance).await
+        D::run_handler_sql(&mut self.tx, statement, allowance, &self.columns).await
     }
 }

@@ -35,6 +35,24 @@ pub(crate) const STATEMENT_SAVEPOINT: SavepointSql = SavepointSql {
                             RELEASE SAVEPOINT switchyard_statement",
 };
 
+/// Which (table, column) pairs are datetime columns, as the server's catalog said, remembered
+/// for the life of the store (MySQL binds RFC 3339 text by it; a column altered later keeps its
+/// first answer until the host restarts).
+#[derive(Debug, Default)]
+pub struct ColumnKinds(std::sync::Mutex<std::collections::HashMap<(String, String), bool>>);
+
+impl ColumnKinds {
+    pub fn datetime(&self, table: &str, column: &str) -> Option<bool> {
+        let known = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(&(table.to_owned(), column.to_owned())).copied()
+    }
+
+    pub fn remember(&self, table: &str, column: &str, datetime: bool) {
+        let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        known.insert((table.to_owned(), column.to_owned()), datetime);
+    }
+}
+
 /// A session setting that bounds how long the server runs one statement.
 pub struct StatementLimit {
     /// The statement setting it, for a limit in milliseconds.

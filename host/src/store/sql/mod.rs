@@ -137,6 +137,7 @@ pub trait Dialect: Database {
         conn: &mut Self::Connection,
         statement: SqlStatement<'_>,
         allowance: RowAllowance,
+        columns: &handler_sql::ColumnKinds,
     ) -> impl Future<Output = Result<SqlOutput, SqlFailure>> + Send;
 }
 
@@ -210,11 +211,17 @@ pub struct SqlStore<D: Dialect> {
     pool: Pool<D>,
     /// Kept by [`Dialect::acquire_host`] until the store is dropped.
     host_lock: D::HostLock,
+    /// What the `sql` import learned of the database's columns.
+    columns: std::sync::Arc<handler_sql::ColumnKinds>,
 }
 
 impl<D: Dialect> SqlStore<D> {
     pub(super) fn new(pool: Pool<D>, host_lock: D::HostLock) -> SqlStore<D> {
-        SqlStore { pool, host_lock }
+        SqlStore {
+            pool,
+            host_lock,
+            columns: Default::default(),
+        }
     }
 
     /// The pool, for callers that enqueue inside their own transactions.
@@ -325,7 +332,11 @@ where
 
     async fn begin_consume(&self) -> StoreResult<Box<dyn crate::store::ConsumeTx>> {
         let tx = self.begin_write("begin consume").await?;
-        Ok(Box::new(consume::SqlConsumeTx { tx, limit_ms: None }))
+        Ok(Box::new(consume::SqlConsumeTx {
+            tx,
+            limit_ms: None,
+            columns: self.columns.clone(),
+        }))
     }
 
     async fn apply(
