@@ -323,21 +323,9 @@ async fn a_component_importing_outbound_http_without_the_grant_is_refused_at_sta
     let text = crate::support::smartflow::config_text(&url, &sink.addr)
         .replace(&format!("allowed_hosts = [\"{}\"]\n", sink.addr), "");
     assert!(!text.contains("allowed_hosts"), "every grant removed");
-    let config = switchyard::config::Config::parse(
-        &text,
-        std::path::Path::new("s.toml"),
-        dir.path().to_owned(),
-    )
-    .unwrap();
-    let host = switchyard::Switchyard::open(config).await.unwrap();
-    let transport = std::sync::Arc::new(switchyard::transport::embedded::EmbeddedTransport::new());
-    let err = format!(
-        "{:#}",
-        host.start(transport)
-            .await
-            .err()
-            .expect("an ungranted component must not load")
-    );
+    let err =
+        crate::support::start_refused(&text, dir.path(), "an ungranted component must not load")
+            .await;
     assert!(
         err.contains("notification.wasm")
             && err.contains("imports outbound-http but its route does not grant it")

@@ -368,19 +368,12 @@ async fn a_task_route_without_its_sql_grant_is_refused_at_start() {
         "the record route's grant is in the example"
     );
     let text = text.replacen(grant, "task.wasm\"\n\n", 1);
-    let config =
-        switchyard::config::Config::parse(&text, std::path::Path::new("s.toml"), dir.path().into())
-            .unwrap();
-    let host = switchyard::Switchyard::open(config).await.unwrap();
-    host.migrate().await.unwrap();
-    let transport = std::sync::Arc::new(switchyard::transport::embedded::EmbeddedTransport::new());
-    let err = format!(
-        "{:#}",
-        host.start(transport)
-            .await
-            .err()
-            .expect("a component importing sql must not load on a route without a grant")
-    );
+    let err = crate::support::start_refused(
+        &text,
+        dir.path(),
+        "a component importing sql must not load on a route without a grant",
+    )
+    .await;
     assert!(
         err.contains("task.record.requested")
             && err.contains("task.wasm imports sql but its route does not grant it")

@@ -337,19 +337,12 @@ async fn a_component_importing_sql_without_a_grant_is_refused_at_start() {
         dir.path().display(),
         probe = component("sql_probe").display()
     );
-    let config = switchyard::config::Config::parse(
+    let err = crate::support::start_refused(
         &text,
-        std::path::Path::new("test.toml"),
-        dir.path().to_owned(),
+        dir.path(),
+        "a component importing sql without a grant was started",
     )
-    .unwrap();
-    let host = switchyard::Switchyard::open(config).await.unwrap();
-    host.migrate().await.unwrap();
-    let transport = std::sync::Arc::new(switchyard::transport::embedded::EmbeddedTransport::new());
-    let err = match host.start(transport).await {
-        Ok(_) => panic!("a component importing sql without a grant was started"),
-        Err(e) => format!("{e:#}"),
-    };
+    .await;
     assert!(
         err.contains("imports sql but its route does not grant it")
             && err.contains("sql = {")

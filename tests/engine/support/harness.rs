@@ -72,6 +72,18 @@ component = "{probe}"
     )
 }
 
+/// Opens and migrates a host from config `text` (relative paths under `dir`) and returns why it
+/// refuses to start (`{:#}`); panics, with `why`, if it starts.
+pub async fn start_refused(text: &str, dir: &Path, why: &str) -> String {
+    let config = Config::parse(text, Path::new("refused.toml"), dir.to_owned()).unwrap();
+    let host = Switchyard::open(config).await.unwrap();
+    host.migrate().await.unwrap();
+    match host.start(Arc::new(EmbeddedTransport::new())).await {
+        Ok(_) => panic!("the host started: {why}"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
 pub struct Harness {
     /// Keeps a SQLite database directory alive for the test.
     pub _dir: tempfile::TempDir,

@@ -21,7 +21,7 @@ pub mod smartflow;
 
 /// Plain-SQL access to the test database, independent of the host's store.
 pub use crate::testdb::TestDb;
-pub use harness::{Harness, RowView, component, config_text, hash_of};
+pub use harness::{Harness, RowView, component, config_text, hash_of, start_refused};
 
 use std::fmt::{Debug, Display};
 use std::time::{Duration, Instant};
