@@ -11,8 +11,8 @@
 //! statement fails so its writes cannot be kept), nothing of the batch may commit: the
 //! transaction is broken and the batch runs again *carefully*, each invocation's statements
 //! after a savepoint taken at its first one, released when it is acknowledged and rolled back
-//! otherwise ([`BatchState::end_invocation`]). A batch reruns carefully at most once per failure
-//! kind, so a handler that fails often costs one rerun per batch, not one per failure.
+//! otherwise ([`BatchState::end_invocation`]). Once careful, a batch stays careful in its later
+//! runs, so a handler that fails often costs one rerun per batch, not one per failure.
 
 use crate::handler_sql::{Backend, RowAllowance, SqlFailure, SqlOutput, SqlStatement};
 use crate::runtime::{BatchAccess, StateWrite};
