@@ -106,13 +106,16 @@ async fn main() -> anyhow::Result<()> {
             };
             let payload: serde_json::Value = serde_json::from_str(&text)
                 .context("--payload must be JSON (e.g. '{\"user_id\": 1}')")?;
+            // Never DDL here: `migrate` is the one command that changes the schema.
             let host = Switchyard::open(load(&config)?).await?;
-            host.migrate().await?;
             let event = NewEvent::new(event_type.clone(), payload)
                 .key(key)
                 .version(version)
                 .aggregate(aggregate);
-            let id = host.publish(event).await?;
+            let id = host
+                .publish(event)
+                .await
+                .map_err(|e| unmigrated(anyhow::Error::from(e), &config))?;
             let catalog = host.catalog();
             let route = catalog.route(&event_type)?;
             println!(
@@ -130,10 +133,30 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { config } => {
+            // Read-only: an operator's inspection never runs DDL against production tables.
             let host = Switchyard::open(load(&config)?).await?;
-            host.migrate().await?;
-            print_status(&host).await
+            print_status(&host)
+                .await
+                .map_err(|e| unmigrated(e, &config))
         }
+    }
+}
+
+/// A database error saying a table is missing, explained: `migrate` creates the tables, and
+/// the other commands never do.
+fn unmigrated(e: anyhow::Error, config: &std::path::Path) -> anyhow::Error {
+    let text = format!("{e:#}");
+    let missing = ["doesn't exist", "does not exist", "no such table"]
+        .iter()
+        .any(|m| text.contains(m));
+    if missing {
+        e.context(format!(
+            "the outbox tables are not created yet: run `switchyard migrate -c {}` first \
+             (only migrate changes the schema)",
+            config.display()
+        ))
+    } else {
+        e
     }
 }
 

@@ -27,6 +27,44 @@ fn switchyard(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `status` and `publish` never run DDL: on a database `migrate` has not prepared they fail,
+/// saying to run it, and leave the schema as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_publish_change_no_schema_and_say_to_migrate_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    let url = format!("sqlite://{}", dir.path().join("cli.db").display());
+    std::fs::write(&config, config_text(&url, "")).unwrap();
+    let config = config.to_str().unwrap();
+    let publish = [
+        "publish",
+        "-c",
+        config,
+        "--type",
+        "task.record.requested",
+        "--payload",
+        "{\"id\": 1}",
+    ];
+    for args in [&["status", "-c", config][..], &publish[..]] {
+        let out = switchyard(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{args:?} succeeded on an unmigrated database"
+        );
+        assert!(
+            err.contains("run `switchyard migrate -c") && err.contains("first"),
+            "{args:?}: {err}"
+        );
+    }
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(tables, 0, "status or publish created tables");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_publishes_runs_reports_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,6 +162,12 @@ async fn a_guest_cannot_forge_a_line_of_the_hosts_log() {
     );
     std::fs::write(&config, config_text(&url, &routes)).unwrap();
     let config = config.to_str().unwrap();
+    let out = switchyard(&["migrate", "-c", config]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = switchyard(&[
         "publish",
         "-c",
