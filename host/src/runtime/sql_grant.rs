@@ -28,11 +28,6 @@ impl SqlGrant {
         }
     }
 
-    /// The granted tables.
-    pub fn tables(&self) -> &BTreeMap<String, Access> {
-        &self.tables
-    }
-
     /// `sql` checked against the grant for `backend` ([`sql_check::check`]), remembered.
     ///
     /// # Errors

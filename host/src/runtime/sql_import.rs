@@ -98,6 +98,7 @@ impl Invocation {
                     params: &params,
                     writes,
                     targets: &checked.targets,
+                    // The engine's to decide (its batch's run): `BatchState` sets it.
                     careful: false,
                 },
                 RowAllowance { rows, bytes },

@@ -127,6 +127,21 @@ fn ddl_session_and_multiple_statements_are_refused() {
 }
 
 #[test]
+fn sqlites_or_rollback_is_refused_it_would_end_the_hosts_transaction() {
+    for sql in [
+        "INSERT OR ROLLBACK INTO tasks (id) VALUES (?)",
+        "UPDATE OR ROLLBACK tasks SET priority = ? WHERE id = ?",
+    ] {
+        let e = refused(Backend::Sqlite, sql);
+        assert!(e.contains("OR ROLLBACK is not allowed"), "{sql}: {e}");
+    }
+    ok(
+        Backend::Sqlite,
+        "INSERT OR IGNORE INTO tasks (id) VALUES (?)",
+    );
+}
+
+#[test]
 fn system_schemas_files_and_other_servers_are_out_of_reach() {
     let e = refused(Backend::MySql, "SELECT * FROM information_schema.tables");
     assert!(e.contains("schema-qualified"), "{e}");
