@@ -25,7 +25,7 @@ echo "== run (each hop is logged: published by the relay, then handled by the co
 RUST_LOG="${RUST_LOG:-info,switchyard=debug}" "$bin" run -c "$config" &
 host=$!
 for _ in $(seq 1 300); do
-  if "$bin" status -c "$config" | awk 'NR>1 { open += $2 + $3 } END { exit !(open == 0) }'; then break; fi
+  if "$bin" status -c "$config" | awk '$2 ~ /^(full|relay|consume|external)$/ { open += $3 + $4 } END { exit !(open == 0) }'; then break; fi
   sleep 0.1
 done
 echo "== status while the host runs (routes from its admin endpoint)"; "$bin" status -c "$config"

@@ -6,7 +6,7 @@
 //! is an error that names the event type (SmartFlow's "never silently write to the default
 //! table").
 
-use crate::config::{Config, ConfigError, NameKind, check_name};
+use crate::config::{Config, ConfigError, NameKind, ServiceMode, check_name};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,14 +18,17 @@ pub struct Service {
     pub table: String,
     pub topic: String,
     pub group: String,
+    /// Which halves of the service this host runs.
+    pub mode: ServiceMode,
 }
 
-/// One route: an event type owned by a service and handled by a component file.
+/// One route: an event type owned by a service, and the component file that handles it where
+/// this host consumes the service (none for a route that only names the owner).
 #[derive(Debug, Clone)]
 pub struct Route {
     pub event_type: String,
     pub service: Arc<Service>,
-    pub component: PathBuf,
+    pub component: Option<PathBuf>,
 }
 
 /// An event type the catalog has no owner for.
@@ -37,6 +40,8 @@ pub struct Unrouted(pub String);
 pub struct Catalog {
     services: BTreeMap<String, Arc<Service>>,
     routes: HashMap<String, Route>,
+    /// Every routed event type, sorted: what a relay may claim (see [`Catalog::routed_types`]).
+    routed: Vec<String>,
 }
 
 /// A route's `sql` grant names tables by safe names, and never the host's own tables: an
@@ -111,6 +116,7 @@ impl Catalog {
                     table,
                     topic,
                     group,
+                    mode: svc.mode,
                 }),
             );
         }
@@ -139,11 +145,33 @@ impl Catalog {
                 Route {
                     event_type: r.event_type.clone(),
                     service,
-                    component: config.resolve(&r.component),
+                    component: r.component.as_ref().map(|c| config.resolve(c)),
                 },
             );
         }
-        Ok(Catalog { services, routes })
+        let mut routed: Vec<String> = routes.keys().cloned().collect();
+        routed.sort();
+        Ok(Catalog {
+            services,
+            routes,
+            routed,
+        })
+    }
+
+    /// Every event type this host knows an owner for. A relay claims only rows of these types:
+    /// a row of any other type is left `pending` for a host whose config routes it, never
+    /// claimed and skipped in a loop (see docs/migration.md).
+    pub fn routed_types(&self) -> &[String] {
+        &self.routed
+    }
+
+    /// The event types a service owns, sorted.
+    pub fn types_of(&self, service: &str) -> Vec<String> {
+        self.routed
+            .iter()
+            .filter(|t| self.routes[t.as_str()].service.name == service)
+            .cloned()
+            .collect()
     }
 
     /// The route of an event type.

@@ -59,10 +59,21 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Per service: row counts by status and the age of the oldest pending row.
+    /// Per service: its mode, row counts by status, the rows of other services' types still
+    /// in its table (a legacy backlog) and the age of the oldest pending row.
     Status {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Hand a service's in-flight rows back to another relay: `published` → `pending`, due
+    /// now, no attempt counted. The rollback step after moving a service off this host (see
+    /// docs/migration.md); run it once no Switchyard host relays the service any more.
+    Release {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The service whose rows to hand back.
+        #[arg(long)]
+        service: String,
     },
 }
 
@@ -132,6 +143,15 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Release { config, service } => {
+            let host = Switchyard::open(load(&config)?).await?;
+            let rows = host
+                .release(&service)
+                .await
+                .map_err(|e| unmigrated(e, &config))?;
+            println!("{service}: {rows} published rows back to pending");
+            Ok(())
+        }
         Command::Status { config } => {
             // Read-only: an operator's inspection never runs DDL against production tables.
             let host = Switchyard::open(load(&config)?).await?;
@@ -162,8 +182,8 @@ fn unmigrated(e: anyhow::Error, config: &std::path::Path) -> anyhow::Error {
 
 async fn print_status(host: &Switchyard) -> anyhow::Result<()> {
     println!(
-        "{:<20} {:>9} {:>9} {:>9} {:>9}  oldest pending",
-        "service", "pending", "published", "consumed", "dead"
+        "{:<20} {:<8} {:>9} {:>9} {:>9} {:>9} {:>9}  oldest pending",
+        "service", "mode", "pending", "published", "consumed", "dead", "foreign"
     );
     let now = switchyard::store::now();
     for (service, status) in host.status().await? {
@@ -173,14 +193,20 @@ async fn print_status(host: &Switchyard) -> anyhow::Result<()> {
             None => "-".into(),
         };
         println!(
-            "{:<20} {:>9} {:>9} {:>9} {:>9}  {oldest}",
+            "{:<20} {:<8} {:>9} {:>9} {:>9} {:>9} {:>9}  {oldest}",
             service.name,
+            service.mode.as_str(),
             count("pending"),
             count("published"),
             count("consumed"),
-            count("dead")
+            count("dead"),
+            status.foreign
         );
     }
+    println!(
+        "(foreign: rows not yet final of event types another service owns or no route names; \
+         the service's relay moves the routed ones to their owners' tables)"
+    );
     if let Some(addr) = host.config().admin.listen {
         print_routes(addr).await;
     }

@@ -118,7 +118,27 @@ impl LoopRestarted<'_> {
     }
 }
 
-/// Rows left `published` too long were put back to `pending`.
+/// Rows of other services' event types were moved out of a service's table into their owners'.
+pub struct RowsRelocated<'a> {
+    pub service: &'a str,
+    pub rows: usize,
+}
+
+impl RowsRelocated<'_> {
+    pub fn emit(&self) {
+        if self.rows > 0 {
+            tracing::info!(
+                service = self.service,
+                rows = self.rows,
+                "moved rows of other services' event types to their owners' tables"
+            );
+            counter!("switchyard_rows_relocated_total", "service" => self.service.to_owned())
+                .increment(self.rows as u64);
+        }
+    }
+}
+
+/// Rows left `published` past the visibility timeout each got a failed attempt.
 pub struct StaleRowsRequeued<'a> {
     pub service: &'a str,
     pub rows: u64,
@@ -130,7 +150,7 @@ impl StaleRowsRequeued<'_> {
             tracing::warn!(
                 service = self.service,
                 rows = self.rows,
-                "requeued rows published but never consumed"
+                "rows published but never consumed: a failed attempt each"
             );
             counter!("switchyard_rows_requeued_total", "service" => self.service.to_owned())
                 .increment(self.rows);

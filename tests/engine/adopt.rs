@@ -7,7 +7,7 @@ use crate::support::Backend;
 use crate::testdb::{self, TestDb};
 
 /// SmartFlow's table as its MySQL migration creates it (index names are SmartFlow's, not ours).
-const SMARTFLOW_MYSQL: &str = "CREATE TABLE probe_outbox_messages (
+pub(crate) const SMARTFLOW_MYSQL: &str = "CREATE TABLE probe_outbox_messages (
     id bigint NOT NULL AUTO_INCREMENT,
     biz_type varchar(64) NOT NULL,
     service_name varchar(64) NOT NULL DEFAULT '',

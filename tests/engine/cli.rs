@@ -119,7 +119,7 @@ async fn the_binary_publishes_runs_reports_and_stops_cleanly_on_sigterm() {
     assert!(
         status
             .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>()[..2] == ["task", "20"]),
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()[..3] == ["task", "full", "20"]),
         "{status}"
     );
 
@@ -136,7 +136,7 @@ async fn the_binary_publishes_runs_reports_and_stops_cleanly_on_sigterm() {
             .find(|l| l.starts_with("task "))
             .unwrap()
             .split_whitespace()
-            .nth(3)
+            .nth(4)
             .unwrap()
             .to_owned();
         if consumed == "20" {

@@ -112,3 +112,40 @@ async fn a_reload_changing_restart_keys_is_refused_naming_each_key() {
     assert_eq!(host.config().retry.max_attempts, 2);
     assert!(running.shutdown(Duration::from_secs(10)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_waiting_for_a_route_flows_once_a_reload_adds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, running, path) = host_from_file(dir.path()).await;
+    let db = crate::testdb::TestDb::Sqlite(
+        sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("db.sqlite").display()
+        ))
+        .await
+        .unwrap(),
+    );
+    // Another producer's row of a type this host does not route yet: it waits, `pending`.
+    let wrapper = r#"{"event_type":"probe.later","payload":{"set":{"later":"ran"}}}"#;
+    let id = db.insert_raw(TABLE, "probe.later", wrapper, 20).await;
+    let status = host.status().await.unwrap();
+    let probe = status.iter().find(|(s, _)| s.name == "probe").unwrap();
+    assert_eq!(
+        probe.1.foreign, 1,
+        "status shows the row waiting for an owner"
+    );
+    let text = format!(
+        "{}\n[[routes]]\nevent_type = \"probe.later\"\nservice = \"probe\"\ncomponent = \"{}\"\n",
+        std::fs::read_to_string(&path).unwrap(),
+        crate::support::component("probe").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    running.reload_config().await.unwrap();
+    host.outbox().wake("probe");
+    assert_eq!(final_row(dir.path(), id).await.status, "consumed");
+    assert_eq!(
+        db.state("probe", "later").await.as_deref(),
+        Some(&b"ran"[..])
+    );
+    assert!(running.shutdown(Duration::from_secs(10)).await);
+}

@@ -15,7 +15,7 @@ crate::engine_suite!(
     emitted_event_lands_in_its_owner_table_and_is_consumed_there,
     a_failed_commit_keeps_neither_the_consume_nor_the_emit,
     the_same_envelope_delivered_twice_is_applied_once,
-    unknown_event_type_is_dead_saying_no_handler_is_registered,
+    a_row_of_a_type_no_route_names_waits_pending_for_its_owner,
     row_with_a_broken_wrapper_ends_dead_with_the_reason,
     enqueue_joins_the_callers_transaction,
 );
@@ -302,21 +302,31 @@ async fn redeliver(h: &Harness, service: &Service, envelope: &serde_json::Value)
     }
 }
 
-async fn unknown_event_type_is_dead_saying_no_handler_is_registered(setup: Setup) {
+async fn a_row_of_a_type_no_route_names_waits_pending_for_its_owner(setup: Setup) {
     let mut h = Harness::start(setup).await;
-    // Written by another producer with plain SQL: an event type nobody routes.
+    // Written by another producer with plain SQL: an event type this host does not route
+    // (another host's config may). SmartFlow marked it dead; here it waits, unclaimed.
     let wrapper = r#"{"event_type":"probe.unknown","payload":{}}"#;
-    let id = h
+    let unknown = h
         .insert_raw("probe_outbox_messages", "probe.unknown", wrapper, 20)
         .await;
+    // Inserted after it and due as early: once it is consumed, a claim has passed over the
+    // unknown row.
+    let wrapper = r#"{"event_type":"probe.run","payload":{}}"#;
+    let known = h
+        .insert_raw("probe_outbox_messages", "probe.run", wrapper, 20)
+        .await;
     h.host.outbox().wake("probe");
-    let row = h.wait_final("probe_outbox_messages", id).await;
-    assert_eq!(row.status, "dead");
-    assert!(
-        row.last_error
-            .unwrap()
-            .contains("no handler registered for event type \"probe.unknown\"")
+    assert_eq!(
+        h.wait_final("probe_outbox_messages", known).await.status,
+        "consumed"
     );
+    let row = h.row("probe_outbox_messages", unknown).await.unwrap();
+    assert_eq!((row.status.as_str(), row.retry_count), ("pending", 0));
+    let never_published = format!(
+        "SELECT COUNT(*) FROM probe_outbox_messages WHERE id = {unknown} AND publish_count = 0"
+    );
+    assert_eq!(h.db.scalar(&never_published).await, 1);
     h.stop().await;
 }
 

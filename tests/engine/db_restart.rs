@@ -48,12 +48,15 @@ async fn the_server_restarting_mid_run_loses_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (url, db) = testdb::fresh(backend, dir.path()).await;
     // A short visibility timeout: a claim whose commit was lost with the connection leaves
-    // rows `published` that nobody will consume; they are republished after it.
+    // rows `published` that nobody will consume; they are republished after it. Each such
+    // requeue counts an attempt (as does one of a row still waiting in the in-process queue),
+    // so the rows get SmartFlow's default 20.
     let config = fleet::write_config(dir.path(), &url, |t| {
         t.replace(
             "poll_interval_ms = 250",
             "poll_interval_ms = 250\nvisibility_timeout_ms = 3000\nbatch_size = 100",
         )
+        .replace("max_attempts = 3", "max_attempts = 20")
     });
     let (host, running) = fleet::start(&config).await;
     let outbox = host.outbox();

@@ -441,7 +441,7 @@ async fn two_replicas_in_one_group_share_the_partitions_and_apply_each_event_onc
     let mut config = (*h.host.config()).clone();
     for route in &mut config.routes {
         if route.event_type == "probe.run" {
-            route.component = copy.clone();
+            route.component = Some(copy.clone());
         }
     }
     let replica = switchyard::Switchyard::open(config).await.unwrap();

@@ -83,7 +83,11 @@ store_suite!(
     hold_keys_holds_a_row_behind_an_earlier_row_of_its_key_waiting_for_a_retry,
     a_failed_attempt_backs_off_and_the_last_one_is_dead_with_a_cut_reason,
     a_batch_skips_rows_already_final_and_their_effects,
-    visibility_requeue_returns_only_stale_published_rows,
+    visibility_requeue_counts_a_failed_attempt_of_stale_published_rows_only,
+    a_row_published_and_never_consumed_ends_dead_at_its_last_attempt,
+    requeue_published_hands_rows_back_due_now_without_an_attempt,
+    a_claim_takes_only_the_given_event_types,
+    relocate_moves_claimed_rows_to_their_owners_table_in_one_transaction,
     insert_returns_each_rows_id_across_tables_and_statements,
     state_writes_of_a_batch_last_write_wins_and_deletes_delete,
     rows_and_state_larger_than_the_servers_packet_are_written_in_several_statements,
@@ -100,6 +104,27 @@ fn new_row(table: &str, key: &str, n: usize, max_attempts: i32) -> NewRow {
         max_attempts,
         chain_depth: 0,
     }
+}
+
+/// The event types the contract's rows are of ([`new_row`]).
+const TYPES: &[&str] = &["probe.run"];
+
+/// A claim of [`TYPES`] rows.
+async fn claim(
+    store: &dyn Store,
+    table: &str,
+    now: store::Timestamp,
+    limit: u32,
+    hold_keys: bool,
+) -> Vec<store::OutboxRow> {
+    let types: Vec<String> = TYPES.iter().map(|t| t.to_string()).collect();
+    let claim = store::Claim {
+        now,
+        limit,
+        hold_keys,
+        types: &types,
+    };
+    store.claim_due(table, &claim).await.unwrap()
 }
 
 async fn insert_one(store: &dyn Store, table: &str, key: &str, max_attempts: i32) -> i64 {
@@ -167,7 +192,7 @@ async fn claims_due_rows_in_retry_time_then_id_order_and_marks_them_published(
     due_at(db, A, early1, "2001-01-01 00:00:00").await;
     due_at(db, A, early2, "2001-01-01 00:00:00").await;
     due_at(db, A, future, "2999-01-01 00:00:00").await;
-    let first = store.claim_due(A, now(), 2, false).await.unwrap();
+    let first = claim(store, A, now(), 2, false).await;
     let got: Vec<i64> = first.iter().map(|r| r.id).collect();
     assert_eq!(
         got,
@@ -176,7 +201,7 @@ async fn claims_due_rows_in_retry_time_then_id_order_and_marks_them_published(
     );
     assert_eq!(first[0].payload, "{\"n\":0}");
     assert_eq!(status(db, A, late).await, "pending", "beyond the limit");
-    let second = store.claim_due(A, now(), 10, false).await.unwrap();
+    let second = claim(store, A, now(), 10, false).await;
     let got: Vec<i64> = second.iter().map(|r| r.id).collect();
     assert_eq!(got, [late], "a row not yet due is not claimed");
     for id in [early1, early2, late] {
@@ -185,13 +210,7 @@ async fn claims_due_rows_in_retry_time_then_id_order_and_marks_them_published(
     }
     assert_eq!(status(db, A, future).await, "pending");
     assert_eq!(publish_count(db, A, future).await, 0);
-    assert!(
-        store
-            .claim_due(A, now(), 10, false)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim(store, A, now(), 10, false).await.is_empty());
 }
 
 async fn hold_keys_holds_a_row_behind_an_earlier_row_of_its_key_waiting_for_a_retry(
@@ -203,26 +222,25 @@ async fn hold_keys_holds_a_row_behind_an_earlier_row_of_its_key_waiting_for_a_re
     let other = insert_one(store, A, "other", 20).await;
     let keyless = insert_one(store, A, "", 20).await;
     due_at(db, A, waiting, "2999-01-01 00:00:00").await;
-    let got: Vec<i64> = store
-        .claim_due(A, now(), 10, true)
+    let got: Vec<i64> = claim(store, A, now(), 10, true)
         .await
-        .unwrap()
         .iter()
         .map(|r| r.id)
         .collect();
     assert_eq!(got, [other, keyless], "only key k is held");
     assert_eq!(status(db, A, held).await, "pending");
-    let got: Vec<i64> = store
-        .claim_due(A, now(), 10, false)
+    let got: Vec<i64> = claim(store, A, now(), 10, false)
         .await
-        .unwrap()
         .iter()
         .map(|r| r.id)
         .collect();
     assert_eq!(got, [held], "without hold_keys nothing is held");
     assert_eq!(status(db, A, waiting).await, "pending");
 }
-async fn visibility_requeue_returns_only_stale_published_rows(store: &dyn Store, db: &TestDb) {
+async fn visibility_requeue_counts_a_failed_attempt_of_stale_published_rows_only(
+    store: &dyn Store,
+    db: &TestDb,
+) {
     let t = now();
     let old = earlier(t, Duration::from_secs(600));
     let rows: Vec<NewRow> = (0..4).map(|n| new_row(A, "", n, 20)).collect();
@@ -233,7 +251,7 @@ async fn visibility_requeue_returns_only_stale_published_rows(store: &dyn Store,
     let [stale, done, recent, pending] = ids[..] else {
         unreachable!()
     };
-    assert_eq!(store.claim_due(A, old, 2, false).await.unwrap().len(), 2);
+    assert_eq!(claim(store, A, old, 2, false).await.len(), 2);
     store
         .apply(
             A,
@@ -243,26 +261,193 @@ async fn visibility_requeue_returns_only_stale_published_rows(store: &dyn Store,
         )
         .await
         .unwrap();
-    assert_eq!(store.claim_due(A, t, 1, false).await.unwrap()[0].id, recent);
+    assert_eq!(claim(store, A, t, 1, false).await[0].id, recent);
     let cutoff = earlier(t, Duration::from_secs(300));
-    assert_eq!(store.requeue_stale(A, cutoff, t).await.unwrap(), 1);
+    assert_eq!(
+        store.requeue_stale(A, cutoff, t, &BACKOFF).await.unwrap(),
+        1
+    );
     let row = db.row(A, stale).await.unwrap();
     assert_eq!(row.status, "pending");
     assert!(row.last_error.unwrap().contains("visibility timeout"));
+    assert_eq!(
+        row.retry_count, 1,
+        "a row nobody consumed used an attempt, so it cannot come back forever"
+    );
     assert_eq!(status(db, A, recent).await, "published");
     assert_eq!(status(db, A, done).await, "consumed");
     assert_eq!(status(db, A, pending).await, "pending");
-    assert_eq!(store.requeue_stale(A, cutoff, t).await.unwrap(), 0);
-    // Requeued rows are due at once and a claim counts the second publish.
-    let got: Vec<i64> = store
-        .claim_due(A, later(t, Duration::from_secs(1)), 10, false)
+    assert_eq!(
+        store.requeue_stale(A, cutoff, t, &BACKOFF).await.unwrap(),
+        0
+    );
+    // The requeued row waits out its backoff (1 s after one failure), then a claim counts
+    // its second publish.
+    let got: Vec<i64> = claim(store, A, later(t, Duration::from_millis(500)), 10, false)
         .await
-        .unwrap()
         .iter()
         .map(|r| r.id)
         .collect();
-    assert_eq!(got, [stale, pending]);
+    assert_eq!(
+        got,
+        [pending],
+        "the requeued row is not due before its backoff"
+    );
+    let got: Vec<i64> = claim(store, A, later(t, Duration::from_secs(2)), 10, false)
+        .await
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(got, [stale]);
     assert_eq!(publish_count(db, A, stale).await, 2);
+}
+
+async fn a_row_published_and_never_consumed_ends_dead_at_its_last_attempt(
+    store: &dyn Store,
+    db: &TestDb,
+) {
+    let id = insert_one(store, A, "", 2).await;
+    let mut t = now();
+    for attempt in 1..=2 {
+        assert_eq!(
+            claim(store, A, t, 10, false).await.len(),
+            1,
+            "attempt {attempt}"
+        );
+        t = later(t, Duration::from_secs(60));
+        assert_eq!(store.requeue_stale(A, t, t, &BACKOFF).await.unwrap(), 1);
+        t = later(t, BACKOFF.max); // past the backoff
+    }
+    let row = db.row(A, id).await.unwrap();
+    assert_eq!(row.status, "dead");
+    assert!(
+        row.last_error
+            .unwrap()
+            .starts_with("retries exhausted after 2 attempts: published but not consumed"),
+    );
+    assert!(
+        claim(store, A, later(t, Duration::from_secs(3600)), 10, false)
+            .await
+            .is_empty()
+    );
+}
+
+async fn requeue_published_hands_rows_back_due_now_without_an_attempt(
+    store: &dyn Store,
+    db: &TestDb,
+) {
+    let (a, b) = (
+        insert_one(store, A, "", 20).await,
+        insert_one(store, A, "", 20).await,
+    );
+    let t = now();
+    assert_eq!(claim(store, A, t, 1, false).await[0].id, a);
+    let t = later(t, Duration::from_secs(1));
+    assert_eq!(
+        store.requeue_published(A, t, "handed back").await.unwrap(),
+        1
+    );
+    let row = db.row(A, a).await.unwrap();
+    assert_eq!((row.status.as_str(), row.retry_count), ("pending", 0));
+    assert_eq!(row.last_error.as_deref(), Some("handed back"));
+    let got: Vec<i64> = claim(store, A, t, 10, false)
+        .await
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(got, [a, b], "due at once, in id order");
+}
+
+async fn a_claim_takes_only_the_given_event_types(store: &dyn Store, db: &TestDb) {
+    let mut other = new_row(A, "", 0, 20);
+    other.biz_type = "nobody.routes.this".into();
+    let ids = store
+        .insert(&[new_row(A, "", 0, 20), other], now())
+        .await
+        .unwrap();
+    let got: Vec<i64> = claim(store, A, now(), 10, false)
+        .await
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(got, [ids[0]]);
+    assert_eq!(
+        status(db, A, ids[1]).await,
+        "pending",
+        "a type this host does not route waits for a host that does"
+    );
+    let none = store::Claim {
+        now: now(),
+        limit: 10,
+        hold_keys: false,
+        types: &[],
+    };
+    assert!(store.claim_due(A, &none).await.unwrap().is_empty());
+    assert_eq!(
+        store.next_due(A, &["probe.run".to_owned()]).await.unwrap(),
+        None,
+        "a row the claim would not take does not wake the relay"
+    );
+    let status = store
+        .table_status(A, &["probe.run".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(
+        status.foreign, 1,
+        "the unrouted row is the table's foreign backlog"
+    );
+    assert_eq!(store.table_status(A, &[]).await.unwrap().foreign, 2);
+}
+
+async fn relocate_moves_claimed_rows_to_their_owners_table_in_one_transaction(
+    store: &dyn Store,
+    db: &TestDb,
+) {
+    let (a, gone) = (
+        insert_one(store, A, "k", 20).await,
+        insert_one(store, A, "", 20).await,
+    );
+    assert_eq!(claim(store, A, now(), 10, false).await.len(), 2);
+    // `gone` is decided by someone else (consumed) before the move: it stays where it is.
+    store
+        .apply(
+            A,
+            &batch(vec![(gone, consumed(vec![], vec![]))]),
+            &BACKOFF,
+            now(),
+        )
+        .await
+        .unwrap();
+    let moves: Vec<store::Relocation> = [a, gone]
+        .into_iter()
+        .map(|id| store::Relocation {
+            id,
+            row: NewRow {
+                service_name: "beta".into(),
+                message_key: "k".into(),
+                ..new_row(B, "k", id as usize, 20)
+            },
+        })
+        .collect();
+    let moved = store.relocate(A, &moves, now()).await.unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].0, a);
+    let source = db.row(A, a).await.unwrap();
+    assert_eq!(source.status, "consumed");
+    assert!(
+        source
+            .last_error
+            .unwrap()
+            .contains(&format!("moved to {B} as row {}", moved[0].1)),
+    );
+    let target = db.row(B, moved[0].1).await.unwrap();
+    assert_eq!(target.status, "pending");
+    assert_eq!(target.biz_type, "probe.run");
+    assert_eq!(
+        db.ids(B).await,
+        [moved[0].1],
+        "the consumed row was not copied"
+    );
 }
 
 async fn insert_returns_each_rows_id_across_tables_and_statements(store: &dyn Store, db: &TestDb) {

@@ -212,6 +212,11 @@ impl Config {
                     route.service
                 )));
             }
+            check_name(
+                &format!("event type of a route to service {:?}", route.service),
+                &route.event_type,
+                NameKind::EventType,
+            )?;
             if let Some(first) = owners.get(route.event_type.as_str())
                 && *first != route.service
             {
@@ -251,13 +256,51 @@ impl Config {
                     )));
                 }
             }
-            let path = self.resolve(&route.component);
-            if !path.is_file() {
-                return Err(ConfigError::MissingComponent {
-                    event_type: route.event_type.clone(),
-                    service: route.service.clone(),
-                    path,
-                });
+            let mode = self.services[&route.service].mode;
+            match &route.component {
+                Some(component) => {
+                    let path = self.resolve(component);
+                    if !path.is_file() {
+                        return Err(ConfigError::MissingComponent {
+                            event_type: route.event_type.clone(),
+                            service: route.service.clone(),
+                            path,
+                        });
+                    }
+                }
+                None if mode.consumes() => {
+                    return Err(ConfigError::Invalid(format!(
+                        "route for event type {:?} names no component, but service {:?} runs \
+                         in mode {:?}, which consumes its events here: add component = \
+                         \"<file>.wasm\", or set mode = \"relay\" or \"external\" on \
+                         [services.{}] if another system handles them",
+                        route.event_type,
+                        route.service,
+                        mode.as_str(),
+                        route.service
+                    )));
+                }
+                None => {}
+            }
+        }
+        self.validate_modes()
+    }
+
+    /// A service whose relay or consumer is another process's needs a broker between them: the
+    /// in-process queue only joins a relay and a consumer of the same host.
+    fn validate_modes(&self) -> Result<(), ConfigError> {
+        if !matches!(self.transport, TransportConfig::Embedded) {
+            return Ok(());
+        }
+        for (name, svc) in &self.services {
+            if matches!(svc.mode, ServiceMode::Relay | ServiceMode::Consume) {
+                return Err(ConfigError::Invalid(format!(
+                    "service {name:?} runs in mode {:?}, which needs transport = \"kafka\": its \
+                     other half runs in another process, and the embedded transport only joins a \
+                     relay and a consumer of this host. Use mode \"full\" or \"external\", or \
+                     configure [transport] kafka",
+                    svc.mode.as_str()
+                )));
             }
         }
         Ok(())
@@ -288,6 +331,9 @@ pub enum NameKind {
     Sql,
     /// A service, topic or group name: `[a-z0-9_.-]`, starting with a letter.
     Kafka,
+    /// An event type (`biz_type`): `[A-Za-z0-9_.:-]`, starting with a letter. The relay's claim
+    /// lists the types it may take as SQL literals, so no quote can appear in one.
+    EventType,
 }
 
 /// Checks a configured name before it reaches SQL text or a broker.
@@ -304,10 +350,17 @@ pub fn check_name(what: &str, value: &str, kind: NameKind) -> Result<(), ConfigE
             |c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'),
             "use 1-64 characters from [a-z0-9_.-], starting with a letter",
         ),
+        NameKind::EventType => (
+            |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'),
+            "use 1-64 characters from [A-Za-z0-9_.:-], starting with a letter (SmartFlow's \
+             biz_type column holds 64)",
+        ),
     };
     let ok = !value.is_empty()
         && value.len() <= MAX_NAME_LEN
-        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && value.starts_with(|c: char| c.is_ascii_alphabetic())
+        && (value.starts_with(|c: char| c.is_ascii_lowercase())
+            || matches!(kind, NameKind::EventType))
         && value.chars().all(allowed);
     if ok {
         Ok(())

@@ -331,6 +331,52 @@ pub struct ServiceConfig {
     /// published again after later rows of its key). See `docs/databases.md`.
     #[serde(default)]
     pub hold_key_order: bool,
+    /// Which halves of the service this host runs (see [`ServiceMode`] and docs/migration.md).
+    /// Default `full`.
+    #[serde(default)]
+    pub mode: ServiceMode,
+}
+
+/// Who runs a service's relay and consumer: this host, or another system (SmartFlow's Go
+/// processes during a migration). A team moves one service at a time, in either direction, by
+/// changing its mode and restarting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceMode {
+    /// Relay and consumer here; every route of the service names a component.
+    #[default]
+    Full,
+    /// Only the relay here (table → topic); another system consumes the topic and marks the
+    /// rows. Needs the Kafka transport.
+    Relay,
+    /// Only the consumer here (topic → component); another system relays the table. Needs the
+    /// Kafka transport. This host still requeues rows left `published` past the visibility
+    /// timeout, which SmartFlow's relay never does.
+    Consume,
+    /// Another system owns the service: this host runs neither half and only inserts rows into
+    /// its table when a handler (or `publish`) emits one of its event types.
+    External,
+}
+
+impl ServiceMode {
+    /// Whether this host runs the service's relay (claims and publishes its rows).
+    pub fn relays(self) -> bool {
+        matches!(self, ServiceMode::Full | ServiceMode::Relay)
+    }
+
+    /// Whether this host consumes the service's topic and runs its components.
+    pub fn consumes(self) -> bool {
+        matches!(self, ServiceMode::Full | ServiceMode::Consume)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceMode::Full => "full",
+            ServiceMode::Relay => "relay",
+            ServiceMode::Consume => "consume",
+            ServiceMode::External => "external",
+        }
+    }
 }
 
 /// `event_type -> service -> component file`.
@@ -341,8 +387,12 @@ pub struct RouteConfig {
     pub event_type: String,
     /// The owning service; must have a `[services.<name>]` section.
     pub service: String,
-    /// Path to the `.wasm` component, relative to the config file.
-    pub component: PathBuf,
+    /// Path to the `.wasm` component, relative to the config file. Required when the service's
+    /// mode consumes (`full`, `consume`); a route of a `relay` or `external` service may leave
+    /// it out: the route then only says who owns the event type (where its rows go), and a
+    /// component given there is checked but not loaded.
+    #[serde(default)]
+    pub component: Option<PathBuf>,
     /// Overrides of `[limits]` for this route only, e.g.
     /// `limits = { deadline_ms = 200, memory_bytes = 16777216, fuel = 50000000 }`.
     #[serde(default)]

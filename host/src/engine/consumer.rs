@@ -159,21 +159,9 @@ async fn handle_batch(
             .emit();
             continue;
         }
-        if let Ok(route) = catalog.route(&env.event_type)
-            && route.service.name != service.name
-        {
-            let reason = format!(
-                "event type {} is owned by service {:?}",
-                env.event_type, route.service.name
-            );
-            MessageSkipped {
-                service: &service.name,
-                origin: &delivery.origin,
-                reason: &reason,
-            }
-            .emit();
-            continue;
-        }
+        // A row of this table whose type another service owns (a config change moved the
+        // type while its message was in flight, or another system's relay published it) is
+        // decided in `handle_one`, never skipped: a skipped row would come back forever.
         // A message delivered twice in one batch is handled once.
         if seen.insert(env.outbox_id) {
             pending.push(Pending { delivery, env });
@@ -286,6 +274,35 @@ fn outcome_label(outcome: &RowOutcome) -> &'static str {
     }
 }
 
+/// The outcome of a row of this service's table whose event type another service owns: a
+/// failed attempt where this host runs the table's relay (which then moves the row to its
+/// owner's table), else dead with a reason naming the owner (no relay here could move it, and
+/// a retry would only bring it back to this consumer).
+fn owned_elsewhere(catalog: &Catalog, service: &Service, event_type: &str) -> Option<RowOutcome> {
+    let owner = &catalog.route(event_type).ok()?.service;
+    if owner.name == service.name {
+        return None;
+    }
+    Some(if service.mode.relays() {
+        RowOutcome::Retry {
+            reason: format!(
+                "event type {event_type} is owned by service {:?}: the relay moves the row to \
+                 {}",
+                owner.name, owner.table
+            ),
+        }
+    } else {
+        RowOutcome::Dead {
+            reason: format!(
+                "event type {event_type} is owned by service {:?}, but this row is in {}, \
+                 whose relay is not this host's: move the row to {} (or route the type to \
+                 service {:?})",
+                owner.name, service.table, owner.table, service.name
+            ),
+        }
+    })
+}
+
 /// Runs one event; returns its row outcome, the component version, and the time taken.
 async fn handle_one(
     shared: &Shared,
@@ -305,6 +322,9 @@ async fn handle_one(
             String::new(),
             0,
         );
+    }
+    if let Some(outcome) = owned_elsewhere(catalog, service, &env.event_type) {
+        return (outcome, String::new(), 0);
     }
     let Some(route) = shared.routes.get(&env.event_type) else {
         let reason = format!(
@@ -398,4 +418,44 @@ fn stored_effects(
         state_writes: effects.state_writes,
         new_rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::{Path, PathBuf};
+
+    fn catalog() -> Catalog {
+        let text = "database_url = 'sqlite://x'\n[transport]\nkind = 'kafka'\nbrokers = 'b:9092'\n\
+                    [services.relayed]\nmode = 'relay'\n[services.consumed]\nmode = 'consume'\n\
+                    [services.other]\nmode = 'external'\n\
+                    [[routes]]\nevent_type = 'other.x'\nservice = 'other'\n";
+        let config = Config::parse(text, Path::new("t.toml"), PathBuf::new()).unwrap();
+        Catalog::from_config(&config).unwrap()
+    }
+
+    #[test]
+    fn a_row_of_another_owners_type_is_moved_by_our_relay_or_dead_naming_the_owner() {
+        let c = catalog();
+        let service = |name: &str| c.service(name).unwrap().clone();
+        match owned_elsewhere(&c, &service("relayed"), "other.x") {
+            Some(RowOutcome::Retry { reason }) => {
+                assert!(reason.contains("the relay moves the row to other_outbox_messages"))
+            }
+            o => panic!("expected a retry the relay resolves, got {o:?}"),
+        }
+        match owned_elsewhere(&c, &service("consumed"), "other.x") {
+            Some(RowOutcome::Dead { reason }) => {
+                assert!(reason.contains("owned by service \"other\""), "{reason}");
+                assert!(
+                    reason.contains("move the row to other_outbox_messages"),
+                    "{reason}"
+                );
+            }
+            o => panic!("expected dead naming the owner, got {o:?}"),
+        }
+        assert!(owned_elsewhere(&c, &service("other"), "other.x").is_none());
+        assert!(owned_elsewhere(&c, &service("relayed"), "nobody.x").is_none());
+    }
 }

@@ -2,7 +2,9 @@
 //!
 //! [`Switchyard::open`] gives the database-side operations (migrate, publish, status) without
 //! loading any component; [`Switchyard::start`] validates and compiles every route's component,
-//! then starts one relay and one consumer per service. Invariants kept here: a row leaves
+//! then starts a relay and a consumer per service, as its mode says (`config::ServiceMode`:
+//! `external` services get neither, `relay` no consumer, `consume` a relay loop that only runs
+//! the visibility timeout). Invariants kept here: a row leaves
 //! `pending`/`published` only as `consumed` or `dead`; a batch's outcomes and acked effects
 //! commit in one transaction before the transport is acknowledged.
 
@@ -22,7 +24,7 @@ pub use outbox::{EnqueueError, EnqueueOn, NewEvent, Outbox, Ticket, Wakers};
 pub use routes::{RouteLoadError, RouteTable};
 
 use crate::catalog::{Catalog, CatalogCell, Service};
-use crate::config::{Config, ConfigCell, TransportConfig};
+use crate::config::{Config, ConfigCell, ServiceMode, TransportConfig};
 use crate::runtime::Runtime;
 use crate::store::{self, Backoff, Store, TableStatus, now};
 use crate::transport::embedded::EmbeddedTransport;
@@ -50,6 +52,12 @@ pub(crate) struct Shared {
     pub loops: Arc<supervise::LoopStatus>,
     pub counters: Counters,
 }
+
+/// `last_error` of rows a previous run had queued in memory when it stopped.
+const QUEUE_LOST: &str = "requeued at start: the in-process queue of the previous run was lost";
+
+/// `last_error` of rows `switchyard release` handed back.
+const RELEASED: &str = "released by `switchyard release`: published again by the next relay";
 
 /// The failed-attempt delays of `[retry]`.
 pub(crate) fn backoff(config: &Config) -> Backoff {
@@ -143,11 +151,31 @@ impl Switchyard {
     /// # Errors
     /// A database error.
     pub async fn status(&self) -> anyhow::Result<Vec<(Arc<Service>, TableStatus)>> {
+        let catalog = self.catalog.get();
         let mut out = Vec::new();
-        for s in self.catalog.get().services() {
-            out.push((s.clone(), self.store.table_status(&s.table).await?));
+        for s in catalog.services() {
+            let own = catalog.types_of(&s.name);
+            out.push((s.clone(), self.store.table_status(&s.table, &own).await?));
         }
         Ok(out)
+    }
+
+    /// Hands a service's in-flight rows back (`published` → `pending`, due now, no attempt
+    /// counted) so another relay publishes them again: the rollback step for a service moved
+    /// off this host (SmartFlow's relay only takes `pending` rows). Run it after this host
+    /// stopped relaying the service. Returns how many rows.
+    ///
+    /// # Errors
+    /// An unknown service, or a database error.
+    pub async fn release(&self, service: &str) -> anyhow::Result<u64> {
+        let catalog = self.catalog.get();
+        let s = catalog
+            .service(service)
+            .with_context(|| format!("no service {service:?} in the config"))?;
+        Ok(self
+            .store
+            .requeue_published(&s.table, now(), RELEASED)
+            .await?)
     }
 
     /// The transport named in the config. For Kafka this connects and makes sure every
@@ -161,7 +189,12 @@ impl Switchyard {
             TransportConfig::Kafka(kafka) => Arc::new(
                 KafkaTransport::connect(
                     kafka,
-                    self.catalog.get().services().map(|s| s.topic.as_str()),
+                    // An external service's topic is its owner's to create.
+                    self.catalog
+                        .get()
+                        .services()
+                        .filter(|s| s.mode != ServiceMode::External)
+                        .map(|s| s.topic.as_str()),
                 )
                 .await
                 .with_context(|| format!("connecting to Kafka at {}", kafka.brokers))?,
@@ -169,8 +202,8 @@ impl Switchyard {
         })
     }
 
-    /// Migrates, compiles and validates every route's component, then starts a relay and a
-    /// consumer per service. Nothing is consumed if any route fails to load.
+    /// Migrates, compiles and validates every route's component, then starts each service's
+    /// relay and consumer as its mode says. Nothing is consumed if any route fails to load.
     ///
     /// # Errors
     /// A component that fails to load (naming event type, service and file), a migration or
@@ -184,10 +217,13 @@ impl Switchyard {
         // On a shared database, `published` rows may be in flight in another host's memory:
         // only the visibility timeout may hand them out again.
         if transport.is_volatile() && hosting == store::Hosting::Exclusive {
-            // Whatever a previous run had queued in memory is gone: publish it again.
+            // Whatever a previous run had queued in memory is gone, through no fault of the
+            // rows: publish it again without counting an attempt.
             let t = now();
-            for s in self.catalog.get().services() {
-                self.store.requeue_stale(&s.table, t, t).await?;
+            for s in self.catalog.get().services().filter(|s| s.mode.relays()) {
+                self.store
+                    .requeue_published(&s.table, t, QUEUE_LOST)
+                    .await?;
             }
         }
         let shared = Arc::new(Shared {
@@ -207,6 +243,21 @@ impl Switchyard {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         for service in self.catalog.get().services() {
+            if service.mode == ServiceMode::External {
+                continue; // another system runs both halves; emits only insert its rows
+            }
+            // A `consume` service's relay loop only runs the visibility timeout.
+            let wake = self.wakers.get(&service.name).unwrap_or_default();
+            let (s, svc, token) = (shared.clone(), service.clone(), stop.child_token());
+            tasks.spawn(supervise::supervise(
+                format!("relay of {}", service.name),
+                shared.loops.clone(),
+                stop.child_token(),
+                move || relay::run(s.clone(), svc.clone(), wake.clone(), token.clone()),
+            ));
+            if !service.mode.consumes() {
+                continue;
+            }
             let subscription = transport
                 .subscribe(channel(service))
                 .await
@@ -223,14 +274,6 @@ impl Switchyard {
                 shared.loops.clone(),
                 stop.child_token(),
                 move || consumer::run(s.clone(), svc.clone(), subscription.clone(), token.clone()),
-            ));
-            let wake = self.wakers.get(&service.name).unwrap_or_default();
-            let (s, svc, token) = (shared.clone(), service.clone(), stop.child_token());
-            tasks.spawn(supervise::supervise(
-                format!("relay of {}", service.name),
-                shared.loops.clone(),
-                stop.child_token(),
-                move || relay::run(s.clone(), svc.clone(), wake.clone(), token.clone()),
             ));
         }
         if config.reload.watch {

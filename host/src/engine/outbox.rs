@@ -14,11 +14,13 @@
 //! # }
 //! ```
 
-use crate::catalog::{Catalog, CatalogCell, Unrouted};
+use crate::catalog::{Catalog, CatalogCell, Service, Unrouted};
 use crate::config::ConfigCell;
 use crate::envelope::{DEFAULT_EVENT_VERSION, Wrapper};
 use crate::runtime::Emit;
-use crate::store::{NewRow, StoreError, Timestamp, mysql, now, postgres, sqlite};
+use crate::store::{
+    NewRow, OutboxRow, Relocation, StoreError, Timestamp, mysql, now, postgres, sqlite,
+};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -173,6 +175,35 @@ pub fn row_for(
         max_attempts,
         chain_depth: 0,
     })
+}
+
+/// The row a claimed row becomes in its owner's table when the relay of the table it sits in
+/// moves it there (a legacy shared table drained, a type whose owner a config change moved):
+/// SmartFlow's wrapper as it was, with the event id it would have been published with (the
+/// old row's id) when it had none, so a handler that deduplicates on the event id sees the
+/// same id as before the move; attempts start again in the new table.
+pub fn relocated_row(
+    owner: &Service,
+    row: &OutboxRow,
+    mut wrapper: Wrapper,
+    max_attempts: i32,
+) -> Relocation {
+    if wrapper.event_id.as_deref().is_none_or(str::is_empty) {
+        wrapper.event_id = Some(row.id.to_string());
+    }
+    Relocation {
+        id: row.id,
+        row: NewRow {
+            table: owner.table.clone(),
+            biz_type: row.biz_type.clone(),
+            service_name: owner.name.clone(),
+            topic: owner.topic.clone(),
+            message_key: row.message_key.clone(),
+            payload: wrapper.to_json(),
+            max_attempts,
+            chain_depth: 0,
+        },
+    }
 }
 
 /// Routes events to their owner's table and writes them as `pending` rows.

@@ -4,13 +4,21 @@
 //! or at the poll interval (rows written by other processes). A row whose wrapper cannot be
 //! decoded is a failed attempt (it ends `dead` with the reason, never silently dropped); a
 //! publish failure is a failed attempt too (back to `pending` with backoff).
+//!
+//! It claims only rows of event types this host routes (a row of another type waits,
+//! `pending`, for a host that routes it), and moves a row whose type another service owns to
+//! that service's table (a legacy shared table drained, a type a config change moved) instead
+//! of publishing it where no consumer would take it. It also runs the visibility timeout,
+//! which counts a failed attempt, so no row is published forever; for a service in `consume`
+//! mode (another system's relay) it runs only that sweep.
 
 use super::Shared;
+use crate::catalog::Catalog;
 use crate::catalog::Service;
 use crate::config::Config;
 use crate::envelope::{self, Wrapper};
-use crate::store::{Timestamp, earlier, now};
-use crate::telemetry::{LoopError, RelayBatchPublished, StaleRowsRequeued};
+use crate::store::{Claim, Timestamp, earlier, now};
+use crate::telemetry::{LoopError, RelayBatchPublished, RowsRelocated, StaleRowsRequeued};
 use crate::transport::Message;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +34,8 @@ pub(super) async fn run(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    let mut last_sweep = Instant::now();
+    // Sweep at once: a row left `published` by a host that stopped is due for its attempt.
+    let mut last_sweep: Option<Instant> = None;
     loop {
         if stop.is_cancelled() {
             return;
@@ -35,12 +44,13 @@ pub(super) async fn run(
         let config = shared.config.get();
         let poll = Duration::from_millis(config.relay.poll_interval_ms);
         let visibility = Duration::from_millis(config.relay.visibility_timeout_ms);
-        if last_sweep.elapsed() >= visibility / 2 {
-            last_sweep = Instant::now();
+        if last_sweep.is_none_or(|at| at.elapsed() >= visibility / 2) {
+            last_sweep = Some(Instant::now());
             let t = now();
+            let policy = super::backoff(&config);
             match shared
                 .store
-                .requeue_stale(&service.table, earlier(t, visibility), t)
+                .requeue_stale(&service.table, earlier(t, visibility), t, &policy)
                 .await
             {
                 Ok(rows) => StaleRowsRequeued {
@@ -55,6 +65,14 @@ pub(super) async fn run(
                 }
                 .emit(),
             }
+        }
+        if !service.mode.relays() {
+            // `consume` mode: another system's relay publishes; only the sweep is ours.
+            tokio::select! {
+                _ = tokio::time::sleep(visibility / 2) => {}
+                _ = stop.cancelled() => return,
+            }
+            continue;
         }
         let full = match relay_once(&shared, &service, &config).await {
             Ok(full) => full,
@@ -75,7 +93,8 @@ pub(super) async fn run(
         if full {
             continue; // more rows are due right now
         }
-        let sleep = match shared.store.next_due(&service.table).await {
+        let types = shared.catalog.get().routed_types().to_vec();
+        let sleep = match shared.store.next_due(&service.table, &types).await {
             Ok(Some(due)) => until(due).min(poll),
             _ => poll,
         };
@@ -95,21 +114,24 @@ fn until(t: Timestamp) -> Duration {
 
 /// One claim → publish → mark round. Returns whether the claim was full (more may be due).
 async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyhow::Result<bool> {
-    let limit = config.relay.batch_size;
-    let hold_keys = config
-        .services
-        .get(&service.name)
-        .is_some_and(|s| s.hold_key_order);
-    let rows = shared
-        .store
-        .claim_due(&service.table, now(), limit, hold_keys)
-        .await?;
+    let catalog = shared.catalog.get();
+    let claim = Claim {
+        now: now(),
+        limit: config.relay.batch_size,
+        hold_keys: config
+            .services
+            .get(&service.name)
+            .is_some_and(|s| s.hold_key_order),
+        types: catalog.routed_types(),
+    };
+    let rows = shared.store.claim_due(&service.table, &claim).await?;
     if rows.is_empty() {
         return Ok(false);
     }
-    let full = rows.len() as u32 >= limit;
+    let full = rows.len() as u32 >= claim.limit;
     let mut messages = Vec::with_capacity(rows.len());
     let mut ids = Vec::with_capacity(rows.len());
+    let mut moves = Vec::new();
     let mut failures = Vec::new();
     for row in &rows {
         if let Some(reason) = &row.unreadable {
@@ -117,23 +139,40 @@ async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyh
             continue;
         }
         match Wrapper::parse(&row.payload) {
-            Ok(wrapper) => {
-                let owner = if row.service_name.is_empty() {
-                    &service.name
-                } else {
-                    &row.service_name
-                };
-                messages.push(Message {
-                    key: row.message_key.clone(),
-                    value: envelope::encode(row.id, owner, &wrapper),
-                    event_type: wrapper.event_type,
-                });
-                ids.push(row.id);
-            }
+            Ok(wrapper) => match other_owner(&catalog, service, &row.biz_type) {
+                Some(owner) => moves.push(super::outbox::relocated_row(
+                    owner,
+                    row,
+                    wrapper,
+                    config.retry.max_attempts as i32,
+                )),
+                None => {
+                    // The row is in this service's table and of its type: it is this
+                    // service's, whatever its (possibly empty, legacy) service_name says.
+                    messages.push(Message {
+                        key: row.message_key.clone(),
+                        value: envelope::encode(row.id, &service.name, &wrapper),
+                        event_type: wrapper.event_type,
+                    });
+                    ids.push(row.id);
+                }
+            },
             // Permanent: every later attempt would fail the same way, so the row runs out its
             // retries quickly and ends dead with this reason.
             Err(e) => failures.push((row.id, format!("payload wrapper rejected: {e}"))),
         }
+    }
+    let t = now();
+    if !moves.is_empty() {
+        let moved = shared.store.relocate(&service.table, &moves, t).await?;
+        for owner in moves.iter().map(|m| m.row.service_name.as_str()) {
+            shared.wakers.wake(owner);
+        }
+        RowsRelocated {
+            service: &service.name,
+            rows: moved.len(),
+        }
+        .emit();
     }
     let results = shared
         .transport
@@ -146,7 +185,6 @@ async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyh
             Err(e) => failures.push((id, e.to_string())),
         }
     }
-    let t = now();
     shared
         .store
         .fail_attempts(&service.table, &failures, &super::backoff(config), t)
@@ -158,4 +196,18 @@ async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyh
     }
     .emit();
     Ok(full)
+}
+
+/// The service that owns `event_type` when it is not `service` (claims take routed types
+/// only, so every claimed row has an owner).
+fn other_owner<'c>(
+    catalog: &'c Catalog,
+    service: &Service,
+    event_type: &str,
+) -> Option<&'c Service> {
+    catalog
+        .route(event_type)
+        .ok()
+        .map(|r| r.service.as_ref())
+        .filter(|owner| owner.name != service.name)
 }

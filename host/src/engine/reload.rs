@@ -374,6 +374,10 @@ fn keys_needing_restart(
                         keys.push(format!("services.{name}.{field}"));
                     }
                 }
+                // Which loops run is decided at start.
+                if a.mode != b.mode {
+                    keys.push(format!("services.{name}.mode"));
+                }
             }
             (None, None) => {}
         }

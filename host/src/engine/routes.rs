@@ -85,7 +85,15 @@ impl RouteTable {
         let mut files: HashMap<PathBuf, (Arc<Vec<u8>>, String)> = HashMap::new();
         let mut entries = HashMap::new();
         for route in &config.routes {
-            let path = config.resolve(&route.component);
+            // Only the services this host consumes run components: a `relay` or `external`
+            // service's route only names the owner of its event type.
+            let consumed = catalog
+                .service(&route.service)
+                .is_some_and(|s| s.mode.consumes());
+            let Some(component) = route.component.as_ref().filter(|_| consumed) else {
+                continue;
+            };
+            let path = config.resolve(component);
             let service = catalog
                 .service(&route.service)
                 .map(|s| s.name.clone())

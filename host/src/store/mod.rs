@@ -156,20 +156,15 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts new `pending` rows (used by `publish` and by emits), returning their ids.
     async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>>;
 
-    /// Claims up to `limit` due rows (`pending`, `next_retry_at <= now`, in `next_retry_at, id`
-    /// order) by marking them `published` in one statement, and returns them in id order.
-    /// Marking before publishing is the lease: a relay that dies after claiming leaves rows
-    /// `published`, which the visibility timeout hands out again; and a consumer's retry that
-    /// lands before the relay finishes is never overwritten. Rows locked by another host's
-    /// claim are skipped, never waited for. With `hold_keys`, a row whose `message_key` has an
-    /// earlier row waiting for a retry (`pending`, not yet due) is held back too.
-    async fn claim_due(
-        &self,
-        table: &str,
-        now: Timestamp,
-        limit: u32,
-        hold_keys: bool,
-    ) -> StoreResult<Vec<OutboxRow>>;
+    /// Claims up to `claim.limit` due rows of `claim.types` (`pending`, `next_retry_at <=
+    /// claim.now`, in `next_retry_at, id` order) by marking them `published` in one statement,
+    /// and returns them in id order. Marking before publishing is the lease: a relay that dies
+    /// after claiming leaves rows `published`, which the visibility timeout hands out again;
+    /// and a consumer's retry that lands before the relay finishes is never overwritten. Rows
+    /// locked by another host's claim are skipped, never waited for. With `hold_keys`, a row
+    /// whose `message_key` has an earlier row waiting for a retry (`pending`, not yet due) is
+    /// held back too. Rows of other types are never claimed.
+    async fn claim_due(&self, table: &str, claim: &Claim<'_>) -> StoreResult<Vec<OutboxRow>>;
 
     /// Records failed attempts (publish failures, undecodable rows, handler failures):
     /// `retry_count+1`, back to `pending` after the backoff, or `dead` once the row's
@@ -183,20 +178,47 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<()>;
 
-    /// Puts rows back to `pending` that were `published` before `cutoff` and never consumed
-    /// (their message was lost). Returns how many.
+    /// The visibility timeout: rows `published` before `cutoff` and never consumed (their
+    /// message was lost, or no consumer took it) each get a failed attempt (the rule of
+    /// [`Store::fail_attempts`]), so a row nobody consumes ends `dead` instead of being
+    /// published forever. Rows locked by a consume in progress are left to it. Returns how
+    /// many.
     async fn requeue_stale(
         &self,
         table: &str,
         cutoff: Timestamp,
         now: Timestamp,
+        policy: &Backoff,
     ) -> StoreResult<u64>;
+
+    /// Every `published` row back to `pending`, due now, with `reason` as its `last_error`,
+    /// counting no attempt: for rows whose delivery is known lost through no fault of theirs
+    /// (the in-process queue of a previous run), or handed back to another relay (`switchyard
+    /// release`, a rollback). Returns how many.
+    async fn requeue_published(
+        &self,
+        table: &str,
+        now: Timestamp,
+        reason: &str,
+    ) -> StoreResult<u64>;
+
+    /// Moves claimed rows of `table` to their owners' tables in one transaction: each
+    /// [`Relocation::row`] is inserted `pending`, and its source row, if still `published`,
+    /// becomes `consumed` with `handler_version = 'moved'` and a `last_error` naming where it
+    /// went. Returns `(source id, new id)` of the rows moved.
+    async fn relocate(
+        &self,
+        table: &str,
+        moves: &[Relocation],
+        now: Timestamp,
+    ) -> StoreResult<Vec<(i64, i64)>>;
 
     /// Current status and failure count of the given rows (absent ids are not in the table).
     async fn row_states(&self, table: &str, ids: &[i64]) -> StoreResult<BTreeMap<i64, RowState>>;
 
-    /// When the earliest `pending` row becomes due, so the relay can sleep exactly that long.
-    async fn next_due(&self, table: &str) -> StoreResult<Option<Timestamp>>;
+    /// When the earliest `pending` row of `types` (what the relay claims) becomes due, so the
+    /// relay can sleep exactly that long.
+    async fn next_due(&self, table: &str, types: &[String]) -> StoreResult<Option<Timestamp>>;
 
     /// A committed state value of a service.
     async fn state_get(&self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
@@ -218,8 +240,9 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<ApplyReport>;
 
-    /// Counts by status and the oldest due pending row, for `switchyard status`.
-    async fn table_status(&self, table: &str) -> StoreResult<TableStatus>;
+    /// Counts by status, the oldest due pending row, and the rows not yet final whose type is
+    /// not one of `own_types` (the service's), for `switchyard status`.
+    async fn table_status(&self, table: &str, own_types: &[String]) -> StoreResult<TableStatus>;
 }
 
 /// Opens the store named by a database URL.

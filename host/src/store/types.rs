@@ -70,6 +70,31 @@ pub struct RowState {
     pub chain_depth: i32,
 }
 
+/// What a relay asks [`Store::claim_due`](super::Store::claim_due) for.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// Rows due at or before this time.
+    pub now: Timestamp,
+    /// At most this many rows.
+    pub limit: u32,
+    /// Hold back a row whose `message_key` has an earlier row waiting for a retry.
+    pub hold_keys: bool,
+    /// Only rows of these event types (`biz_type`); a row of any other type stays `pending`
+    /// for a host that routes it. Each must be an event type the config validated
+    /// ([`crate::config::NameKind::EventType`]): the claim lists them as SQL literals.
+    pub types: &'a [String],
+}
+
+/// A claimed row moved to the table of the service that owns its event type, in one
+/// transaction ([`Store::relocate`](super::Store::relocate)).
+#[derive(Debug, Clone)]
+pub struct Relocation {
+    /// The claimed (`published`) row in the table it is moved out of.
+    pub id: i64,
+    /// The row written `pending` in its owner's table.
+    pub row: NewRow,
+}
+
 /// A row as the relay reads it.
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
@@ -166,6 +191,9 @@ pub struct ApplyReport {
 pub struct TableStatus {
     pub counts: BTreeMap<String, i64>,
     pub oldest_pending: Option<Timestamp>,
+    /// Rows not yet final whose event type the table's service does not own: a legacy shared
+    /// table's backlog, which the service's relay moves to the owners' tables.
+    pub foreign: i64,
 }
 
 /// Splits a batch's final state values into upserts and deletes.

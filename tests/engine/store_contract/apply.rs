@@ -21,7 +21,7 @@ pub(super) async fn a_failed_attempt_backs_off_and_the_last_one_is_dead_with_a_c
     assert_eq!((row.status.as_str(), row.retry_count), ("pending", 1));
     assert_eq!(row.last_error.as_deref(), Some("boom"));
     assert_eq!(
-        store.next_due(A).await.unwrap(),
+        store.next_due(A, &["probe.run".to_owned()]).await.unwrap(),
         Some(later(t, BACKOFF.delay(1)))
     );
     store
@@ -30,7 +30,7 @@ pub(super) async fn a_failed_attempt_backs_off_and_the_last_one_is_dead_with_a_c
         .unwrap();
     assert_eq!(db.row(A, id).await.unwrap().retry_count, 2);
     assert_eq!(
-        store.next_due(A).await.unwrap(),
+        store.next_due(A, &["probe.run".to_owned()]).await.unwrap(),
         Some(later(t, Duration::from_secs(2)))
     );
     let long = "x".repeat(5_000);
@@ -46,7 +46,10 @@ pub(super) async fn a_failed_attempt_backs_off_and_the_last_one_is_dead_with_a_c
         "{error:.60}"
     );
     assert_eq!(error.len(), 2_000, "cut to SmartFlow's 2,000 bytes");
-    assert_eq!(store.next_due(A).await.unwrap(), None);
+    assert_eq!(
+        store.next_due(A, &["probe.run".to_owned()]).await.unwrap(),
+        None
+    );
     // A final row is left alone, by fail_attempts and by apply.
     store
         .fail_attempts(A, &[(id, "again".into())], &BACKOFF, t)

@@ -12,9 +12,9 @@ mod handler_sql;
 mod migrate;
 
 use super::sql::{
-    Dialect, SqlStore, claimed_rows, hold_keys_sql, in_input_order, insert_statements,
+    Dialect, SqlStore, claimed_rows, hold_keys_sql, in_input_order, insert_statements, types_sql,
 };
-use super::{Hosting, NewRow, OutboxRow, StoreResult, Timestamp, db};
+use super::{Claim, Hosting, NewRow, OutboxRow, StoreResult, Timestamp, db};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, MySql, MySqlConnection, MySqlPool, QueryBuilder, Transaction};
 use std::str::FromStr;
@@ -115,6 +115,7 @@ impl Dialect for MySql {
 
     /// InnoDB row locks until commit.
     const ROW_LOCK: &'static str = " FOR UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     /// Takes the key's lock row whether it existed or not.
     const LOCK_STATE_KEY: Option<&'static str> =
@@ -155,10 +156,10 @@ impl Dialect for MySql {
     async fn claim_due(
         pool: &MySqlPool,
         table: &str,
-        now: Timestamp,
-        limit: u32,
-        hold_keys: bool,
+        claim: &Claim<'_>,
     ) -> StoreResult<Vec<OutboxRow>> {
+        let (now, limit, hold_keys) = (claim.now, claim.limit, claim.hold_keys);
+        let types = types_sql(claim.types);
         // A locking read does not lock the rows its subqueries read, so the hold check sees
         // waiting rows even while another transaction has them locked.
         let hold = if hold_keys {
@@ -168,7 +169,7 @@ impl Dialect for MySql {
         };
         let sql = format!(
             "SELECT c.id, c.biz_type, c.service_name, c.message_key, c.payload, c.retry_count \
-             FROM {table} c WHERE c.status = 'pending' AND c.next_retry_at <= ?{hold} \
+             FROM {table} c WHERE c.status = 'pending' AND c.next_retry_at <= ?{hold}{types} \
              ORDER BY c.next_retry_at, c.id LIMIT ? FOR UPDATE SKIP LOCKED"
         );
         let mut tx = pool.begin().await.map_err(db("begin claim"))?;
@@ -201,48 +202,6 @@ impl Dialect for MySql {
             .map_err(db("mark claimed rows published"))?;
         tx.commit().await.map_err(db("commit claim"))?;
         Ok(rows)
-    }
-
-    async fn requeue_stale(
-        pool: &MySqlPool,
-        table: &str,
-        cutoff: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<u64> {
-        // Rows locked right now belong to a consume or a claim in progress: skip them rather
-        // than wait (or deadlock) — whoever holds them decides their fate.
-        let mut tx = pool.begin().await.map_err(db("begin requeue"))?;
-        let sql = format!(
-            "SELECT id FROM {table} WHERE status = 'published' AND published_at <= ? \
-             ORDER BY id FOR UPDATE SKIP LOCKED"
-        );
-        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(cutoff)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("find stale rows"))?;
-        let mut done = 0;
-        for chunk in ids.chunks(MySql::IDS_PER_LIST) {
-            let mut q = QueryBuilder::<MySql>::new(format!(
-                "UPDATE {table} SET status = 'pending', \
-                 last_error = 'published but not consumed within the visibility timeout', next_retry_at = "
-            ));
-            q.push_bind(now).push(", updated_at = ").push_bind(now);
-            q.push(" WHERE status = 'published' AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(")");
-            done += q
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(db("requeue stale rows"))?
-                .rows_affected();
-        }
-        tx.commit().await.map_err(db("commit requeue"))?;
-        Ok(done)
     }
 
     async fn run_handler_sql(

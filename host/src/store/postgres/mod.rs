@@ -9,8 +9,8 @@
 mod handler_sql;
 mod migrate;
 
-use super::sql::{Dialect, SqlStore, claimed_rows, hold_keys_sql, insert_returning};
-use super::{Hosting, NewRow, OutboxRow, StoreResult, Timestamp, db};
+use super::sql::{Dialect, SqlStore, claimed_rows, hold_keys_sql, insert_returning, types_sql};
+use super::{Claim, Hosting, NewRow, OutboxRow, StoreResult, Timestamp, db};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
 use std::str::FromStr;
@@ -71,6 +71,7 @@ impl Dialect for Postgres {
 
     /// Row locks until commit.
     const ROW_LOCK: &'static str = " FOR UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     /// Takes the key's lock row whether it existed or not.
     const LOCK_STATE_KEY: Option<&'static str> =
@@ -111,10 +112,10 @@ impl Dialect for Postgres {
     async fn claim_due(
         pool: &PgPool,
         table: &str,
-        now: Timestamp,
-        limit: u32,
-        hold_keys: bool,
+        claim: &Claim<'_>,
     ) -> StoreResult<Vec<OutboxRow>> {
+        let (now, limit, hold_keys) = (claim.now, claim.limit, claim.hold_keys);
+        let types = types_sql(claim.types);
         // `FOR UPDATE OF c` locks only the candidates, never the rows the hold check reads.
         let hold = if hold_keys {
             hold_keys_sql(table, "$1")
@@ -125,7 +126,7 @@ impl Dialect for Postgres {
             "UPDATE {table} SET status = 'published', publish_count = publish_count + 1, \
              published_at = $1, updated_at = $1 \
              WHERE id IN (SELECT c.id FROM {table} c \
-             WHERE c.status = 'pending' AND c.next_retry_at <= $1{hold} \
+             WHERE c.status = 'pending' AND c.next_retry_at <= $1{hold}{types} \
              ORDER BY c.next_retry_at, c.id LIMIT $2 FOR UPDATE OF c SKIP LOCKED) \
              RETURNING id, biz_type, service_name, message_key, payload, retry_count"
         );
@@ -136,29 +137,6 @@ impl Dialect for Postgres {
             .await
             .map_err(db("claim due rows"))?;
         Ok(claimed_rows(rows))
-    }
-
-    async fn requeue_stale(
-        pool: &PgPool,
-        table: &str,
-        cutoff: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<u64> {
-        // Rows locked right now belong to a consume or a claim in progress: skip them rather
-        // than wait (or deadlock) — whoever holds them decides their fate.
-        let sql = format!(
-            "UPDATE {table} SET status = 'pending', next_retry_at = $1, updated_at = $1, \
-             last_error = 'published but not consumed within the visibility timeout' \
-             WHERE id IN (SELECT id FROM {table} WHERE status = 'published' AND published_at <= $2 \
-             FOR UPDATE SKIP LOCKED)"
-        );
-        let done = sqlx::query(AssertSqlSafe(sql))
-            .bind(now)
-            .bind(cutoff)
-            .execute(pool)
-            .await
-            .map_err(db("requeue stale rows"))?;
-        Ok(done.rows_affected())
     }
 
     async fn run_handler_sql(

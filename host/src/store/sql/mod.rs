@@ -17,8 +17,9 @@
 //! - the state-table upsert ([`Dialect::UPSERT_STATE`]) and how many rows or ids one
 //!   statement may bind ([`Dialect::ROWS_PER_INSERT`], [`Dialect::IDS_PER_LIST`]);
 //! - migrations ([`Dialect::migrate`]: SQLite's DDL is transactional, MySQL's is not);
-//! - reading the ids of inserted rows (`RETURNING` or `LAST_INSERT_ID()`), the claim and the
-//!   visibility requeue (`SKIP LOCKED` on the servers, a single writer on SQLite).
+//! - reading the ids of inserted rows (`RETURNING` or `LAST_INSERT_ID()`) and the claim
+//!   (`SKIP LOCKED` and `UPDATE ... RETURNING` where the server has them); the requeues and
+//!   relocations (`requeue.rs`) are written once, with [`Dialect::SKIP_LOCKED`].
 //!
 //! Generic rather than a macro: the code reads as ordinary Rust, and the sqlx bounds it needs
 //! are written once per `impl` block ([`SqlStore`]'s `where` clauses), not per function.
@@ -28,12 +29,13 @@ mod consume;
 pub(crate) mod handler_sql;
 mod insert;
 pub(crate) mod migrate;
+mod requeue;
 
 pub(crate) use insert::{in_input_order, insert_returning, insert_statements};
 
 use super::{
-    ApplyReport, Backoff, BatchOutcomes, Hosting, NewRow, OutboxRow, RowState, Store, StoreResult,
-    TableStatus, Timestamp, db,
+    ApplyReport, Backoff, BatchOutcomes, Claim, Hosting, NewRow, OutboxRow, Relocation, RowState,
+    Store, StoreResult, TableStatus, Timestamp, db,
 };
 use crate::handler_sql::{RowAllowance, SqlFailure, SqlOutput, SqlStatement};
 use async_trait::async_trait;
@@ -55,6 +57,11 @@ pub trait Dialect: Database {
     /// `" FOR UPDATE"`; SQLite: empty, its `BEGIN IMMEDIATE` already holds the file's one
     /// write lock (and it has no row locks).
     const ROW_LOCK: &'static str;
+
+    /// Appended to a read of rows a write transaction will change but must not wait for:
+    /// servers `" FOR UPDATE SKIP LOCKED"` (a row locked by a consume or claim in progress is
+    /// left to it); SQLite: empty (one writer).
+    const SKIP_LOCKED: &'static str;
 
     /// Which database this is.
     const BACKEND: crate::handler_sql::Backend;
@@ -112,23 +119,14 @@ pub trait Dialect: Database {
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<Vec<i64>>> + Send;
 
-    /// [`Store::claim_due`]; use `hold_keys_sql` for the `hold_key_order` condition. Per backend
-    /// because of `SKIP LOCKED` and `UPDATE ... RETURNING` support.
+    /// [`Store::claim_due`]; use `hold_keys_sql` for the `hold_key_order` condition and
+    /// `types_sql` for the event types. Per backend because of `SKIP LOCKED` and `UPDATE ...
+    /// RETURNING` support.
     fn claim_due(
         pool: &Pool<Self>,
         table: &str,
-        now: Timestamp,
-        limit: u32,
-        hold_keys: bool,
+        claim: &Claim<'_>,
     ) -> impl Future<Output = StoreResult<Vec<OutboxRow>>> + Send;
-
-    /// [`Store::requeue_stale`]. Per backend because of `SKIP LOCKED`.
-    fn requeue_stale(
-        pool: &Pool<Self>,
-        table: &str,
-        cutoff: Timestamp,
-        now: Timestamp,
-    ) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Runs a handler's checked statement on the consume transaction's connection
     /// ([`crate::store::ConsumeTx::run_sql`]). Per backend because values bind and read back
@@ -151,6 +149,24 @@ pub(crate) fn hold_keys_sql(table: &str, now: &str) -> String {
          WHERE e.message_key = c.message_key AND e.id < c.id \
          AND e.status = 'pending' AND e.next_retry_at > {now}))"
     )
+}
+
+/// The event-type condition of a claim, appended to its `WHERE` on candidate rows `c`. The
+/// types are validated event types ([`crate::config::NameKind::EventType`]: no quote or
+/// backslash can appear), listed as literals so the claim's binds stay the same on every
+/// backend; a type that somehow holds one is left out rather than spliced. No types: the
+/// claim takes nothing.
+pub(crate) fn types_sql(types: &[String]) -> String {
+    let safe: Vec<String> = types
+        .iter()
+        .filter(|t| !t.is_empty() && !t.contains(['\'', '\\']))
+        .map(|t| format!("'{t}'"))
+        .collect();
+    if safe.is_empty() {
+        " AND 1 = 0".to_owned()
+    } else {
+        format!(" AND c.biz_type IN ({})", safe.join(", "))
+    }
 }
 
 /// Rows a claim returned (`id, biz_type, service_name, message_key, payload, retry_count`),
@@ -262,14 +278,8 @@ where
         Ok(ids)
     }
 
-    async fn claim_due(
-        &self,
-        table: &str,
-        now: Timestamp,
-        limit: u32,
-        hold_keys: bool,
-    ) -> StoreResult<Vec<OutboxRow>> {
-        D::claim_due(&self.pool, table, now, limit, hold_keys).await
+    async fn claim_due(&self, table: &str, claim: &Claim<'_>) -> StoreResult<Vec<OutboxRow>> {
+        D::claim_due(&self.pool, table, claim).await
     }
 
     async fn fail_attempts(
@@ -293,8 +303,39 @@ where
         table: &str,
         cutoff: Timestamp,
         now: Timestamp,
+        policy: &Backoff,
     ) -> StoreResult<u64> {
-        D::requeue_stale(&self.pool, table, cutoff, now).await
+        let mut tx = self.begin_write("begin requeue").await?;
+        let n = Self::requeue_stale_in(&mut tx, table, cutoff, now, policy).await?;
+        tx.commit().await.map_err(db("commit requeue"))?;
+        Ok(n)
+    }
+
+    async fn requeue_published(
+        &self,
+        table: &str,
+        now: Timestamp,
+        reason: &str,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin_write("begin requeue published").await?;
+        let n = Self::requeue_published_in(&mut tx, table, now, reason).await?;
+        tx.commit().await.map_err(db("commit requeue published"))?;
+        Ok(n)
+    }
+
+    async fn relocate(
+        &self,
+        table: &str,
+        moves: &[Relocation],
+        now: Timestamp,
+    ) -> StoreResult<Vec<(i64, i64)>> {
+        if moves.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write("begin relocate").await?;
+        let moved = Self::relocate_in(&mut tx, table, moves, now).await?;
+        tx.commit().await.map_err(db("commit relocate"))?;
+        Ok(moved)
     }
 
     async fn row_states(&self, table: &str, ids: &[i64]) -> StoreResult<BTreeMap<i64, RowState>> {
@@ -307,8 +348,12 @@ where
         Ok(rows.into_iter().map(|(id, r)| (id, r.state)).collect())
     }
 
-    async fn next_due(&self, table: &str) -> StoreResult<Option<Timestamp>> {
-        let sql = format!("SELECT MIN(next_retry_at) FROM {table} WHERE status = 'pending'");
+    async fn next_due(&self, table: &str, types: &[String]) -> StoreResult<Option<Timestamp>> {
+        // The claim's own type condition, on the same alias: a row no claim will take must
+        // not wake the relay (its due time is past, so it would wake it at once, forever).
+        let types = types_sql(types);
+        let sql =
+            format!("SELECT MIN(c.next_retry_at) FROM {table} c WHERE c.status = 'pending'{types}");
         sqlx::query_scalar(AssertSqlSafe(sql))
             .fetch_one(&self.pool)
             .await
@@ -352,7 +397,7 @@ where
         Ok(report)
     }
 
-    async fn table_status(&self, table: &str) -> StoreResult<TableStatus> {
+    async fn table_status(&self, table: &str, own_types: &[String]) -> StoreResult<TableStatus> {
         let sql = format!("SELECT status, COUNT(*) FROM {table} GROUP BY status");
         let rows = sqlx::query(AssertSqlSafe(sql))
             .fetch_all(&self.pool)
@@ -363,10 +408,25 @@ where
             .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(db("decode status counts"))?;
-        let oldest = self.next_due(table).await?;
+        let oldest: Option<Timestamp> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT MIN(next_retry_at) FROM {table} WHERE status = 'pending'"
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("oldest pending"))?;
+        let own = types_sql(own_types).replace("c.biz_type", "biz_type");
+        let sql = format!(
+            "SELECT COUNT(*) FROM {table} WHERE status IN ('pending', 'published') \
+             AND NOT (1 = 1{own})"
+        );
+        let foreign = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("count rows of other services' types"))?;
         Ok(TableStatus {
             counts,
             oldest_pending: oldest,
+            foreign,
         })
     }
 }

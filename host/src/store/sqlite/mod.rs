@@ -12,8 +12,8 @@
 mod handler_sql;
 mod migrate;
 
-use super::sql::{Dialect, SqlStore, claimed_rows, hold_keys_sql, insert_returning};
-use super::{Hosting, NewRow, OutboxRow, StoreError, StoreResult, Timestamp, db};
+use super::sql::{Dialect, SqlStore, claimed_rows, hold_keys_sql, insert_returning, types_sql};
+use super::{Claim, Hosting, NewRow, OutboxRow, StoreError, StoreResult, Timestamp, db};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::path::PathBuf;
@@ -85,6 +85,7 @@ impl Dialect for Sqlite {
 
     /// No row locks: `BEGIN IMMEDIATE` already holds the one write lock of the file.
     const ROW_LOCK: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
 
     /// One writer at a time: `BEGIN IMMEDIATE` already holds every key.
     const LOCK_STATE_KEY: Option<&'static str> = None;
@@ -158,10 +159,10 @@ impl Dialect for Sqlite {
     async fn claim_due(
         pool: &SqlitePool,
         table: &str,
-        now: Timestamp,
-        limit: u32,
-        hold_keys: bool,
+        claim: &Claim<'_>,
     ) -> StoreResult<Vec<OutboxRow>> {
+        let (now, limit, hold_keys) = (claim.now, claim.limit, claim.hold_keys);
+        let types = types_sql(claim.types);
         // One statement, so one writer: SQLite needs no `SKIP LOCKED`.
         let hold = if hold_keys {
             hold_keys_sql(table, "?1")
@@ -172,7 +173,7 @@ impl Dialect for Sqlite {
             "UPDATE {table} SET status = 'published', publish_count = publish_count + 1, \
              published_at = ?1, updated_at = ?1 \
              WHERE id IN (SELECT c.id FROM {table} c WHERE c.status = 'pending' \
-             AND c.next_retry_at <= ?1{hold} ORDER BY c.next_retry_at, c.id LIMIT ?2) \
+             AND c.next_retry_at <= ?1{hold}{types} ORDER BY c.next_retry_at, c.id LIMIT ?2) \
              RETURNING id, biz_type, service_name, message_key, payload, retry_count"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -182,27 +183,6 @@ impl Dialect for Sqlite {
             .await
             .map_err(db("claim due rows"))?;
         Ok(claimed_rows(rows))
-    }
-
-    async fn requeue_stale(
-        pool: &SqlitePool,
-        table: &str,
-        cutoff: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<u64> {
-        let sql = format!(
-            "UPDATE {table} SET status = 'pending', next_retry_at = ?, updated_at = ?, \
-             last_error = 'published but not consumed within the visibility timeout' \
-             WHERE status = 'published' AND published_at <= ?"
-        );
-        let done = sqlx::query(AssertSqlSafe(sql))
-            .bind(now)
-            .bind(now)
-            .bind(cutoff)
-            .execute(pool)
-            .await
-            .map_err(db("requeue stale rows"))?;
-        Ok(done.rows_affected())
     }
 
     async fn run_handler_sql(
