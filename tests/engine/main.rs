@@ -22,6 +22,7 @@ mod single_host;
 mod smartflow_agent;
 mod smartflow_chain;
 mod smartflow_notification;
+mod smartflow_rows;
 mod smartflow_scheduler;
 mod smartflow_smoke;
 mod smartflow_task_memory;

@@ -331,6 +331,12 @@ pub struct ServiceConfig {
     /// published again after later rows of its key). See `docs/databases.md`.
     #[serde(default)]
     pub hold_key_order: bool,
+    /// Overrides of `[retry]` for this service's rows, e.g. SmartFlow's notification service:
+    /// `retry = { max_attempts = 5, backoff_base_ms = 300000, backoff_max_ms = 1800000 }`.
+    /// Fields left out take `[retry]`'s values. Applies live on a config reload (rows inserted
+    /// afterwards take the new `max_attempts`).
+    #[serde(default)]
+    pub retry: Option<super::RetryOverride>,
 }
 
 /// `event_type -> service -> component file`.

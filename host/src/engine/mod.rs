@@ -51,11 +51,13 @@ pub(crate) struct Shared {
     pub counters: Counters,
 }
 
-/// The failed-attempt delays of `[retry]`.
-pub(crate) fn backoff(config: &Config) -> Backoff {
+/// The failed-attempt delays of `service`'s rows: `[retry]` with its `[services.X.retry]`
+/// overrides.
+pub(crate) fn backoff(config: &Config, service: &str) -> Backoff {
+    let retry = config.retry_for(service);
     Backoff {
-        base: Duration::from_millis(config.retry.backoff_base_ms),
-        max: Duration::from_millis(config.retry.backoff_max_ms),
+        base: Duration::from_millis(retry.backoff_base_ms),
+        max: Duration::from_millis(retry.backoff_max_ms),
     }
 }
 

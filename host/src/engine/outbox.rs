@@ -15,7 +15,7 @@
 //! ```
 
 use crate::catalog::{Catalog, CatalogCell, Unrouted};
-use crate::config::ConfigCell;
+use crate::config::{Config, ConfigCell};
 use crate::envelope::{DEFAULT_EVENT_VERSION, Wrapper};
 use crate::runtime::Emit;
 use crate::store::{NewRow, StoreError, Timestamp, mysql, now, postgres, sqlite};
@@ -135,15 +135,17 @@ impl Ticket {
 }
 
 /// The one way an event becomes an outbox row, for a producer's [`NewEvent`] and a handler's
-/// emit alike: its owner's table and topic, SmartFlow's wrapper, `v1` when no version is given.
+/// emit alike: its owner's table and topic, SmartFlow's wrapper, `v1` when no version is given,
+/// and the owner's `max_attempts` (`[retry]` with its `[services.X.retry]` overrides) in
+/// `max_retry`.
 ///
 /// # Errors
 /// [`EnqueueError::Unrouted`] when no service owns the event type (never a default table);
 /// [`EnqueueError::EmptyPayload`] for a `null` payload.
 pub fn row_for(
     catalog: &Catalog,
+    config: &Config,
     event: NewEvent,
-    max_attempts: i32,
 ) -> Result<NewRow, EnqueueError> {
     let route = catalog.route(&event.event_type)?;
     if event.payload.is_null() {
@@ -170,7 +172,7 @@ pub fn row_for(
         topic: service.topic.clone(),
         message_key: event.message_key,
         payload: wrapper.to_json(),
-        max_attempts,
+        max_attempts: config.retry_for(&service.name).max_attempts as i32,
         chain_depth: 0,
     })
 }
@@ -197,8 +199,7 @@ impl Outbox {
     /// # Errors
     /// [`EnqueueError::Unrouted`] when no service owns the event type (never a default table).
     pub fn row(&self, event: NewEvent) -> Result<NewRow, EnqueueError> {
-        let max_attempts = self.config.get().retry.max_attempts as i32;
-        row_for(&self.catalog.get(), event, max_attempts)
+        row_for(&self.catalog.get(), &self.config.get(), event)
     }
 
     /// Inserts the event as a `pending` row on the caller's connection or transaction (SQLite,

@@ -149,7 +149,12 @@ async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyh
     let t = now();
     shared
         .store
-        .fail_attempts(&service.table, &failures, &super::backoff(config), t)
+        .fail_attempts(
+            &service.table,
+            &failures,
+            &super::backoff(config, &service.name),
+            t,
+        )
         .await?;
     RelayBatchPublished {
         service: &service.name,
