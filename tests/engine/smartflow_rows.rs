@@ -1,10 +1,11 @@
 //! SmartFlow's rules for what a row holds, kept by the host on every backend: a service's own
 //! retry policy (`[services.X.retry]`) in the `max_retry` of rows inserted into its table,
 //! whoever inserts them; a handler's `delay-ms` in `next_retry_at`, within the service's
-//! backoff ceiling.
+//! backoff ceiling; the service's topic in the `topic` column; the message key as the
+//! aggregate id when none is given.
 
-use crate::support::{Backend, Harness, Setup, TransportKind};
-use serde_json::json;
+use crate::support::{Backend, Harness, Setup, TransportKind, WAIT, eventually};
+use serde_json::{Value, json};
 use std::time::Duration;
 use switchyard::NewEvent;
 use switchyard::store::{later, now};
@@ -14,6 +15,7 @@ const SINK: &str = "sink_outbox_messages";
 
 crate::backend_suite!(
     a_services_retry_policy_applies_to_every_row_of_its_table_and_a_handler_delay_within_it,
+    rows_carry_their_services_topic_and_the_key_as_aggregate_id_by_default,
 );
 
 /// `[services.sink.retry]`: SmartFlow-notification-like, but with a 60 s ceiling so a test
@@ -86,5 +88,62 @@ async fn a_services_retry_policy_applies_to_every_row_of_its_table_and_a_handler
     let capped = h.publish("probe.run", hour).await;
     let row = h.wait_final(PROBE, capped).await;
     assert_eq!((row.status.as_str(), row.retry_count), ("dead", 3));
+    h.stop().await;
+}
+
+/// The wrapper in a row's `payload` column.
+async fn wrapper(h: &Harness, table: &str, id: i64) -> Value {
+    serde_json::from_str(&h.row(table, id).await.unwrap().payload).unwrap()
+}
+
+async fn rows_carry_their_services_topic_and_the_key_as_aggregate_id_by_default(backend: Backend) {
+    let mut h = start(backend).await;
+    let host = &h.host;
+    let publish = |event: NewEvent| async move { host.publish(event).await.unwrap() };
+    let keyed = publish(NewEvent::new("probe.run", json!({})).key("user-3")).await;
+    let both = publish(
+        NewEvent::new("probe.run", json!({}))
+            .key("user-3")
+            .aggregate("task-9"),
+    )
+    .await;
+    // Neither a key nor an aggregate id; its handler emits a note with a key and no aggregate.
+    let emit = json!({"emit": [{"event_type": "sink.note", "payload": {}, "key": "user-7"}]});
+    let neither = publish(NewEvent::new("probe.run", emit)).await;
+    for (id, aggregate) in [
+        (keyed, Some("user-3")),
+        (both, Some("task-9")),
+        (neither, None),
+    ] {
+        assert_eq!(
+            wrapper(&h, PROBE, id).await["aggregate_id"].as_str(),
+            aggregate,
+            "row {id}"
+        );
+    }
+    assert_eq!(h.wait_final(PROBE, neither).await.status, "consumed");
+    let sink = eventually("the emitted note", WAIT, || async {
+        match h.ids(SINK).await[..] {
+            [id] => Ok(id),
+            ref other => Err(other.to_vec()),
+        }
+    })
+    .await;
+    assert_eq!(
+        wrapper(&h, SINK, sink).await["aggregate_id"].as_str(),
+        Some("user-7"),
+        "an emit without an aggregate id takes its key"
+    );
+    for (table, id, topic) in [
+        (PROBE, keyed, "smartflow.probe.outbox"),
+        (SINK, sink, "smartflow.sink.outbox"),
+    ] {
+        assert_eq!(
+            h.db.text(&format!("SELECT topic FROM {table} WHERE id = {id}"))
+                .await,
+            topic,
+            "the owner's topic is written into the row"
+        );
+    }
     h.stop().await;
 }

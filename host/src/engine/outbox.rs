@@ -32,6 +32,7 @@ pub struct NewEvent {
     pub event_version: String,
     /// Empty means "use the outbox id".
     pub event_id: String,
+    /// Empty means the message key (empty too when both are).
     pub aggregate_id: String,
     pub message_key: String,
     pub payload: serde_json::Value,
@@ -135,9 +136,10 @@ impl Ticket {
 }
 
 /// The one way an event becomes an outbox row, for a producer's [`NewEvent`] and a handler's
-/// emit alike: its owner's table and topic, SmartFlow's wrapper, `v1` when no version is given,
-/// and the owner's `max_attempts` (`[retry]` with its `[services.X.retry]` overrides) in
-/// `max_retry`.
+/// emit alike: its owner's table and topic (the `topic` column is informational: the relay
+/// publishes to the service's topic), SmartFlow's wrapper, `v1` when no version is given, the
+/// message key as the aggregate id when none is given, and the owner's `max_attempts`
+/// (`[retry]` with its `[services.X.retry]` overrides) in `max_retry`.
 ///
 /// # Errors
 /// [`EnqueueError::Unrouted`] when no service owns the event type (never a default table);
@@ -162,7 +164,10 @@ pub fn row_for(
         } else {
             event.event_version
         }),
-        aggregate_id: Some(event.aggregate_id).filter(|s| !s.is_empty()),
+        aggregate_id: [&event.aggregate_id, &event.message_key]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .cloned(),
         payload: event.payload,
     };
     Ok(NewRow {
