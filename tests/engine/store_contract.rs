@@ -16,7 +16,10 @@ use apply::{
     a_failed_attempt_backs_off_and_the_last_one_is_dead_with_a_cut_reason,
     state_writes_of_a_batch_last_write_wins_and_deletes_delete,
 };
-use columns::a_handlers_delay_hint_is_a_floor_capped_at_the_backoff_ceiling;
+use columns::{
+    a_handlers_delay_hint_is_a_floor_capped_at_the_backoff_ceiling,
+    the_consume_clears_last_error_and_a_publish_keeps_both_columns,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard::store::{
@@ -92,6 +95,7 @@ store_suite!(
     state_writes_of_a_batch_last_write_wins_and_deletes_delete,
     rows_and_state_larger_than_the_servers_packet_are_written_in_several_statements,
     a_handlers_delay_hint_is_a_floor_capped_at_the_backoff_ceiling,
+    the_consume_clears_last_error_and_a_publish_keeps_both_columns,
 );
 
 fn new_row(table: &str, key: &str, n: usize, max_attempts: i32) -> NewRow {

@@ -272,8 +272,11 @@ where
         }
         for (version, ids) in consumed {
             for chunk in ids.chunks(D::IDS_PER_LIST) {
+                // A consumed row carries no error: an earlier attempt's `last_error` is cleared;
+                // `next_retry_at` keeps when it was last due (the seed is silent on both: the
+                // decision is in docs/smartflow.md, "Row columns").
                 let mut q = QueryBuilder::<D>::new(format!(
-                    "UPDATE {table} SET status = 'consumed', consumed_at = "
+                    "UPDATE {table} SET status = 'consumed', last_error = NULL, consumed_at = "
                 ));
                 q.push_bind(now)
                     .push(", updated_at = ")
