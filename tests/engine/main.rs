@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod adopt;
+mod adopt_indexes;
 mod cli;
 mod config_errors;
 mod config_reload;
