@@ -171,7 +171,7 @@ where
     }
 
     /// One UPDATE of a failure group on `ids`. A dead row keeps its `next_retry_at` (when it
-    /// was last due), as SmartFlow's mark-dead sets only status and error.
+    /// was last due; the seed is silent, see docs/smartflow.md, "Row columns").
     async fn write_failure(
         conn: &mut D::Connection,
         table: &str,
