@@ -6,7 +6,8 @@ use crate::fleet;
 use crate::support::Backend;
 use crate::testdb::{self, TestDb};
 
-/// SmartFlow's table as its MySQL migration creates it (index names are SmartFlow's, not ours).
+/// SmartFlow's table as its MySQL migration (GORM's AutoMigrate) creates it: GORM's index
+/// names, not ours.
 pub(crate) const SMARTFLOW_MYSQL: &str = "CREATE TABLE probe_outbox_messages (
     id bigint NOT NULL AUTO_INCREMENT,
     biz_type varchar(64) NOT NULL,
@@ -24,12 +25,12 @@ pub(crate) const SMARTFLOW_MYSQL: &str = "CREATE TABLE probe_outbox_messages (
     created_at datetime(3) NULL,
     updated_at datetime(3) NULL,
     PRIMARY KEY (id),
-    KEY idx_outbox_status_retry (status, next_retry_at, biz_type),
-    KEY idx_outbox_service (service_name)
+    KEY idx_outbox_status_next (status, next_retry_at, biz_type),
+    KEY idx_outbox_service_name (service_name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
 /// The same table in PostgreSQL types, as a team running SmartFlow on PostgreSQL would have it.
-const SMARTFLOW_POSTGRES: &str = "CREATE TABLE probe_outbox_messages (
+pub(crate) const SMARTFLOW_POSTGRES: &str = "CREATE TABLE probe_outbox_messages (
     id bigserial PRIMARY KEY,
     biz_type varchar(64) NOT NULL,
     service_name varchar(64) NOT NULL DEFAULT '',
@@ -46,8 +47,8 @@ const SMARTFLOW_POSTGRES: &str = "CREATE TABLE probe_outbox_messages (
     created_at timestamp(3) NULL,
     updated_at timestamp(3) NULL
 );
-CREATE INDEX idx_outbox_status_retry ON probe_outbox_messages (status, next_retry_at, biz_type);
-CREATE INDEX idx_outbox_service ON probe_outbox_messages (service_name)";
+CREATE INDEX idx_outbox_status_next ON probe_outbox_messages (status, next_retry_at, biz_type);
+CREATE INDEX idx_outbox_service_name ON probe_outbox_messages (service_name)";
 
 // SmartFlow's tables live on MySQL (or PostgreSQL); there is no SQLite table to adopt.
 crate::backend_suite!(servers: a_smartflow_table_is_adopted_in_place);

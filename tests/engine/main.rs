@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod adopt;
+mod adopt_indexes;
 mod cli;
 mod config_errors;
 mod config_reload;
@@ -24,6 +25,7 @@ mod single_host;
 mod smartflow_agent;
 mod smartflow_chain;
 mod smartflow_notification;
+mod smartflow_rows;
 mod smartflow_scheduler;
 mod smartflow_smoke;
 mod smartflow_task_memory;

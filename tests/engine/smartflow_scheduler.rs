@@ -1,7 +1,9 @@
 //! SmartFlow's active-scheduler on its tables: the deterministic decision (closed /
-//! preview_generated / rejected) recorded in `active_schedule_triggers`, the preview row, the
-//! notification it requests in the same transaction, SmartFlow's rules for a trigger row that
-//! is already there (terminal: nothing; payload mismatch: dead), and its checks.
+//! preview_generated) recorded in `active_schedule_triggers`, the preview row, the
+//! notification it requests in the same transaction, SmartFlow's payloads (no
+//! conversation_id, target_id 0 for feedback), SmartFlow's rules for a trigger row that is
+//! already there (terminal: nothing; payload mismatch: `rejected` / `payload_mismatch`), and
+//! its checks.
 
 use crate::support::sink::Sink;
 use crate::support::smartflow::{
@@ -17,14 +19,22 @@ const TY: &str = "active_schedule.triggered";
 
 crate::backend_suite!(
     an_open_target_gets_a_preview_and_one_notification_request,
-    a_done_target_is_closed_and_a_trigger_without_conversation_is_rejected,
-    a_stored_trigger_row_is_decided_once_and_a_mismatched_event_is_dead,
+    a_done_target_is_closed_and_smartflows_payloads_without_conversation_get_a_preview,
+    a_stored_trigger_row_is_decided_once_and_a_mismatched_event_rejects_it,
 );
 
 fn trigger(id: &str) -> Value {
     json!({"trigger_id": id, "user_id": 3, "trigger_type": "important_urgent_task",
-           "source": "worker_due_job", "target_type": "task_item", "target_id": 7,
+           "source": "worker_due_job", "target_type": "task_pool", "target_id": 7,
            "requested_at": "2026-11-29T09:44:10Z", "conversation_id": "conv-3", "title": "file taxes"})
+}
+
+/// A trigger as SmartFlow's scanner (`worker_due_job`) or feedback API sends it: no
+/// conversation_id field at all.
+fn smartflow_trigger(id: &str, trigger_type: &str, target_id: i64) -> Value {
+    json!({"trigger_id": id, "user_id": 3, "trigger_type": trigger_type,
+           "source": "worker_due_job", "target_type": "task_pool", "target_id": target_id,
+           "requested_at": "2026-11-29T09:44:10Z"})
 }
 
 fn with(mut v: Value, field: &str, value: Value) -> Value {
@@ -119,7 +129,9 @@ async fn an_open_target_gets_a_preview_and_one_notification_request(backend: Bac
     h.stop().await;
 }
 
-async fn a_done_target_is_closed_and_a_trigger_without_conversation_is_rejected(backend: Backend) {
+async fn a_done_target_is_closed_and_smartflows_payloads_without_conversation_get_a_preview(
+    backend: Backend,
+) {
     let sink = Sink::start().await;
     let mut h = start_on(backend, &sink.addr).await;
     run_ok(
@@ -133,25 +145,49 @@ async fn a_done_target_is_closed_and_a_trigger_without_conversation_is_rejected(
     let record = trigger_row(&h, "t2").await;
     assert_eq!(
         (record["status"].as_str(), record["reason"].as_str()),
-        (Some("closed"), Some("task_item 7 is done"))
+        (Some("closed"), Some("task_pool 7 is done"))
     );
-    run_ok(
-        &h,
-        SCHEDULER,
-        TY,
-        "1",
-        with(trigger("t3"), "conversation_id", json!("")),
-    )
-    .await;
-    assert_eq!(trigger_row(&h, "t3").await["status"], "rejected");
     assert!(
         h.rows(NOTIFICATION).await.is_empty(),
         "no notification unless a preview was generated"
     );
+    let feedback = smartflow_trigger("t3", "unfinished_feedback", 0);
+    for (id, payload) in [
+        ("t3", feedback),
+        ("t4", smartflow_trigger("t4", "important_urgent_task", 7)),
+    ] {
+        run_ok(&h, SCHEDULER, TY, "1", payload).await;
+        let record = trigger_row(&h, id).await;
+        assert_eq!(record["status"], "preview_generated", "{record}");
+    }
+    assert_eq!(trigger_row(&h, "t3").await["target_id"], "0");
+    let targets: Vec<Value> = h
+        .rows(NOTIFICATION)
+        .await
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.payload).unwrap()["payload"]["target_url"].clone()
+        })
+        .collect();
     assert_eq!(
-        h.db.scalar("SELECT COUNT(*) FROM active_schedule_previews")
-            .await,
-        0
+        targets,
+        [
+            json!("/assistant/preview/preview-t3"),
+            json!("/assistant/preview/preview-t4")
+        ],
+        "a preview without a conversation opens by its own id"
+    );
+    let previews = rows_json(
+        &h.db,
+        "SELECT id, conversation_id FROM active_schedule_previews ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        previews,
+        [
+            json!({"id": "preview-t3", "conversation_id": ""}),
+            json!({"id": "preview-t4", "conversation_id": ""})
+        ]
     );
     h.stop().await;
 }
@@ -161,12 +197,12 @@ async fn scanner_wrote(h: &Harness, id: &str, target_id: &str, status: &str) {
     h.db.exec(&format!(
         "INSERT INTO active_schedule_triggers (id, user_id, trigger_type, source, target_type, \
          target_id, status) VALUES ('{id}', 3, 'important_urgent_task', 'worker_due_job', \
-         'task_item', '{target_id}', '{status}')"
+         'task_pool', '{target_id}', '{status}')"
     ))
     .await;
 }
 
-async fn a_stored_trigger_row_is_decided_once_and_a_mismatched_event_is_dead(backend: Backend) {
+async fn a_stored_trigger_row_is_decided_once_and_a_mismatched_event_rejects_it(backend: Backend) {
     let sink = Sink::start().await;
     let mut h = start_on(backend, &sink.addr).await;
     // A pending row that agrees with its event takes the decision.
@@ -178,27 +214,41 @@ async fn a_stored_trigger_row_is_decided_once_and_a_mismatched_event_is_dead(bac
         (Some("preview_generated"), Some("preview-ast_1"))
     );
     assert_eq!(h.rows(NOTIFICATION).await.len(), 1);
-    // A pending row whose target differs from the event's: dead, the row left as it was.
+    // A pending (or processing) row whose target or user differs from the event's: the row
+    // is rejected with SmartFlow's reason, nothing else is written, and the event is consumed.
     scanner_wrote(&h, "ast_2", "8", "pending").await;
-    assert_dead(
+    run_ok(&h, SCHEDULER, TY, "1", trigger("ast_2")).await;
+    scanner_wrote(&h, "ast_4", "7", "processing").await;
+    run_ok(
         &h,
         SCHEDULER,
         TY,
         "1",
-        trigger("ast_2"),
-        "payload_mismatch: trigger ast_2 is stored with target_id \"8\" (the event says \"7\")",
+        with(trigger("ast_4"), "user_id", json!(4)),
     )
     .await;
-    assert_eq!(trigger_row(&h, "ast_2").await["status"], "pending");
-    assert_dead(
+    for id in ["ast_2", "ast_4"] {
+        let record = trigger_row(&h, id).await;
+        assert_eq!(
+            (
+                record["status"].as_str(),
+                record["reason"].as_str(),
+                record["preview_id"].as_str()
+            ),
+            (Some("rejected"), Some("payload_mismatch"), None),
+            "{id}"
+        );
+    }
+    // Rejected is terminal: the same event again changes nothing.
+    run_ok(
         &h,
         SCHEDULER,
         TY,
         "1",
-        with(trigger("ast_2"), "user_id", json!(4)),
-        "payload_mismatch: trigger ast_2 is stored with user_id 3 (the event says 4), target_id",
+        with(trigger("ast_2"), "target_id", json!(8)),
     )
     .await;
+    assert_eq!(trigger_row(&h, "ast_2").await["status"], "rejected");
     // A row already in a terminal status: nothing happens, nothing is emitted.
     scanner_wrote(&h, "ast_3", "7", "skipped").await;
     run_ok(&h, SCHEDULER, TY, "1", trigger("ast_3")).await;

@@ -84,6 +84,17 @@ async fn promotion_follows_smartflows_rule_on_the_consume_time_clock(backend: Ba
         instant(&promoted["updated_at"]) > instant(&json!("2026-01-01T00:00:00Z")),
         "the promotion stamps updated_at with the consume-time clock: {promoted}"
     );
+    // triggered_at past task 4's threshold (2100) decides nothing either: the consume-time
+    // clock has not reached it.
+    run_ok(
+        &h,
+        TASK,
+        "task.urgency.promote.requested",
+        "",
+        json!({"user_id": 3, "task_ids": [4], "triggered_at": "2200-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(priorities(&h).await[3], (4, 2));
     // triggered_at is optional.
     let (status, error) = run(
         &h,
@@ -276,7 +287,7 @@ async fn a_task_that_becomes_urgent_triggers_the_scheduler_once(backend: Backend
         (
             Some("important_urgent_task"),
             Some("worker_due_job"),
-            Some("task_item")
+            Some("task_pool")
         )
     );
     assert_eq!(

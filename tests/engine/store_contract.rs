@@ -1,10 +1,13 @@
 //! The store contract: what every backend's [`Store`] must do, each clause written once as an
 //! `async fn <clause>(store: &dyn Store, db: &TestDb)` and run against SQLite, MariaDB and
 //! PostgreSQL by [`store_suite!`] (graphile-worker's `driver_contract` habit). The consume
-//! transaction's clauses are in `store_contract/apply.rs`. Each test gets a fresh database; rows are read
-//! back with plain SQL ([`TestDb`]), never through the store under test.
+//! transaction's clauses are in `store_contract/apply.rs`, those of the columns beside the
+//! status (`next_retry_at`, `last_error`) in `store_contract/columns.rs`. Each test gets a
+//! fresh database; rows are read back with plain SQL ([`TestDb`]), never through the store
+//! under test.
 
 mod apply;
+mod columns;
 
 use crate::support::Backend;
 use crate::testdb::{self, TestDb};
@@ -12,6 +15,10 @@ use apply::{
     a_batch_skips_rows_already_final_and_their_effects,
     a_failed_attempt_backs_off_and_the_last_one_is_dead_with_a_cut_reason,
     state_writes_of_a_batch_last_write_wins_and_deletes_delete,
+};
+use columns::{
+    a_handlers_delay_hint_is_a_floor_capped_at_the_backoff_ceiling,
+    the_consume_clears_last_error_and_a_publish_keeps_both_columns,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +98,8 @@ store_suite!(
     insert_returns_each_rows_id_across_tables_and_statements,
     state_writes_of_a_batch_last_write_wins_and_deletes_delete,
     rows_and_state_larger_than_the_servers_packet_are_written_in_several_statements,
+    a_handlers_delay_hint_is_a_floor_capped_at_the_backoff_ceiling,
+    the_consume_clears_last_error_and_a_publish_keeps_both_columns,
 );
 
 fn new_row(table: &str, key: &str, n: usize, max_attempts: i32) -> NewRow {

@@ -6,9 +6,11 @@
 //! config into the routing answers the rest of the host asks for.
 
 pub mod kafka;
+mod retry;
 mod sections;
 
 pub use kafka::KafkaConfig;
+pub use retry::RetryOverride;
 pub use sections::*;
 
 use serde::Deserialize;
@@ -191,11 +193,7 @@ impl Config {
         if let TransportConfig::Kafka(kafka) = &self.transport {
             kafka.validate().map_err(ConfigError::Invalid)?;
         }
-        if self.retry.max_attempts == 0 {
-            return Err(ConfigError::Invalid(
-                "retry.max_attempts must be at least 1".into(),
-            ));
-        }
+        self.validate_retry()?;
         if self.relay.batch_size == 0 || self.consumer.batch_size == 0 {
             return Err(ConfigError::Invalid(
                 "relay and consumer batch_size must be at least 1".into(),

@@ -335,6 +335,12 @@ pub struct ServiceConfig {
     /// Default `full`.
     #[serde(default)]
     pub mode: ServiceMode,
+    /// Overrides of `[retry]` for this service's rows, e.g. SmartFlow's notification service:
+    /// `retry = { max_attempts = 5, backoff_base_ms = 300000, backoff_max_ms = 1800000 }`.
+    /// Fields left out take `[retry]`'s values. Applies live on a config reload (rows inserted
+    /// afterwards take the new `max_attempts`).
+    #[serde(default)]
+    pub retry: Option<super::RetryOverride>,
 }
 
 /// Who runs a service's relay and consumer: this host, or another system (SmartFlow's Go

@@ -76,7 +76,7 @@ pub(super) async fn commit(
         // Nothing to write; an open transaction only held read locks, released either way.
         return BatchEnd::Committed;
     }
-    let backoff = super::backoff(config);
+    let backoff = super::backoff(config, &service.name);
     let mut done = Done::default();
     let mut pieces: VecDeque<Vec<(i64, RowOutcome)>> = VecDeque::new();
     match taken.tx {
@@ -98,7 +98,7 @@ pub(super) async fn commit(
         } => {
             if let Some(id) = culprit {
                 let why = rows.iter().find_map(|(row, outcome)| match outcome {
-                    RowOutcome::Retry { reason } if *row == id => Some(reason.clone()),
+                    RowOutcome::Retry { reason, .. } if *row == id => Some(reason.clone()),
                     _ => None,
                 });
                 let why = why.unwrap_or_else(|| reason.clone());
@@ -195,7 +195,7 @@ pub(super) async fn commit(
         let failed = done.failed_commits.get(&handled.id);
         let (label, reason) = match (failed, done.outcomes.get(&handled.id)) {
             (Some(reason), _) => ("retry", Some(reason.as_str())),
-            (None, Some(RowOutcome::Retry { reason } | RowOutcome::Dead { reason })) => {
+            (None, Some(RowOutcome::Retry { reason, .. } | RowOutcome::Dead { reason })) => {
                 (handled.label, Some(reason.as_str()))
             }
             _ => (handled.label, None),

@@ -11,6 +11,7 @@ use super::batch_state::BatchState;
 use super::commit::{self, BatchEnd, Handled};
 use super::outbox::{EnqueueError, row_for};
 use crate::catalog::{Catalog, Service};
+use crate::config::Config;
 use crate::envelope;
 use crate::runtime::{self, EventData, Outcome};
 use crate::store::{self, RowOutcome, RowState};
@@ -130,7 +131,6 @@ async fn handle_batch(
     // batches).
     let catalog = shared.catalog.get();
     let config = shared.config.get();
-    let max_attempts = config.retry.max_attempts as i32;
     let mut pending = Vec::with_capacity(batch.len());
     let mut seen = BTreeSet::new();
     for delivery in batch {
@@ -211,7 +211,7 @@ async fn handle_batch(
             continue;
         }
         let (outcome, version, micros) =
-            handle_one(shared, &catalog, service, p, *state, &reader, max_attempts).await;
+            handle_one(shared, &catalog, &config, service, p, *state, &reader).await;
         buffered = buffered.saturating_add(buffered_bytes(&outcome));
         logs.push(Handled {
             id,
@@ -262,7 +262,7 @@ fn buffered_bytes(outcome: &RowOutcome) -> usize {
                 .sum();
             writes + rows
         }
-        RowOutcome::Retry { reason } | RowOutcome::Dead { reason } => reason.len(),
+        RowOutcome::Retry { reason, .. } | RowOutcome::Dead { reason } => reason.len(),
     }
 }
 
@@ -290,6 +290,7 @@ fn owned_elsewhere(catalog: &Catalog, service: &Service, event_type: &str) -> Op
                  {}",
                 owner.name, owner.table
             ),
+            delay: None,
         }
     } else {
         RowOutcome::Dead {
@@ -307,11 +308,11 @@ fn owned_elsewhere(catalog: &Catalog, service: &Service, event_type: &str) -> Op
 async fn handle_one(
     shared: &Shared,
     catalog: &Arc<Catalog>,
+    config: &Config,
     service: &Service,
     p: &Pending<'_>,
     state: RowState,
     reader: &Arc<BatchState>,
-    max_attempts: i32,
 ) -> (RowOutcome, String, u128) {
     let env = &p.env;
     if env.event_type.trim().is_empty() {
@@ -367,8 +368,7 @@ async fn handle_one(
     shared.counters.invocation_finished(&env.event_type);
     let micros = out.elapsed.as_micros();
     let outcome = match out.outcome {
-        Outcome::Ack => match stored_effects(catalog, out.effects, max_attempts, state.chain_depth)
-        {
+        Outcome::Ack => match stored_effects(catalog, config, out.effects, state.chain_depth) {
             Ok(effects) => {
                 reader.remember(&effects.state_writes);
                 RowOutcome::Consumed {
@@ -378,9 +378,10 @@ async fn handle_one(
             }
             Err(e) => RowOutcome::Retry {
                 reason: format!("an emitted event cannot be stored: {e}"),
+                delay: None,
             },
         },
-        Outcome::Retry { reason } => RowOutcome::Retry { reason },
+        Outcome::Retry { reason, delay } => RowOutcome::Retry { reason, delay },
         Outcome::Dead { reason } => RowOutcome::Dead { reason },
     };
     // Its `sql` statements stand only if it is acknowledged with effects that can be stored.
@@ -388,7 +389,7 @@ async fn handle_one(
         .end_invocation(matches!(outcome, RowOutcome::Consumed { .. }))
         .await;
     let failure = match &outcome {
-        RowOutcome::Retry { reason } => Some(reason.as_str()),
+        RowOutcome::Retry { reason, .. } => Some(reason.as_str()),
         _ => None,
     };
     shared
@@ -398,18 +399,19 @@ async fn handle_one(
 }
 
 /// What the store commits for an acked invocation: its state writes, and each emit routed to
-/// its owner's table exactly as a producer's event would be ([`row_for`]).
+/// its owner's table exactly as a producer's event would be ([`row_for`], with the owner's
+/// `max_attempts`).
 fn stored_effects(
     catalog: &Catalog,
+    config: &Config,
     effects: runtime::Effects,
-    max_attempts: i32,
     chain_depth: i32,
 ) -> Result<store::Effects, EnqueueError> {
     let new_rows = effects
         .emits
         .into_iter()
         .map(|emit| {
-            let mut row = row_for(catalog, emit.into(), max_attempts)?;
+            let mut row = row_for(catalog, config, emit.into())?;
             row.chain_depth = chain_depth.saturating_add(1);
             Ok(row)
         })
@@ -440,7 +442,7 @@ mod tests {
         let c = catalog();
         let service = |name: &str| c.service(name).unwrap().clone();
         match owned_elsewhere(&c, &service("relayed"), "other.x") {
-            Some(RowOutcome::Retry { reason }) => {
+            Some(RowOutcome::Retry { reason, .. }) => {
                 assert!(reason.contains("the relay moves the row to other_outbox_messages"))
             }
             o => panic!("expected a retry the relay resolves, got {o:?}"),

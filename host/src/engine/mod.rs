@@ -59,11 +59,13 @@ const QUEUE_LOST: &str = "requeued at start: the in-process queue of the previou
 /// `last_error` of rows `switchyard release` handed back.
 const RELEASED: &str = "released by `switchyard release`: published again by the next relay";
 
-/// The failed-attempt delays of `[retry]`.
-pub(crate) fn backoff(config: &Config) -> Backoff {
+/// The failed-attempt delays of `service`'s rows: `[retry]` with its `[services.X.retry]`
+/// overrides.
+pub(crate) fn backoff(config: &Config, service: &str) -> Backoff {
+    let retry = config.retry_for(service);
     Backoff {
-        base: Duration::from_millis(config.retry.backoff_base_ms),
-        max: Duration::from_millis(config.retry.backoff_max_ms),
+        base: Duration::from_millis(retry.backoff_base_ms),
+        max: Duration::from_millis(retry.backoff_max_ms),
     }
 }
 

@@ -15,7 +15,7 @@
 //! ```
 
 use crate::catalog::{Catalog, CatalogCell, Service, Unrouted};
-use crate::config::ConfigCell;
+use crate::config::{Config, ConfigCell};
 use crate::envelope::{DEFAULT_EVENT_VERSION, Wrapper};
 use crate::runtime::Emit;
 use crate::store::{
@@ -34,6 +34,7 @@ pub struct NewEvent {
     pub event_version: String,
     /// Empty means "use the outbox id".
     pub event_id: String,
+    /// Empty means the message key (empty too when both are).
     pub aggregate_id: String,
     pub message_key: String,
     pub payload: serde_json::Value,
@@ -137,15 +138,18 @@ impl Ticket {
 }
 
 /// The one way an event becomes an outbox row, for a producer's [`NewEvent`] and a handler's
-/// emit alike: its owner's table and topic, SmartFlow's wrapper, `v1` when no version is given.
+/// emit alike: its owner's table and topic (the `topic` column is informational: the relay
+/// publishes to the service's topic), SmartFlow's wrapper, `v1` when no version is given, the
+/// message key as the aggregate id when none is given, and the owner's `max_attempts`
+/// (`[retry]` with its `[services.X.retry]` overrides) in `max_retry`.
 ///
 /// # Errors
 /// [`EnqueueError::Unrouted`] when no service owns the event type (never a default table);
 /// [`EnqueueError::EmptyPayload`] for a `null` payload.
 pub fn row_for(
     catalog: &Catalog,
+    config: &Config,
     event: NewEvent,
-    max_attempts: i32,
 ) -> Result<NewRow, EnqueueError> {
     let route = catalog.route(&event.event_type)?;
     if event.payload.is_null() {
@@ -162,7 +166,10 @@ pub fn row_for(
         } else {
             event.event_version
         }),
-        aggregate_id: Some(event.aggregate_id).filter(|s| !s.is_empty()),
+        aggregate_id: [&event.aggregate_id, &event.message_key]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .cloned(),
         payload: event.payload,
     };
     Ok(NewRow {
@@ -172,7 +179,7 @@ pub fn row_for(
         topic: service.topic.clone(),
         message_key: event.message_key,
         payload: wrapper.to_json(),
-        max_attempts,
+        max_attempts: config.retry_for(&service.name).max_attempts as i32,
         chain_depth: 0,
     })
 }
@@ -181,12 +188,13 @@ pub fn row_for(
 /// moves it there (a legacy shared table drained, a type whose owner a config change moved):
 /// SmartFlow's wrapper as it was, with the event id it would have been published with (the
 /// old row's id) when it had none, so a handler that deduplicates on the event id sees the
-/// same id as before the move; attempts start again in the new table.
+/// same id as before the move; attempts start again in the new table, under its owner's
+/// `max_attempts`.
 pub fn relocated_row(
     owner: &Service,
     row: &OutboxRow,
     mut wrapper: Wrapper,
-    max_attempts: i32,
+    config: &Config,
 ) -> Relocation {
     if wrapper.event_id.as_deref().is_none_or(str::is_empty) {
         wrapper.event_id = Some(row.id.to_string());
@@ -200,7 +208,7 @@ pub fn relocated_row(
             topic: owner.topic.clone(),
             message_key: row.message_key.clone(),
             payload: wrapper.to_json(),
-            max_attempts,
+            max_attempts: config.retry_for(&owner.name).max_attempts as i32,
             chain_depth: 0,
         },
     }
@@ -228,8 +236,7 @@ impl Outbox {
     /// # Errors
     /// [`EnqueueError::Unrouted`] when no service owns the event type (never a default table).
     pub fn row(&self, event: NewEvent) -> Result<NewRow, EnqueueError> {
-        let max_attempts = self.config.get().retry.max_attempts as i32;
-        row_for(&self.catalog.get(), event, max_attempts)
+        row_for(&self.catalog.get(), &self.config.get(), event)
     }
 
     /// Inserts the event as a `pending` row on the caller's connection or transaction (SQLite,

@@ -47,7 +47,7 @@ pub(super) async fn run(
         if last_sweep.is_none_or(|at| at.elapsed() >= visibility / 2) {
             last_sweep = Some(Instant::now());
             let t = now();
-            let policy = super::backoff(&config);
+            let policy = super::backoff(&config, &service.name);
             match shared
                 .store
                 .requeue_stale(&service.table, earlier(t, visibility), t, &policy)
@@ -140,12 +140,9 @@ async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyh
         }
         match Wrapper::parse(&row.payload) {
             Ok(wrapper) => match other_owner(&catalog, service, &row.biz_type) {
-                Some(owner) => moves.push(super::outbox::relocated_row(
-                    owner,
-                    row,
-                    wrapper,
-                    config.retry.max_attempts as i32,
-                )),
+                Some(owner) => {
+                    moves.push(super::outbox::relocated_row(owner, row, wrapper, config))
+                }
                 None => {
                     // The row is in this service's table and of its type: it is this
                     // service's, whatever its (possibly empty, legacy) service_name says.
@@ -187,7 +184,12 @@ async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyh
     }
     shared
         .store
-        .fail_attempts(&service.table, &failures, &super::backoff(config), t)
+        .fail_attempts(
+            &service.table,
+            &failures,
+            &super::backoff(config, &service.name),
+            t,
+        )
         .await?;
     RelayBatchPublished {
         service: &service.name,

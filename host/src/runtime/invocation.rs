@@ -86,6 +86,9 @@ pub enum Outcome {
     /// A failed attempt: handler `retry`, trap, deadline or limit.
     Retry {
         reason: String,
+        /// The handler's `delay-ms` hint (only a handler's own `retry` carries one): the store
+        /// waits at least this long, within the service's backoff ceiling.
+        delay: Option<Duration>,
     },
     Dead {
         reason: String,
@@ -233,7 +236,10 @@ pub(super) async fn run(
         Ok(w) => w,
         Err(reason) => {
             return InvocationOutput {
-                outcome: Outcome::Retry { reason },
+                outcome: Outcome::Retry {
+                    reason,
+                    delay: None,
+                },
                 effects: Effects::default(),
                 elapsed: started.elapsed(),
             };
@@ -300,9 +306,11 @@ pub(super) async fn run(
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => Outcome::Retry {
             reason: cut_reason(&classify_failure(&e, &data.limiter, &data.policy)),
+            delay: None,
         },
         Err(_elapsed) => Outcome::Retry {
             reason: deadline_exceeded(&data.policy),
+            delay: None,
         },
     };
     if let Some(failure) = &data.sql_failure
@@ -311,6 +319,7 @@ pub(super) async fn run(
         // Its statements are rolled back; acknowledging (or burying) it would lose them.
         outcome = Outcome::Retry {
             reason: cut_reason(&format!("a sql statement failed: {failure}")),
+            delay: None,
         };
     }
     let effects = if outcome == Outcome::Ack {
@@ -355,6 +364,7 @@ async fn call(
                 types::Outcome::Ack => Outcome::Ack,
                 types::Outcome::Retry(r) => Outcome::Retry {
                     reason: cut_reason(&r.reason),
+                    delay: r.delay_ms.map(Duration::from_millis),
                 },
                 types::Outcome::Dead(reason) => Outcome::Dead {
                     reason: cut_reason(&reason),

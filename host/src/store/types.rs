@@ -128,8 +128,9 @@ pub struct NewRow {
 }
 
 /// SmartFlow's failed-attempt policy: `n = retry_count + 1`; `n >= max_retry` (the row's
-/// `max_attempts`) → dead, else
-/// pending again after `min(base * 2^(n-1), max)`.
+/// `max_attempts`) → dead, else pending again after `min(base * 2^(n-1), max)`, or later when
+/// the handler asked for a longer delay ([`Backoff::delay_with`]). Each service has its own
+/// (`[retry]` with its `[services.X.retry]` overrides).
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     pub base: Duration,
@@ -141,6 +142,14 @@ impl Backoff {
     pub fn delay(&self, failures: u32) -> Duration {
         let shift = failures.saturating_sub(1).min(30);
         self.base.saturating_mul(1u32 << shift).min(self.max)
+    }
+
+    /// Delay before attempt `n + 1` when the handler's `retry` asked for `hint` (its
+    /// `delay-ms`): a floor, never sooner than [`Backoff::delay`] (the contract's promise), and
+    /// never later than `max`, so a handler cannot park a row beyond the service's own ceiling.
+    pub fn delay_with(&self, failures: u32, hint: Option<Duration>) -> Duration {
+        let computed = self.delay(failures);
+        hint.map_or(computed, |h| computed.max(h.min(self.max)))
     }
 }
 
@@ -161,7 +170,11 @@ pub enum RowOutcome {
     Consumed { version: String, effects: Effects },
     /// A failed attempt (handler `retry`, trap, deadline): `pending` after the backoff, or
     /// `dead` once the row's attempts are used up.
-    Retry { reason: String },
+    Retry {
+        reason: String,
+        /// The handler's `delay-ms` hint, if it gave one ([`Backoff::delay_with`]).
+        delay: Option<Duration>,
+    },
     /// Permanently failed.
     Dead { reason: String },
 }
@@ -224,5 +237,19 @@ mod tests {
         };
         let secs: Vec<u64> = (1..=8).map(|n| b.delay(n).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 32, 32]);
+    }
+
+    #[test]
+    fn a_delay_hint_is_a_floor_capped_at_the_ceiling() {
+        let b = Backoff {
+            base: Duration::from_secs(300),
+            max: Duration::from_secs(1800),
+        };
+        let secs = |n, hint: Option<u64>| b.delay_with(n, hint.map(Duration::from_secs)).as_secs();
+        assert_eq!(secs(1, None), 300);
+        assert_eq!(secs(1, Some(1)), 300, "never sooner than the backoff");
+        assert_eq!(secs(1, Some(600)), 600, "a longer wait is honoured");
+        assert_eq!(secs(1, Some(86_400)), 1800, "at most the ceiling");
+        assert_eq!(secs(3, Some(600)), 1200);
     }
 }

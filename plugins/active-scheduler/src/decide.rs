@@ -5,11 +5,11 @@
 //! The rule, in order:
 //! 1. `closed` when the target is no longer open (`target_status` `done` or `cancelled`):
 //!    nothing to suggest, no notification.
-//! 2. `rejected` when the trigger has no `conversation_id`: a preview has nowhere to open
-//!    (`/assistant/<conversation_id>`), so no notification.
-//! 3. `preview_generated` otherwise: a preview is stored and a notification is due, with dedupe
+//! 2. `preview_generated` otherwise: a preview is stored and a notification is due, with dedupe
 //!    key `"<user_id>:<trigger_type>:<RFC 3339 start of the 30-minute window of requested_at>"`
-//!    and target url `/assistant/<conversation_id>`.
+//!    and target url `/assistant/<conversation_id>`, or `/assistant/preview/<preview_id>` for a
+//!    trigger without a conversation (SmartFlow's scanner and API send none; its sessions,
+//!    which would give the preview a conversation, are not shipped).
 
 use crate::trigger::Trigger;
 use serde::Serialize;
@@ -18,7 +18,8 @@ use smartflow_kit::{rfc3339, window_start};
 /// The trigger row's decision (`active_schedule_triggers`).
 #[derive(Debug)]
 pub struct TriggerRecord {
-    /// `closed`, `preview_generated` or `rejected`.
+    /// `closed` or `preview_generated` (`rejected` is written only for a payload mismatch,
+    /// by the component).
     pub status: String,
     /// Why, in English.
     pub reason: String,
@@ -88,16 +89,12 @@ pub fn decide(t: &Trigger, event_id: &str) -> Decision {
             notification: None,
         };
     }
-    if t.conversation_id.is_empty() {
-        record.status = "rejected".into();
-        record.reason = "no conversation_id: a preview has nowhere to open".into();
-        return Decision {
-            record,
-            preview: None,
-            notification: None,
-        };
-    }
     let preview_id = format!("preview-{}", t.trigger_id);
+    let target_url = if t.conversation_id.is_empty() {
+        format!("/assistant/preview/{preview_id}")
+    } else {
+        format!("/assistant/{}", t.conversation_id)
+    };
     let dedupe_key = format!(
         "{}:{}:{}",
         t.user_id,
@@ -106,7 +103,7 @@ pub fn decide(t: &Trigger, event_id: &str) -> Decision {
     );
     let summary_text = summary(t);
     record.status = "preview_generated".into();
-    record.reason = "target is open and has a conversation".into();
+    record.reason = "target is open".into();
     record.preview_id = Some(preview_id.clone());
     record.dedupe_key = Some(dedupe_key.clone());
     let preview = Preview {
@@ -122,7 +119,7 @@ pub fn decide(t: &Trigger, event_id: &str) -> Decision {
         trigger_id: t.trigger_id.clone(),
         preview_id,
         dedupe_key,
-        target_url: format!("/assistant/{}", t.conversation_id),
+        target_url,
         summary_text,
         fallback_text: "SmartFlow has a new suggestion for you: open the assistant to review it."
             .into(),
@@ -154,7 +151,7 @@ mod tests {
 
     fn trigger(extra: serde_json::Value) -> Trigger {
         let mut v = json!({"trigger_id": "t1", "user_id": 3, "trigger_type": "important_urgent_task",
-            "source": "worker_due_job", "target_type": "task_item", "target_id": 7,
+            "source": "worker_due_job", "target_type": "task_pool", "target_id": 7,
             "requested_at": "2026-11-29T09:44:00Z", "conversation_id": "c9"});
         for (k, x) in extra.as_object().unwrap() {
             v[k] = x.clone();
@@ -172,12 +169,16 @@ mod tests {
     }
 
     #[test]
-    fn done_target_is_closed_and_missing_conversation_is_rejected() {
+    fn done_target_is_closed_and_a_trigger_without_conversation_opens_its_preview() {
         let d = decide(&trigger(json!({"target_status": "done"})), "1");
         assert_eq!(d.record.status, "closed");
         assert!(d.notification.is_none());
         let d = decide(&trigger(json!({"conversation_id": ""})), "1");
-        assert_eq!(d.record.status, "rejected");
-        assert!(d.notification.is_none() && d.preview.is_none());
+        assert_eq!(d.record.status, "preview_generated");
+        assert_eq!(d.preview.unwrap().conversation_id, "");
+        assert_eq!(
+            d.notification.unwrap().target_url,
+            "/assistant/preview/preview-t1"
+        );
     }
 }

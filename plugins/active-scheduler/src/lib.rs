@@ -9,8 +9,9 @@
 //!   inserted as the row (`closed`, `preview_generated` or `rejected`);
 //! - a row in a terminal status: nothing happens (the same trigger again, or a redelivery);
 //! - a non-final row (`pending`/`processing`, written by SmartFlow's scanner or API) whose
-//!   user_id, trigger_type, target_type or target_id differ from the event's: dead with
-//!   `payload_mismatch: ...` naming each field; otherwise the row takes the decision.
+//!   user_id, trigger_type, target_type or target_id differ from the event's: the row is
+//!   marked `rejected` with reason `payload_mismatch` (the log names each field), no preview,
+//!   no notification, and the event is consumed; otherwise the row takes the decision.
 //!
 //! When a preview is generated it is stored and `notification.feishu.requested` (version
 //! `"1"`) is emitted in the same transaction as the rows. It never sends anything itself.
@@ -66,8 +67,8 @@ fn handle_trigger(event: &Event) -> Step<()> {
             return Ok(());
         }
         Some(row) => {
-            if let Some(reason) = trigger.mismatch(&row.identity) {
-                return dead(reason);
+            if let Some(detail) = trigger.mismatch(&row.identity) {
+                return reject_mismatch(id, &row.status, &event.event_id, &detail, now);
             }
             store::update_decided(id, &row.status, &decision.record, now)?
         }
@@ -100,5 +101,23 @@ fn handle_trigger(event: &Event) -> Step<()> {
             decision.record.status, decision.record.reason
         ),
     );
+    Ok(())
+}
+
+/// SmartFlow's `payload_mismatch`: the stored row, still in its non-final status `from`,
+/// becomes `rejected` with that reason; nothing else is written or emitted.
+fn reject_mismatch(
+    id: &str,
+    from: &str,
+    event_id: &str,
+    detail: &str,
+    now: time::OffsetDateTime,
+) -> Step<()> {
+    let outcome = if store::reject(id, from, store::PAYLOAD_MISMATCH, event_id, now)? {
+        "rejected"
+    } else {
+        "left to the writer that decided it meanwhile"
+    };
+    log(Level::Warn, &format!("{detail}: {outcome}"));
     Ok(())
 }

@@ -16,6 +16,9 @@ pub const TERMINAL: [&str; 5] = [
     "failed",
 ];
 
+/// The reason of a trigger rejected because its event contradicts its row (SmartFlow's code).
+pub const PAYLOAD_MISMATCH: &str = "payload_mismatch";
+
 /// A trigger row already there (written by SmartFlow's scanner or API, or decided before).
 pub struct Stored {
     pub identity: StoredIdentity,
@@ -92,6 +95,29 @@ pub fn update_decided(
             r.dedupe_key.as_deref().into(),
             time(&r.requested_at),
             r.event_id.as_str().into(),
+            now.into(),
+            trigger_id.into(),
+            from.into(),
+        ],
+    )?;
+    Ok(changed > 0)
+}
+
+/// Marks a row still in the non-final `from` status `rejected` with `reason`; `false` when it
+/// was no longer in `from` (another writer decided it).
+pub fn reject(
+    trigger_id: &str,
+    from: &str,
+    reason: &str,
+    event_id: &str,
+    now: OffsetDateTime,
+) -> Step<bool> {
+    let changed = db::execute(
+        "UPDATE active_schedule_triggers SET status = 'rejected', reason = ?, event_id = ?, \
+         updated_at = ? WHERE id = ? AND status = ?",
+        &[
+            reason.into(),
+            event_id.into(),
             now.into(),
             trigger_id.into(),
             from.into(),

@@ -40,10 +40,12 @@ pub struct Trigger {
     pub trigger_type: String,
     pub source: String,
     pub target_type: String,
-    /// A positive number or a non-empty string, kept as text.
+    /// A positive number or a non-empty string, kept as text; `0` for an `unfinished_feedback`
+    /// trigger (SmartFlow's feedback triggers may name no single target).
     pub target_id: String,
     pub requested_at: OffsetDateTime,
-    /// The assistant conversation a preview opens in; empty when the producer had none.
+    /// The assistant conversation a preview opens in; empty when the producer had none
+    /// (SmartFlow's scanner and API never send one).
     pub conversation_id: String,
     /// What the target is called, for the notification text; may be empty.
     pub title: String,
@@ -71,12 +73,15 @@ impl Trigger {
         let trigger_type = one_of("trigger_type", &raw.trigger_type, &TRIGGER_TYPES)?;
         let source = one_of("source", &raw.source, &SOURCES)?;
         let target_type = one_of("target_type", &raw.target_type, &TARGET_TYPES)?;
+        let feedback = trigger_type == "unfinished_feedback";
         let target_id = match &raw.target_id {
             serde_json::Value::Number(n) if n.as_i64().is_some_and(|v| v > 0) => n.to_string(),
+            serde_json::Value::Number(n) if feedback && n.as_i64() == Some(0) => n.to_string(),
             serde_json::Value::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
             other => {
                 return dead(format!(
-                    "target_id must be a positive number or a non-empty string; got {other}"
+                    "target_id must be a positive number or a non-empty string (0 only for \
+                     unfinished_feedback); got {other}"
                 ));
             }
         };
@@ -190,6 +195,25 @@ mod tests {
                 "payload_mismatch: trigger t1 is stored with user_id 4 (the event says 3), \
                  target_id \"8\" (the event says \"7\")"
             )
+        );
+    }
+
+    #[test]
+    fn smartflows_payloads_parse_without_conversation_and_with_feedback_target_0() {
+        let t = parse(valid()).unwrap();
+        assert_eq!(t.conversation_id, "", "conversation_id is not required");
+        let mut feedback = valid();
+        feedback["trigger_type"] = json!("unfinished_feedback");
+        feedback["target_id"] = json!(0);
+        assert_eq!(parse(feedback).unwrap().target_id, "0");
+        let mut task = valid();
+        task["target_id"] = json!(0);
+        let Err(smartflow_kit::Failure::Dead(reason)) = parse(task) else {
+            panic!("target_id 0 accepted for a task trigger")
+        };
+        assert!(
+            reason.contains("0 only for unfinished_feedback"),
+            "{reason}"
         );
     }
 

@@ -11,18 +11,24 @@
 //! consume, so a committed record is `sent`, `failed` or `dead` (`sending` would never be seen
 //! and is not written); `attempt_count` counts the sends, `last_error` keeps the latest failure.
 //!
-//! Retry policy (a failed send never re-runs the whole request, and never forever):
+//! Retry policy, SmartFlow's: 5 sends, 5 min before the second, doubling, at most 30 min apart
+//! (a failed send never re-runs the whole request, and never forever):
 //! 1. The request's first send fails → the record commits `failed` (attempt 1, last error) and
 //!    `notification.feishu.retry.requested {dedupe_key}` is emitted in the same transaction. The
 //!    request itself is acked: its dedupe and record are never re-run.
-//! 2. The retry event sends again (send number = committed attempts + the event's delivery
-//!    attempt). Success → `sent`. Failure below [`MAX_SENDS`] → outcome `retry`, so the host's
-//!    backoff spaces the next send (a retry rolls back that invocation's statements, so the
-//!    record keeps saying `failed`; the retry row's `retry_count` and `last_error` show the
+//! 2. The retry event's first delivery sends nothing: its row was due as soon as it was
+//!    written, and SmartFlow's second send comes one backoff after the first, so it asks to be
+//!    retried after [`BACKOFF_BASE_MS`].
+//! 3. Each later delivery sends again (send number = committed attempts + the event's delivery
+//!    attempt - 1). Success → `sent`. Failure below [`MAX_SENDS`] → outcome `retry`, so the
+//!    host's backoff spaces the next send (a retry rolls back that invocation's statements, so
+//!    the record keeps saying `failed`; the retry row's `retry_count` and `last_error` show the
 //!    progress). Failure at [`MAX_SENDS`] → the record commits `dead` (given up), acked.
 //!
-//! The host's `retry.max_attempts` must exceed `MAX_SENDS - 1` for the component to be the one
-//! that gives up (the default, 20, does); otherwise the retry row ends `dead`.
+//! The spacing is the host's: `[services.notification.retry]` in `examples/smartflow.toml`
+//! holds SmartFlow's 5 attempts, 5 min base and 30 min ceiling. Its `max_attempts` must be at
+//! least [`MAX_SENDS`] for the component to be the one that gives up; otherwise the retry row
+//! ends `dead`.
 
 use crate::bindings::switchyard::handler::emit::{FollowUp, emit};
 use crate::bindings::switchyard::handler::log::{Level, log};
@@ -36,8 +42,10 @@ use smartflow_kit::{Failure, Step, cut, dead, parse_payload, parse_time, require
 
 /// Sends per delivery, the first included, before the record is `dead` for good.
 pub const MAX_SENDS: u32 = 5;
-/// Delay hint on a retried send; the host never retries sooner than its own backoff.
-pub const RETRY_DELAY_MS: u64 = 1_000;
+/// SmartFlow's first notification backoff (5 min), the `delay-ms` of every retry: the host
+/// waits at least this long, within the service's backoff ceiling, also where the operator
+/// left the service on the host's default policy.
+pub const BACKOFF_BASE_MS: u64 = 300_000;
 /// The `channel` column of Feishu records.
 const CHANNEL: &str = "feishu";
 
@@ -155,9 +163,14 @@ pub fn retry(event: &Event) -> Step<()> {
     if status == "sent" || status == "dead" {
         return Ok(());
     }
+    if event.attempt <= 1 {
+        return Err(Failure::Retry(format!(
+            "send 2 of {MAX_SENDS} waits one backoff after the first"
+        )));
+    }
     let webhook = webhook_for(record.i64("user_id")?)?;
     let committed = u32::try_from(record.i64("attempt_count")?).unwrap_or(0);
-    let number = committed + event.attempt;
+    let number = committed + event.attempt - 1;
     match send(&webhook, &record.text("content")?) {
         Ok(()) => settle(
             dedupe_key,

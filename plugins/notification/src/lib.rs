@@ -51,7 +51,7 @@ impl Guest for Component {
             Err(Failure::Dead(reason)) => Outcome::Dead(reason),
             Err(Failure::Retry(reason)) => Outcome::Retry(RetryRequest {
                 reason,
-                delay_ms: Some(delivery::RETRY_DELAY_MS),
+                delay_ms: Some(delivery::BACKOFF_BASE_MS),
             }),
         }
     }

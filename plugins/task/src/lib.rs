@@ -16,9 +16,9 @@
 //!   record or update a task as seen at `checked_at`, applying the same promotion when its
 //!   threshold has passed at `checked_at`; when the task thereby becomes important and urgent
 //!   (priority 1, not completed, and it was not before), emit `active_schedule.triggered`
-//!   (version `"1"`, `important_urgent_task` / `worker_due_job` / `task_item`) in the same
-//!   transaction. A task that stays urgent triggers nothing new, so a repeated upsert is
-//!   harmless.
+//!   (version `"1"`, `important_urgent_task` / `worker_due_job` / `task_pool`, as SmartFlow's
+//!   scanner writes a due task's trigger) in the same transaction. A task that stays urgent
+//!   triggers nothing new, so a repeated upsert is harmless.
 
 mod bindings {
     wit_bindgen::generate!({ world: "service-handler", path: "../../wit" });
@@ -154,7 +154,7 @@ fn upsert(event: &Event) -> Step<()> {
             "user_id": task.user_id,
             "trigger_type": "important_urgent_task",
             "source": "worker_due_job",
-            "target_type": "task_item",
+            "target_type": "task_pool",
             "target_id": task.id,
             "requested_at": rfc3339(checked_at),
             "conversation_id": task.conversation_id.clone().unwrap_or_default(),

@@ -64,6 +64,7 @@ pub(super) async fn a_failed_attempt_backs_off_and_the_last_one_is_dead_with_a_c
     );
     let retry = |reason: &str| RowOutcome::Retry {
         reason: reason.to_owned(),
+        delay: None,
     };
     let report = store
         .apply(
@@ -161,6 +162,7 @@ pub(super) async fn a_batch_skips_rows_already_final_and_their_effects(
         dead,
         RowOutcome::Retry {
             reason: "late".into(),
+            delay: None,
         },
     )]);
     let report = store.apply(A, &retry, &BACKOFF, now()).await.unwrap();
@@ -204,6 +206,7 @@ pub(super) async fn state_writes_of_a_batch_last_write_wins_and_deletes_delete(
             ids[2],
             RowOutcome::Retry {
                 reason: "its writes are dropped".into(),
+                delay: None,
             },
         ),
         (

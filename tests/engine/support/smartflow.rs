@@ -47,7 +47,8 @@ pub async fn apply_schema(db: &TestDb) {
 const EXAMPLE_SINK: &str = "127.0.0.1:8099";
 
 /// `examples/smartflow.toml` with the test's database, absolute component paths, `sink` as
-/// the webhook address, and a short backoff (100 ms doubling to 400 ms) so retries are quick.
+/// the webhook address, and a short backoff (100 ms doubling to 400 ms; the notification
+/// service's own, 5 min to 30 min, likewise) so retries are quick.
 pub fn config_text(database_url: &str, sink: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let text = std::fs::read_to_string(root.join("examples/smartflow.toml")).unwrap();
@@ -69,6 +70,14 @@ pub fn config_text(database_url: &str, sink: &str) -> String {
         ),
         (
             "backoff_max_ms = 32000".to_owned(),
+            "backoff_max_ms = 400".to_owned(),
+        ),
+        (
+            "backoff_base_ms = 300000".to_owned(),
+            "backoff_base_ms = 100".to_owned(),
+        ),
+        (
+            "backoff_max_ms = 1800000".to_owned(),
             "backoff_max_ms = 400".to_owned(),
         ),
     ] {

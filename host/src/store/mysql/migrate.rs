@@ -1,7 +1,7 @@
 //! Schema on MySQL/MariaDB: the host tables (`sqlx::migrate!`) and what the shared outbox-table
 //! migration (`store/sql/migrate.rs`) needs to know of this server: the templates, and how to
-//! read the catalog. Only ever adds: it must never rename, alter or drop what a table already
-//! has.
+//! read the catalog. Only ever adds: it must never alter or drop what a table already has
+//! (template 4 renames the two indexes template 1 created to GORM's names, nothing else).
 
 use crate::store::sql::migrate::ServerSchema;
 use crate::store::{StoreError, StoreResult};
@@ -21,6 +21,10 @@ const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../../../migrations/mysql/outbox/0003_chain_depth.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../../migrations/mysql/outbox/0004_gorm_index_names.sql"),
     ),
 ];
 

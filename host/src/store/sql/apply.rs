@@ -15,6 +15,7 @@ use crate::store::{
 use crate::text::cut_reason;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A row's state with its own attempt ceiling (SmartFlow's per-row `max_retry` column).
 #[derive(Debug, Clone, Copy)]
@@ -23,20 +24,34 @@ pub(super) struct Locked {
     pub max_attempts: i32,
 }
 
-/// Failed attempts grouped by what they write: `(retry_count, dead, last_error) -> ids`, so
-/// a batch of failures with the same reason is one UPDATE rather than one per row.
-type FailureGroups = BTreeMap<(i32, bool, String), Vec<i64>>;
+/// What one group of failed attempts writes: `retry_count`, whether the rows go dead,
+/// `last_error`, and the delay until `next_retry_at` (unused for dead rows).
+type FailureKey = (i32, bool, String, Duration);
+
+/// Failed attempts grouped by what they write, so a batch of failures with the same reason is
+/// one UPDATE rather than one per row.
+type FailureGroups = BTreeMap<FailureKey, Vec<i64>>;
 
 /// One failed attempt of a locked row, SmartFlow's way: `retry_count+1`, then dead at
 /// `max_attempts` ("retries exhausted after N attempts: reason", cut to 2,000 bytes), else
-/// pending after the backoff. Returns whether the row goes dead; a final
-/// row is left alone.
-fn plan_failure(groups: &mut FailureGroups, id: i64, row: Locked, reason: &str) -> bool {
+/// pending after the backoff (or the handler's longer `hint`, see [`Backoff::delay_with`]).
+/// Returns whether the row goes dead; a final row is left alone.
+fn plan_failure(
+    groups: &mut FailureGroups,
+    (id, row): (i64, Locked),
+    reason: &str,
+    (policy, hint): (&Backoff, Option<Duration>),
+) -> bool {
     if row.state.status.is_final() {
         return false;
     }
     let failures = row.state.retry_count.saturating_add(1);
     let dead = failures >= row.max_attempts;
+    let delay = if dead {
+        Duration::ZERO
+    } else {
+        policy.delay_with(failures as u32, hint)
+    };
     let error = if dead {
         cut_reason(&format!(
             "retries exhausted after {failures} attempts: {}",
@@ -45,7 +60,10 @@ fn plan_failure(groups: &mut FailureGroups, id: i64, row: Locked, reason: &str) 
     } else {
         cut_reason(reason)
     };
-    groups.entry((failures, dead, error)).or_default().push(id);
+    groups
+        .entry((failures, dead, error, delay))
+        .or_default()
+        .push(id);
     dead
 }
 
@@ -128,12 +146,12 @@ where
         let mut dead = 0;
         for (id, reason) in failures {
             if let Some(row) = states.get(id)
-                && plan_failure(&mut groups, *id, *row, reason)
+                && plan_failure(&mut groups, (*id, *row), reason, (policy, None))
             {
                 dead += 1;
             }
         }
-        Self::write_failures(conn, table, groups, policy, now).await?;
+        Self::write_failures(conn, table, groups, now).await?;
         Ok(dead)
     }
 
@@ -142,34 +160,32 @@ where
         conn: &mut D::Connection,
         table: &str,
         groups: FailureGroups,
-        policy: &Backoff,
         now: Timestamp,
     ) -> StoreResult<()> {
-        for ((failures, dead, error), ids) in groups {
+        for (key, ids) in groups {
             for chunk in ids.chunks(D::IDS_PER_LIST) {
-                Self::write_failure(conn, table, (failures, dead, &error), chunk, policy, now)
-                    .await?;
+                Self::write_failure(conn, table, &key, chunk, now).await?;
             }
         }
         Ok(())
     }
 
-    /// One UPDATE of a failure group: `(retry_count, dead, last_error)` on `ids`.
+    /// One UPDATE of a failure group on `ids`. A dead row keeps its `next_retry_at` (when it
+    /// was last due; the seed is silent, see docs/smartflow.md, "Row columns").
     async fn write_failure(
         conn: &mut D::Connection,
         table: &str,
-        (failures, dead, error): (i32, bool, &str),
+        (failures, dead, error, delay): &FailureKey,
         ids: &[i64],
-        policy: &Backoff,
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut q = QueryBuilder::<D>::new(format!("UPDATE {table} SET retry_count = "));
-        q.push_bind(failures);
-        if dead {
+        q.push_bind(*failures);
+        if *dead {
             q.push(", status = 'dead'");
         } else {
             q.push(", status = 'pending', next_retry_at = ")
-                .push_bind(later(now, policy.delay(failures as u32)));
+                .push_bind(later(now, *delay));
         }
         q.push(", last_error = ")
             .push_bind(error.to_owned())
@@ -229,8 +245,8 @@ where
                     consumed.entry(version.as_str()).or_default().push(*id);
                     report.consumed += 1;
                 }
-                RowOutcome::Retry { reason } => {
-                    if plan_failure(&mut failed, *id, state, reason) {
+                RowOutcome::Retry { reason, delay } => {
+                    if plan_failure(&mut failed, (*id, state), reason, (policy, *delay)) {
                         report.dead += 1;
                     } else {
                         report.retried += 1;
@@ -242,7 +258,7 @@ where
                 }
             }
         }
-        Self::write_failures(conn, table, failed, policy, now).await?;
+        Self::write_failures(conn, table, failed, now).await?;
         for (reason, ids) in &dead {
             for chunk in ids.chunks(D::IDS_PER_LIST) {
                 let mut q = QueryBuilder::<D>::new(format!(
@@ -256,8 +272,11 @@ where
         }
         for (version, ids) in consumed {
             for chunk in ids.chunks(D::IDS_PER_LIST) {
+                // A consumed row carries no error: an earlier attempt's `last_error` is cleared;
+                // `next_retry_at` keeps when it was last due (the seed is silent on both: the
+                // decision is in docs/smartflow.md, "Row columns").
                 let mut q = QueryBuilder::<D>::new(format!(
-                    "UPDATE {table} SET status = 'consumed', consumed_at = "
+                    "UPDATE {table} SET status = 'consumed', last_error = NULL, consumed_at = "
                 ));
                 q.push_bind(now)
                     .push(", updated_at = ")

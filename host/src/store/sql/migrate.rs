@@ -1,7 +1,8 @@
 //! Outbox-table migrations on the servers (MySQL/MariaDB, PostgreSQL): each table gets the
 //! templates of its backend's [`ServerSchema`] it has not had yet, recorded in
-//! `switchyard_outbox_migrations`. Only ever adds: it must never rename, alter or drop what a
-//! table already has. (SQLite, whose DDL is transactional, applies its templates its own way,
+//! `switchyard_outbox_migrations`. Only ever adds: it must never alter or drop what a table
+//! already has, and renames only indexes it created itself under names other than GORM's
+//! (`Step::RenameIndex`, MySQL), so SmartFlow's AutoMigrate finds them by name. (SQLite, whose DDL is transactional, applies its templates its own way,
 //! in `store/sqlite/migrate.rs`.)
 
 use crate::store::template::{Step, steps};
@@ -71,7 +72,15 @@ where
                         sql
                     }
                     Step::AddIndex { columns, sql } => {
-                        if has_index::<D>(&mut conn, schema, table, &columns).await? {
+                        let indexes = indexes::<D>(&mut conn, schema, table).await?;
+                        if indexes.values().any(|cols| cols == &columns) {
+                            continue;
+                        }
+                        sql
+                    }
+                    Step::RenameIndex { from, to, sql } => {
+                        let indexes = indexes::<D>(&mut conn, schema, table).await?;
+                        if !indexes.contains_key(&from) || indexes.contains_key(&to) {
                             continue;
                         }
                         sql
@@ -121,13 +130,12 @@ where
     Ok(n > 0)
 }
 
-/// Whether `table` has an index on exactly `columns`, in that order (whatever its name).
-async fn has_index<D: Database>(
+/// The indexes of `table`: name -> columns (lowercase, in key order).
+async fn indexes<D: Database>(
     conn: &mut D::Connection,
     schema: &ServerSchema,
     table: &str,
-    columns: &[String],
-) -> StoreResult<bool>
+) -> StoreResult<BTreeMap<String, Vec<String>>>
 where
     for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
     D::Arguments: IntoArguments<D>,
@@ -146,5 +154,5 @@ where
             .or_default()
             .push(r.get::<String, _>(1).to_ascii_lowercase());
     }
-    Ok(indexes.values().any(|cols| cols == columns))
+    Ok(indexes)
 }

@@ -4,7 +4,7 @@
 //!
 //! ```json
 //! {"set": {"k": "v"}, "incr": ["applied"], "emit": [{"event_type": "t", "payload": {}}],
-//!  "action": "retry", "reason": "why"}
+//!  "action": "retry", "reason": "why", "delay_ms": 30000}
 //! ```
 
 mod bindings {
@@ -30,6 +30,8 @@ struct Script {
     emit: Vec<Emit>,
     action: String,
     reason: String,
+    /// The `delay-ms` hint of a `retry` action.
+    delay_ms: Option<u64>,
     /// Record which build handled this event: state `ran/<outbox_id>` = the build tag.
     record: bool,
 }
@@ -110,7 +112,7 @@ impl Guest for Component {
             "" | "ack" => Outcome::Ack,
             "retry" => Outcome::Retry(RetryRequest {
                 reason: script.reason,
-                delay_ms: None,
+                delay_ms: script.delay_ms,
             }),
             "dead" => Outcome::Dead(script.reason),
             "trap" => panic!("probe asked to trap"),
