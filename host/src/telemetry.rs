@@ -204,15 +204,35 @@ pub struct ComponentReloaded<'a> {
     pub version: &'a str,
     pub routes: &'a [String],
     pub compile_ms: u128,
+    /// `baseline` (serving until the optimized code is swapped in) or `optimized`.
+    pub tier: &'static str,
 }
 
 impl ComponentReloaded<'_> {
     pub fn emit(&self) {
         tracing::info!(
             path = %self.path.display(), version = self.version, routes = ?self.routes,
-            compile_ms = self.compile_ms as u64, "component reloaded"
+            compile_ms = self.compile_ms as u64, tier = self.tier, "component reloaded"
         );
         metrics::counter!("switchyard_component_reloads_total", "outcome" => "ok").increment(1);
+    }
+}
+
+/// A reloaded version's optimized code replaced its baseline code.
+pub struct ComponentOptimized<'a> {
+    pub path: &'a std::path::Path,
+    pub version: &'a str,
+    pub routes: &'a [String],
+    pub compile_ms: u128,
+}
+
+impl ComponentOptimized<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            path = %self.path.display(), version = self.version, routes = ?self.routes,
+            compile_ms = self.compile_ms as u64, "optimized code swapped in"
+        );
+        metrics::counter!("switchyard_component_optimized_total").increment(1);
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard::config::Config;
+use switchyard::runtime::Tier;
 use switchyard::transport::embedded::EmbeddedTransport;
 
 const TABLE: &str = "probe_outbox_messages";
@@ -342,5 +343,69 @@ async fn config_reload_applies_valid_routes_and_refuses_invalid_ones() {
             "{what}: running config kept"
         );
     }
+    assert!(running.shutdown(Duration::from_secs(10)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_serves_on_baseline_code_then_on_its_optimized_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let current = dir.path().join("current.wasm");
+    std::fs::copy(component("probe"), &current).unwrap();
+    let extra = format!(
+        "[reload]\nwatch = false\n[[routes]]\nevent_type = \"reload.run\"\nservice = \"probe\"\n\
+         component = \"{}\"\n",
+        current.display()
+    );
+    let (host, running, _) = host_from_file(dir.path(), &extra).await;
+    let serving = || {
+        let routes = running.routes();
+        let c = &routes.iter().find(|(t, _)| t == "reload.run").unwrap().1;
+        (c.hash.clone(), c.tier)
+    };
+    assert_eq!(serving().1, Tier::Optimized, "start-up compiles optimized");
+    let b = component("probe-b");
+    std::fs::copy(&b, &current).unwrap();
+    assert!(running.reload_component(&current).await);
+    // Swapped as soon as the baseline compiler is done: the optimized compile has only just
+    // started (it takes longer than this read).
+    assert_eq!(serving(), (hash_of(&b), Tier::Baseline));
+    let id = host
+        .publish(switchyard::NewEvent::new(
+            "reload.run",
+            json!({"record": true}),
+        ))
+        .await
+        .unwrap();
+    eventually(
+        "the optimized code of version b to be swapped in",
+        WAIT,
+        || async { until(serving(), |s| *s == (hash_of(&b), Tier::Optimized)) },
+    )
+    .await;
+    assert_eq!(
+        running.component_reloads(),
+        1,
+        "the upgrade is not another version"
+    );
+    let db = crate::testdb::TestDb::Sqlite(
+        sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("db.sqlite").display()
+        ))
+        .await
+        .unwrap(),
+    );
+    let row = eventually("the event to be consumed", WAIT, || async {
+        until(db.row(TABLE, id).await, |r| {
+            r.as_ref().is_some_and(|r| r.status == "consumed")
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(row.handler_version.as_deref(), Some(hash_of(&b).as_str()));
+    assert_eq!(
+        db.state("probe", &format!("ran/{id}")).await.as_deref(),
+        Some(&b"b"[..])
+    );
     assert!(running.shutdown(Duration::from_secs(10)).await);
 }

@@ -8,13 +8,21 @@
 //! compiled off the event path (a blocking task), validated against the contract, and only then
 //! swapped in; events already running finish on the version they started with. A file that does
 //! not load never replaces a working version: the error is logged and kept for `status`.
+//!
+//! A new version is compiled twice: first by the baseline compiler (Winch, an order of
+//! magnitude faster to compile), which serves it at once, then by the optimized compiler
+//! (Cranelift) in the background, whose code replaces the baseline code on the routes the
+//! version still serves (`RouteTable::upgrade`). A big component thus serves its first event
+//! soon after the write, and runs at full speed once the optimized code is in.
 
 use super::Shared;
 use super::routes::RouteTable;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::runtime::{LoadError, Tier};
 use crate::telemetry::{
-    ComponentReloadFailed, ComponentReloaded, ConfigReloadRefused, ConfigReloaded,
+    ComponentOptimized, ComponentReloadFailed, ComponentReloaded, ConfigReloadRefused,
+    ConfigReloaded,
 };
 use notify::{RecursiveMode, Watcher};
 use std::collections::{HashMap, HashSet};
@@ -221,16 +229,19 @@ pub(super) async fn reload_component(shared: &Arc<Shared>, path: &Path) -> bool 
             continue; // touched, or already this version
         }
         let started = Instant::now();
-        let (s, f, b, policy) = (
-            shared.clone(),
-            file.clone(),
-            bytes.clone(),
-            entry.policy.clone(),
-        );
-        let loaded =
-            tokio::task::spawn_blocking(move || s.runtime.load_bytes_for(&f, &b, &policy)).await;
+        // Baseline first: the new version serves as soon as Winch has compiled it, and its
+        // optimized code replaces it in the background. A component Winch cannot compile
+        // (a wasm proposal it lacks) is compiled optimized at once instead.
+        let loaded = match compile(shared, Tier::Baseline, &file, &bytes, &entry.policy).await {
+            Err(LoadError::Compile { reason, .. }) => {
+                tracing::debug!(path = %file.display(), %reason,
+                    "the baseline compiler refused the component; compiling optimized");
+                compile(shared, Tier::Optimized, &file, &bytes, &entry.policy).await
+            }
+            other => other,
+        };
         match loaded {
-            Ok(Ok(component)) => {
+            Ok(component) => {
                 let routes = shared.routes.swap(&component, granted);
                 shared.routes.set_reload_error(&file, None);
                 ComponentReloaded {
@@ -238,21 +249,21 @@ pub(super) async fn reload_component(shared: &Arc<Shared>, path: &Path) -> bool 
                     version: component.short_hash(),
                     routes: &routes,
                     compile_ms: started.elapsed().as_millis(),
+                    tier: component.tier.as_str(),
                 }
                 .emit();
+                if component.tier == Tier::Baseline {
+                    tokio::spawn(optimize(
+                        shared.clone(),
+                        component,
+                        bytes.clone(),
+                        entry.policy.clone(),
+                    ));
+                }
                 swapped_any = true;
             }
-            Ok(Err(e)) => {
-                let reason = e.to_string();
-                shared.routes.set_reload_error(&file, Some(reason.clone()));
-                ComponentReloadFailed {
-                    path: &file,
-                    reason: &reason,
-                }
-                .emit();
-            }
             Err(e) => {
-                let reason = format!("compile task failed: {e}");
+                let reason = e.to_string();
                 shared.routes.set_reload_error(&file, Some(reason.clone()));
                 ComponentReloadFailed {
                     path: &file,
@@ -263,6 +274,66 @@ pub(super) async fn reload_component(shared: &Arc<Shared>, path: &Path) -> bool 
         }
     }
     swapped_any
+}
+
+/// Compiles `bytes` with `tier`'s compiler on a blocking thread (a big component takes
+/// seconds).
+async fn compile(
+    shared: &Arc<Shared>,
+    tier: Tier,
+    file: &Path,
+    bytes: &Arc<Vec<u8>>,
+    policy: &Arc<crate::runtime::Policy>,
+) -> Result<Arc<crate::runtime::LoadedComponent>, LoadError> {
+    let (s, f, b, p) = (
+        shared.clone(),
+        file.to_owned(),
+        bytes.clone(),
+        policy.clone(),
+    );
+    tokio::task::spawn_blocking(move || s.runtime.load_tier(tier, &f, &b, &p))
+        .await
+        .unwrap_or_else(|e| {
+            Err(LoadError::Compile {
+                path: file.to_owned(),
+                reason: format!("compile task failed: {e}"),
+            })
+        })
+}
+
+/// Compiles a reloaded version optimized and swaps it in where its baseline code still
+/// serves. A failure leaves the baseline code serving (it passed the same checks) and is
+/// logged.
+async fn optimize(
+    shared: Arc<Shared>,
+    baseline: Arc<crate::runtime::LoadedComponent>,
+    bytes: Arc<Vec<u8>>,
+    policy: Arc<crate::runtime::Policy>,
+) {
+    let started = Instant::now();
+    let file = baseline.path.clone();
+    match compile(&shared, Tier::Optimized, &file, &bytes, &policy).await {
+        Ok(component) => {
+            let routes = shared.routes.upgrade(&component, policy.grants());
+            if !routes.is_empty() {
+                ComponentOptimized {
+                    path: &file,
+                    version: component.short_hash(),
+                    routes: &routes,
+                    compile_ms: started.elapsed().as_millis(),
+                }
+                .emit();
+            }
+        }
+        Err(e) => {
+            let reason = format!("optimized compile failed, baseline code keeps serving: {e}");
+            ComponentReloadFailed {
+                path: &file,
+                reason: &reason,
+            }
+            .emit();
+        }
+    }
 }
 
 /// Re-reads the config file and applies it, validated exactly as at start-up. Routes, limits,

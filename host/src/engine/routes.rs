@@ -7,7 +7,7 @@
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::runtime::{Grants, LoadError, LoadedComponent, Policy, Runtime};
+use crate::runtime::{Grants, LoadError, LoadedComponent, Policy, Runtime, Tier};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -186,6 +186,27 @@ impl RouteTable {
             self.swaps.fetch_add(1, Ordering::Relaxed);
         }
         swapped
+    }
+
+    /// Replaces the baseline code of `component`'s version by its optimized code, on the
+    /// routes still served by that version's baseline code (a newer version written meanwhile
+    /// is left alone). Returns the event types upgraded.
+    pub fn upgrade(&self, component: &Arc<LoadedComponent>, granted: Grants) -> Vec<String> {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut upgraded = Vec::new();
+        for (event_type, entry) in entries.iter_mut() {
+            let current = &entry.component;
+            if current.path == component.path
+                && current.hash == component.hash
+                && current.tier == Tier::Baseline
+                && entry.policy.grants() == granted
+            {
+                entry.component = component.clone();
+                upgraded.push(event_type.clone());
+            }
+        }
+        upgraded.sort();
+        upgraded
     }
 
     /// Component versions swapped in since start.

@@ -220,9 +220,7 @@ fn wasi_for(policy: &Policy, output: &CappedOutput) -> Result<WasiCtx, String> {
     Ok(b.build())
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
-    engine: &wasmtime::Engine,
     component: &LoadedComponent,
     policy: &Arc<Policy>,
     catalog: &Arc<Catalog>,
@@ -271,7 +269,7 @@ pub(super) async fn run(
         budget: Budget::default(),
         output: output.clone(),
     };
-    let mut store = Store::new(engine, data);
+    let mut store = Store::new(component.engine(), data);
     store.limiter(|s| &mut s.limiter);
     if fuel_enabled {
         // Fuel metering is engine-wide; an unmetered route simply gets a budget it cannot spend.

@@ -1,6 +1,7 @@
 //! Compiling and validating a component file.
 
 use super::bindings::{self, v0_1, v0_2};
+use super::compilers::Tier;
 use super::invocation::Invocation;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -57,6 +58,8 @@ pub struct LoadedComponent {
     pub hash: String,
     pub path: PathBuf,
     pub loaded_at: SystemTime,
+    /// Which compiler built it: a hot reload serves [`Tier::Baseline`] code first.
+    pub tier: Tier,
 }
 
 impl LoadedComponent {
@@ -65,12 +68,13 @@ impl LoadedComponent {
         linker: &Linker<Invocation>,
         path: &Path,
         grants: Grants,
+        tier: Tier,
     ) -> Result<LoadedComponent, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_bytes(engine, linker, path, &bytes, grants)
+        Self::from_bytes(engine, linker, path, &bytes, grants, tier)
     }
 
     /// Compiles and validates `bytes`, read from `path` by the caller (one read, so the
@@ -81,6 +85,7 @@ impl LoadedComponent {
         path: &Path,
         bytes: &[u8],
         grants: Grants,
+        tier: Tier,
     ) -> Result<LoadedComponent, LoadError> {
         let hash = content_hash(bytes);
         let component = Component::from_binary(engine, bytes).map_err(|e| LoadError::Compile {
@@ -147,7 +152,16 @@ impl LoadedComponent {
             hash,
             path: path.to_owned(),
             loaded_at: SystemTime::now(),
+            tier,
         })
+    }
+
+    /// The engine that compiled it: its instances run only there.
+    pub(super) fn engine(&self) -> &Engine {
+        match &self.pre {
+            Pre::V0_2(p) => p.engine(),
+            Pre::V0_1(p) => p.engine(),
+        }
     }
 
     /// The first 12 hex digits of the hash, for logs.
