@@ -41,12 +41,15 @@ impl Lang {
     }
 
     /// The service and its two routes, with what a route for this handler needs. The compiled
-    /// components are cached across this module's tests (wasmtime's cache, keyed by the
-    /// component's bytes and the engine's settings): the first test of a run compiles each
-    /// handler (tens of seconds for the Python one on a busy machine), the others load it.
+    /// components are cached across this module's tests and across runs, under
+    /// `~/.cache/switchyard/polyglot-compiled` (wasmtime's cache, keyed by the component's
+    /// bytes and the engine's settings): compiling each handler takes tens of seconds on a busy
+    /// machine, so only the first test after a handler changed pays it.
     fn routes(self) -> String {
         let (lang, component) = (self.0, self.component());
-        let cache = std::env::temp_dir().join("switchyard-polyglot-cache");
+        let cache = std::env::var_os("HOME")
+            .map_or_else(std::env::temp_dir, PathBuf::from)
+            .join(".cache/switchyard/polyglot-compiled");
         format!(
             r#"
 [reload]
