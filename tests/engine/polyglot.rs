@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long the `switchyard` binary may take to compile both handlers' routes and log: a cold
+/// compile of the Python handler took 86 s on a loaded 2-core machine.
+const COLD_START: Duration = Duration::from_secs(600);
+
 /// A handler language: its service (`<lang>`), event types (`<lang>.run`, `<lang>.followup`)
 /// and component (`build/components/<lang>_handler.wasm`).
 #[derive(Clone, Copy)]
@@ -251,14 +255,20 @@ async fn host_log_with(lang: Lang, needle: &str) -> String {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let text = eventually(format!("{needle:?} in the host's log"), WAIT, || async {
-        let text = std::fs::read_to_string(&log).unwrap();
-        if text.contains(needle) {
-            Ok(text)
-        } else {
-            Err(text)
-        }
-    })
+    // The host compiles the handler before it consumes anything: with a cold compiled-component
+    // cache that alone takes minutes on a busy machine, so this waits longer than `WAIT`.
+    let text = eventually(
+        format!("{needle:?} in the host's log"),
+        COLD_START,
+        || async {
+            let text = std::fs::read_to_string(&log).unwrap();
+            if text.contains(needle) {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    )
     .await;
     host.kill().unwrap();
     host.wait().unwrap();
