@@ -6,6 +6,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 scripts/build-components.sh >/dev/null
+# The Python and JavaScript example handlers: installs componentize-py and ComponentizeJS under
+# ~/.cache/switchyard/handler-tools on first use; an unchanged handler is copied from its cache.
+scripts/build-handlers.sh
 scripts/databases.sh   # MariaDB and PostgreSQL up (started if down), or a loud failure
 scripts/kafka.sh start  # the tansu broker on 127.0.0.1:9092 (a no-op if one runs), or a loud failure
 cargo test --workspace "$@"

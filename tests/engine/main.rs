@@ -16,6 +16,7 @@ mod hostile;
 mod kafka;
 mod key_order;
 mod migration;
+mod polyglot;
 mod reload;
 mod sandbox;
 mod scale_out;
