@@ -1,6 +1,6 @@
 //! Follow-up events (`emit` import), routed by type and inserted with the consume.
 //!
-//! ```ignore
+//! ```text
 //! emit::event("memory.extract.requested", &job).key(user_id).aggregate(&job_id).send()?;
 //! ```
 

@@ -1,7 +1,7 @@
 //! Write a Switchyard event handler in Rust: implement [`Handler`], export it with
 //! [`handler!`], and reach the host through [`state`], [`emit`], [`log`], [`sql`] and [`http`].
 //!
-//! ```ignore
+//! ```no_run
 //! use serde::Deserialize;
 //! use switchyard_sdk::{Event, Handler, HandlerResult, dead, log};
 //!
