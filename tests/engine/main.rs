@@ -18,6 +18,7 @@ mod key_order;
 mod migration;
 mod reload;
 mod sandbox;
+mod scaffold;
 mod scale_out;
 mod service_modes;
 mod shared_state;
