@@ -1,5 +1,7 @@
 //! The `switchyard` binary: parses arguments and wires the library together. No logic here.
 
+mod new;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -75,6 +77,17 @@ enum Command {
         #[arg(long)]
         service: String,
     },
+    /// Scaffold a handler project: the handler, the WIT contract this binary implements, a
+    /// build script, a sample event and a README.
+    New {
+        /// The handler's name: lowercase letters, digits and hyphens, e.g. `order-audit`.
+        name: String,
+        #[arg(long, value_enum)]
+        lang: new::Lang,
+        /// Where to create it (missing or empty); default `./NAME`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn init_logs(json: bool) {
@@ -99,6 +112,15 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logs(cli.json_logs);
     match cli.command {
+        Command::New { name, lang, dir } => {
+            let dir = new::scaffold(&name, lang, &dir.unwrap_or_else(|| PathBuf::from(&name)))?;
+            println!(
+                "created {} in {}: see its README.md (./build.sh builds {name}.wasm)",
+                name,
+                dir.display()
+            );
+            Ok(())
+        }
         Command::Run { config } => run(load(&config)?).await,
         Command::Publish {
             config,

@@ -19,6 +19,7 @@ mod migration;
 mod polyglot;
 mod reload;
 mod sandbox;
+mod scaffold;
 mod scale_out;
 mod service_modes;
 mod shared_state;

@@ -16,40 +16,26 @@
 //! When a preview is generated it is stored and `notification.feishu.requested` (version
 //! `"1"`) is emitted in the same transaction as the rows. It never sends anything itself.
 
-mod bindings {
-    wit_bindgen::generate!({ world: "service-handler", path: "../../wit" });
-}
 mod decide;
 mod store;
 mod trigger;
 
-use bindings::exports::switchyard::handler::handler::Guest;
-use bindings::switchyard::handler::emit::{FollowUp, emit};
-use bindings::switchyard::handler::log::{Level, log};
-use bindings::switchyard::handler::types::{Event, Outcome, RetryRequest};
-use smartflow_kit::{Failure, Step, check_version_1, dead};
+use smartflow_kit::{Step, check_version_1, dead};
+use switchyard_sdk::{Event, Handler, HandlerResult, emit, log};
 
 struct Component;
-bindings::export!(Component with_types_in bindings);
+switchyard_sdk::handler!(Component);
 
-impl Guest for Component {
-    fn handle(event: Event) -> Outcome {
-        let result = check_version_1(&event.event_type, &event.event_version).and_then(|()| {
+impl Handler for Component {
+    fn handle(event: &Event) -> HandlerResult {
+        check_version_1(&event.event_type, &event.event_version).and_then(|()| {
             match event.event_type.as_str() {
-                "active_schedule.triggered" => handle_trigger(&event),
+                "active_schedule.triggered" => handle_trigger(event),
                 other => dead(format!(
                     "the active-scheduler handler does not handle {other}"
                 )),
             }
-        });
-        match result {
-            Ok(()) => Outcome::Ack,
-            Err(Failure::Dead(reason)) => Outcome::Dead(reason),
-            Err(Failure::Retry(reason)) => Outcome::Retry(RetryRequest {
-                reason,
-                delay_ms: None,
-            }),
-        }
+        })
     }
 }
 
@@ -60,10 +46,10 @@ fn handle_trigger(event: &Event) -> Step<()> {
     let decision = decide::decide(&trigger, &event.event_id);
     let recorded = match store::stored(id)? {
         Some(row) if store::TERMINAL.contains(&row.status.as_str()) => {
-            log(
-                Level::Info,
-                &format!("trigger {id} was already decided ({})", row.status),
-            );
+            log::info(&format!(
+                "trigger {id} was already decided ({})",
+                row.status
+            ));
             return Ok(());
         }
         Some(row) => {
@@ -75,32 +61,25 @@ fn handle_trigger(event: &Event) -> Step<()> {
         None => store::insert_decided(id, &decision.record, now)?,
     };
     if !recorded {
-        log(
-            Level::Info,
-            &format!("trigger {id} was decided by another writer meanwhile"),
-        );
+        log::info(&format!(
+            "trigger {id} was decided by another writer meanwhile"
+        ));
         return Ok(());
     }
     if let Some(preview) = &decision.preview {
         store::insert_preview(preview)?;
     }
     if let Some(notification) = &decision.notification {
-        emit(&FollowUp {
-            event_type: "notification.feishu.requested".into(),
-            event_version: "1".into(),
-            aggregate_id: id.clone(),
-            message_key: trigger.user_id.to_string(),
-            payload: serde_json::to_vec(notification).map_err(|e| Failure::Dead(e.to_string()))?,
-        })
-        .map_err(|e| Failure::Retry(format!("emitting notification.feishu.requested: {e}")))?;
+        emit::event("notification.feishu.requested", notification)
+            .version("1")
+            .aggregate(id)
+            .key(trigger.user_id)
+            .send()?;
     }
-    log(
-        Level::Info,
-        &format!(
-            "trigger {id} decided {}: {}",
-            decision.record.status, decision.record.reason
-        ),
-    );
+    log::info(&format!(
+        "trigger {id} decided {}: {}",
+        decision.record.status, decision.record.reason
+    ));
     Ok(())
 }
 
@@ -118,6 +97,6 @@ fn reject_mismatch(
     } else {
         "left to the writer that decided it meanwhile"
     };
-    log(Level::Warn, &format!("{detail}: {outcome}"));
+    log::warn(&format!("{detail}: {outcome}"));
     Ok(())
 }

@@ -5,11 +5,10 @@
 //! A message row carries the id of the event that stored it, unique per conversation, so the
 //! same event enqueued twice stores one message and emits one memory request.
 
-use crate::bindings::switchyard::handler::emit::{FollowUp, emit};
-use crate::bindings::switchyard::handler::types::Event;
 use serde::Deserialize;
 use smartflow_kit::db::{self, Insert};
-use smartflow_kit::{Failure, Step, dead, max_len, parse_payload, parse_time, positive, required};
+use smartflow_kit::{Step, dead, max_len, parse_payload, parse_time, positive, required};
+use switchyard_sdk::{Event, emit};
 use time::OffsetDateTime;
 
 #[derive(Deserialize)]
@@ -119,14 +118,10 @@ pub fn persist_history(event: &Event) -> Step<()> {
             "occurred_at": req.created_at,
             "idempotency_key": format!("chat:{chat_id}:{}", event.event_id),
         });
-        emit(&FollowUp {
-            event_type: "memory.extract.requested".into(),
-            event_version: String::new(),
-            aggregate_id: chat_id.to_owned(),
-            message_key: req.user_id.to_string(),
-            payload: payload.to_string().into_bytes(),
-        })
-        .map_err(|e| Failure::Retry(format!("emitting memory.extract.requested: {e}")))?;
+        emit::event("memory.extract.requested", &payload)
+            .aggregate(chat_id)
+            .key(req.user_id)
+            .send()?;
     }
     Ok(())
 }

@@ -11,38 +11,26 @@
 //! `agent.state.snapshot.persist` ([`snapshot`]), `agent.timeline.persist.requested`
 //! ([`timeline`]).
 
-mod bindings {
-    wit_bindgen::generate!({ world: "service-handler", path: "../../wit" });
-}
 mod chat;
 mod snapshot;
 mod timeline;
 
-use bindings::exports::switchyard::handler::handler::Guest;
-use bindings::switchyard::handler::types::{Event, Outcome, RetryRequest};
-use smartflow_kit::{Failure, check_v1, dead};
+use smartflow_kit::{check_v1, dead};
+use switchyard_sdk::{Event, Handler, HandlerResult};
 
 struct Component;
-bindings::export!(Component with_types_in bindings);
+switchyard_sdk::handler!(Component);
 
-impl Guest for Component {
-    fn handle(event: Event) -> Outcome {
-        let result = check_v1(&event.event_type, &event.event_version).and_then(|()| {
+impl Handler for Component {
+    fn handle(event: &Event) -> HandlerResult {
+        check_v1(&event.event_type, &event.event_version).and_then(|()| {
             match event.event_type.as_str() {
-                "chat.history.persist.requested" => chat::persist_history(&event),
-                "chat.token.usage.adjust.requested" => chat::adjust_usage(&event),
-                "agent.state.snapshot.persist" => snapshot::persist(&event),
-                "agent.timeline.persist.requested" => timeline::persist(&event),
+                "chat.history.persist.requested" => chat::persist_history(event),
+                "chat.token.usage.adjust.requested" => chat::adjust_usage(event),
+                "agent.state.snapshot.persist" => snapshot::persist(event),
+                "agent.timeline.persist.requested" => timeline::persist(event),
                 other => dead(format!("the agent handler does not handle {other}")),
             }
-        });
-        match result {
-            Ok(()) => Outcome::Ack,
-            Err(Failure::Dead(reason)) => Outcome::Dead(reason),
-            Err(Failure::Retry(reason)) => Outcome::Retry(RetryRequest {
-                reason,
-                delay_ms: None,
-            }),
-        }
+        })
     }
 }

@@ -1,11 +1,11 @@
 //! Agent state snapshots: SmartFlow's `agent_state_snapshot_records`, one row per
 //! conversation, upserted (the latest event wins). It never touches chat or timeline rows.
 
-use crate::bindings::switchyard::handler::types::Event;
 use crate::chat::MAX_CHAT_ID;
 use serde::Deserialize;
 use smartflow_kit::db::{self, Insert, Value};
 use smartflow_kit::{Step, dead, max_len, parse_payload, positive, required};
+use switchyard_sdk::Event;
 
 #[derive(Deserialize)]
 pub struct Snapshot {

@@ -10,12 +10,11 @@
 //! A repaired row keeps the seq its producer asked for in `requested_seq`, so the same row sent
 //! again is found where the repair put it instead of being stored a second time.
 
-use crate::bindings::switchyard::handler::log::{Level, log};
-use crate::bindings::switchyard::handler::types::Event;
 use crate::chat::MAX_CHAT_ID;
 use serde::Deserialize;
 use smartflow_kit::db::{self, Insert, Row};
 use smartflow_kit::{Failure, Step, dead, max_len, parse_payload, positive, required};
+use switchyard_sdk::{Event, log};
 
 /// Tries to place a row: at its own seq, then at `max + 1` (SmartFlow: 3 tries in all).
 pub const MAX_TRIES: u32 = 3;
@@ -130,13 +129,10 @@ pub fn persist(event: &Event) -> Step<()> {
         )?;
         let Insert::Conflict(_) = placed else {
             if seq != entry.seq {
-                log(
-                    Level::Info,
-                    &format!(
-                        "timeline of {chat_id:?}: seq {} was taken, stored at {seq}",
-                        entry.seq
-                    ),
-                );
+                log::info(&format!(
+                    "timeline of {chat_id:?}: seq {} was taken, stored at {seq}",
+                    entry.seq
+                ));
             }
             return Ok(());
         };

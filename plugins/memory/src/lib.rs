@@ -11,24 +11,16 @@
 //! never runs the extraction itself (SmartFlow's memory worker claims pending jobs) and never
 //! emits.
 
-mod bindings {
-    wit_bindgen::generate!({ world: "service-handler", path: "../../wit" });
-}
-
-use bindings::exports::switchyard::handler::handler::Guest;
-use bindings::switchyard::handler::log::{Level, log};
-use bindings::switchyard::handler::types::{Event, Outcome, RetryRequest};
 use serde::Deserialize;
 use smartflow_kit::db::{self, Insert};
-use smartflow_kit::{
-    Failure, Step, check_v1, dead, max_len, parse_payload, parse_time, positive, required,
-};
+use smartflow_kit::{Step, check_v1, dead, max_len, parse_payload, parse_time, positive, required};
+use switchyard_sdk::{Event, Handler, HandlerResult, log};
 
 /// Longest idempotency key accepted, bytes (`memory_jobs.idempotency_key VARCHAR(256)`).
 const MAX_KEY_BYTES: usize = 256;
 
 struct Component;
-bindings::export!(Component with_types_in bindings);
+switchyard_sdk::handler!(Component);
 
 #[derive(Deserialize)]
 struct ExtractRequest {
@@ -45,22 +37,14 @@ struct ExtractRequest {
     idempotency_key: String,
 }
 
-impl Guest for Component {
-    fn handle(event: Event) -> Outcome {
-        let result = check_v1(&event.event_type, &event.event_version).and_then(|()| {
+impl Handler for Component {
+    fn handle(event: &Event) -> HandlerResult {
+        check_v1(&event.event_type, &event.event_version).and_then(|()| {
             match event.event_type.as_str() {
-                "memory.extract.requested" => extract(&event),
+                "memory.extract.requested" => extract(event),
                 other => dead(format!("the memory handler does not handle {other}")),
             }
-        });
-        match result {
-            Ok(()) => Outcome::Ack,
-            Err(Failure::Dead(reason)) => Outcome::Dead(reason),
-            Err(Failure::Retry(reason)) => Outcome::Retry(RetryRequest {
-                reason,
-                delay_ms: None,
-            }),
-        }
+        })
     }
 }
 
@@ -108,10 +92,7 @@ fn extract(event: &Event) -> Step<()> {
     )?;
     if let Insert::Conflict(_) = inserted {
         // One job per idempotency key: the source was already recorded.
-        log(
-            Level::Info,
-            &format!("memory job {key:?} already recorded: nothing new"),
-        );
+        log::info(&format!("memory job {key:?} already recorded: nothing new"));
     }
     Ok(())
 }

@@ -7,10 +7,10 @@
 //! whether the host may be reached is the host's decision (the route's `allowed_hosts`), made
 //! at send time.
 
-use crate::bindings::switchyard::handler::types::Event;
 use serde::Deserialize;
 use smartflow_kit::db::{self, Insert};
 use smartflow_kit::{Step, dead, parse_payload, required};
+use switchyard_sdk::Event;
 
 #[derive(Deserialize)]
 struct ConfigureRequest {

@@ -30,15 +30,16 @@
 //! least [`MAX_SENDS`] for the component to be the one that gives up; otherwise the retry row
 //! ends `dead`.
 
-use crate::bindings::switchyard::handler::emit::{FollowUp, emit};
-use crate::bindings::switchyard::handler::log::{Level, log};
-use crate::bindings::switchyard::handler::outbound_http::{self, Request as HttpRequest};
-use crate::bindings::switchyard::handler::types::Event;
 use crate::channel;
 use crate::request::Request;
 use serde::Deserialize;
 use smartflow_kit::db::{self, Insert};
 use smartflow_kit::{Failure, Step, cut, dead, parse_payload, parse_time, required};
+use switchyard_sdk::{
+    Event, emit,
+    http::{self, Request as HttpRequest},
+    log,
+};
 
 /// Sends per delivery, the first included, before the record is `dead` for good.
 pub const MAX_SENDS: u32 = 5;
@@ -106,13 +107,10 @@ pub fn requested(event: &Event) -> Step<()> {
         ],
     )?;
     if let Insert::Conflict(_) = recorded {
-        log(
-            Level::Info,
-            &format!(
-                "notification {:?} already recorded: not sent again",
-                req.dedupe_key
-            ),
-        );
+        log::info(&format!(
+            "notification {:?} already recorded: not sent again",
+            req.dedupe_key
+        ));
         return Ok(());
     }
     match send(&webhook, &req.text()) {
@@ -134,16 +132,11 @@ pub fn requested(event: &Event) -> Step<()> {
                 },
             )?;
             let payload = serde_json::json!({ "dedupe_key": req.dedupe_key });
-            emit(&FollowUp {
-                event_type: "notification.feishu.retry.requested".into(),
-                event_version: "1".into(),
-                aggregate_id: event.aggregate_id.clone(),
-                message_key: event.message_key.clone(),
-                payload: payload.to_string().into_bytes(),
-            })
-            .map_err(|e| {
-                Failure::Retry(format!("emitting notification.feishu.retry.requested: {e}"))
-            })
+            emit::event("notification.feishu.retry.requested", &payload)
+                .version("1")
+                .aggregate(&event.aggregate_id)
+                .key(&event.message_key)
+                .send()
         }
     }
 }
@@ -208,7 +201,7 @@ fn webhook_for(user_id: i64) -> Step<String> {
 /// `code` is a failure, returned with its reason.
 fn send(webhook: &str, text: &str) -> Result<(), String> {
     let body = serde_json::json!({"msg_type": "text", "content": {"text": text}});
-    let result = outbound_http::send(&HttpRequest {
+    let result = http::send(&HttpRequest {
         method: "POST".into(),
         url: webhook.to_owned(),
         headers: vec![("content-type".into(), "application/json".into())],

@@ -17,42 +17,32 @@
 //! The webhook leaves the database, so it is at-least-once: a crash between the send and the
 //! commit sends it again on redelivery.
 
-mod bindings {
-    wit_bindgen::generate!({ world: "notifying-handler", path: "../../wit" });
-}
 mod channel;
 mod delivery;
 mod request;
 
-use bindings::exports::switchyard::handler::handler::Guest;
-use bindings::switchyard::handler::types::{Event, Outcome, RetryRequest};
-use smartflow_kit::{Failure, check_v1, check_version_1, dead};
+use smartflow_kit::{check_v1, check_version_1, dead};
+use switchyard_sdk::{Event, Handler, HandlerResult};
 
 struct Component;
-bindings::export!(Component with_types_in bindings);
+switchyard_sdk::handler!(Component);
 
-impl Guest for Component {
-    fn handle(event: Event) -> Outcome {
+impl Handler for Component {
+    fn handle(event: &Event) -> HandlerResult {
         let (ty, version) = (event.event_type.as_str(), event.event_version.as_str());
         let result = match ty {
             "notification.feishu.requested" => {
-                check_version_1(ty, version).and_then(|()| delivery::requested(&event))
+                check_version_1(ty, version).and_then(|()| delivery::requested(event))
             }
             "notification.feishu.retry.requested" => {
-                check_version_1(ty, version).and_then(|()| delivery::retry(&event))
+                check_version_1(ty, version).and_then(|()| delivery::retry(event))
             }
             "notification.channel.configure.requested" => {
-                check_v1(ty, version).and_then(|()| channel::configure(&event))
+                check_v1(ty, version).and_then(|()| channel::configure(event))
             }
             other => dead(format!("the notification handler does not handle {other}")),
         };
-        match result {
-            Ok(()) => Outcome::Ack,
-            Err(Failure::Dead(reason)) => Outcome::Dead(reason),
-            Err(Failure::Retry(reason)) => Outcome::Retry(RetryRequest {
-                reason,
-                delay_ms: Some(delivery::BACKOFF_BASE_MS),
-            }),
-        }
+        // A webhook that failed is tried again no sooner than the first backoff step.
+        result.map_err(|f| f.with_retry_delay(delivery::BACKOFF_BASE_MS))
     }
 }

@@ -1,36 +1,22 @@
-//! Helpers shared by SmartFlow's handler components (task, agent, memory, active-scheduler,
-//! notification): the failure type every handler returns, payload and version checks, times as
-//! the business tables hold them, the 30-minute notification window, and [`db`], the typed
-//! wrapper over the host's `sql` import through which every component reaches its tables.
+//! SmartFlow's rules shared by its handler components (task, agent, memory, active-scheduler,
+//! notification): version checks, payload field checks, times as the business tables hold
+//! them, SmartFlow's `last_error` cut and the 30-minute notification window.
 //!
-//! Everything outside [`db`] is plain Rust, unit-tested on the build machine; [`db`] is the one
-//! module that calls a host import (each component generates its own bindings for the rest).
-//! It must never decide a business rule or name a table: those live in the component that owns
-//! the event type.
+//! Everything generic (the failure type, payload decoding, the typed `sql` wrapper re-exported
+//! here as [`db`], state, emits, logging, the export glue) is in `switchyard-sdk`; this crate
+//! is plain Rust, unit-tested on the build machine, and must never decide a rule that belongs
+//! to one component or name a table: those live in the component that owns the event type.
 
-pub mod db;
+/// SmartFlow's tables are reached through the SDK's typed `sql` wrapper.
+pub use switchyard_sdk::sql as db;
+pub use switchyard_sdk::sql::{db_time, parse_db_time};
+pub use switchyard_sdk::{Failure, dead};
 
-use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{OffsetDateTime, PrimitiveDateTime};
 
-/// Why a handler did not succeed; each component maps it to the contract's outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// The payload can never succeed (bad field, unsupported version): the row goes dead.
-    Dead(String),
-    /// Transient (the host refused a state operation, a send failed): try again later.
-    Retry(String),
-}
-
-/// Result of a handler step.
-pub type Step<T> = Result<T, Failure>;
-
-/// Shorthand for a dead outcome with a reason.
-pub fn dead<T>(reason: impl Into<String>) -> Step<T> {
-    Err(Failure::Dead(reason.into()))
-}
+/// Result of a handler step (the SDK's result, under SmartFlow's name for it).
+pub type Step<T> = switchyard_sdk::HandlerResult<T>;
 
 /// SmartFlow's v1 events accept the producer's default version spellings.
 ///
@@ -63,9 +49,8 @@ pub fn check_version_1(event_type: &str, version: &str) -> Step<()> {
 ///
 /// # Errors
 /// Dead with serde's message (which names the field and position).
-pub fn parse_payload<T: DeserializeOwned>(event_type: &str, payload: &[u8]) -> Step<T> {
-    serde_json::from_slice(payload)
-        .map_err(|e| Failure::Dead(format!("invalid {event_type} payload: {e}")))
+pub fn parse_payload<T: serde::de::DeserializeOwned>(event_type: &str, payload: &[u8]) -> Step<T> {
+    switchyard_sdk::decode(event_type, payload)
 }
 
 /// Parses an RFC 3339 time field.
@@ -133,32 +118,6 @@ pub fn max_len<'a>(field: &str, value: &'a str, max: usize) -> Step<&'a str> {
 /// SmartFlow's handlers used as `time.Now()`.
 pub fn now() -> OffsetDateTime {
     OffsetDateTime::from(std::time::SystemTime::now())
-}
-
-/// A time as the business tables take it: RFC 3339 UTC with milliseconds (`DATETIME(3)`).
-pub fn db_time(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    let at = at
-        .replace_nanosecond(at.millisecond() as u32 * 1_000_000)
-        .unwrap_or(at);
-    at.format(&Rfc3339).unwrap_or_default()
-}
-
-/// A time read back from a datetime column: RFC 3339 (what the host returns), or the
-/// `YYYY-MM-DD HH:MM:SS[.fff]` text a SQLite column may hold when something other than a
-/// handler wrote it, taken as UTC.
-pub fn parse_db_time(value: &str) -> Option<OffsetDateTime> {
-    let value = value.trim();
-    if let Ok(t) = OffsetDateTime::parse(value, &Rfc3339) {
-        return Some(t);
-    }
-    let plain = format_description!(
-        version = 2,
-        "[year]-[month]-[day][first [T][ ]][hour]:[minute]:[second][optional [.[subsecond]]]"
-    );
-    PrimitiveDateTime::parse(value, &plain)
-        .ok()
-        .map(PrimitiveDateTime::assume_utc)
 }
 
 /// Text cut to at most 2,000 bytes on a character boundary (SmartFlow's `last_error` rule).

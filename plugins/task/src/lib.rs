@@ -20,22 +20,16 @@
 //!   scanner writes a due task's trigger) in the same transaction. A task that stays urgent
 //!   triggers nothing new, so a repeated upsert is harmless.
 
-mod bindings {
-    wit_bindgen::generate!({ world: "service-handler", path: "../../wit" });
-}
 mod promotion;
 mod store;
 
-use bindings::exports::switchyard::handler::handler::Guest;
-use bindings::switchyard::handler::emit::{FollowUp, emit};
-use bindings::switchyard::handler::log::{Level, log};
-use bindings::switchyard::handler::types::{Event, Outcome, RetryRequest};
 use serde::Deserialize;
-use smartflow_kit::{Failure, Step, check_v1, dead, max_len, parse_payload, parse_time, rfc3339};
+use smartflow_kit::{Step, check_v1, dead, max_len, parse_payload, parse_time, rfc3339};
 use store::Task;
+use switchyard_sdk::{Event, Handler, HandlerResult, emit, log};
 
 struct Component;
-bindings::export!(Component with_types_in bindings);
+switchyard_sdk::handler!(Component);
 
 #[derive(Deserialize)]
 struct UpsertRequest {
@@ -55,24 +49,16 @@ struct PromoteRequest {
     triggered_at: Option<String>,
 }
 
-impl Guest for Component {
-    fn handle(event: Event) -> Outcome {
-        let result = check_v1(&event.event_type, &event.event_version).and_then(|()| {
+impl Handler for Component {
+    fn handle(event: &Event) -> HandlerResult {
+        check_v1(&event.event_type, &event.event_version).and_then(|()| {
             match event.event_type.as_str() {
-                "task.urgency.promote.requested" => promote(&event),
-                "task.record.requested" => record(&event),
-                "task.upsert.requested" => upsert(&event),
+                "task.urgency.promote.requested" => promote(event),
+                "task.record.requested" => record(event),
+                "task.upsert.requested" => upsert(event),
                 other => dead(format!("task handler does not handle {other}")),
             }
-        });
-        match result {
-            Ok(()) => Outcome::Ack,
-            Err(Failure::Dead(reason)) => Outcome::Dead(reason),
-            Err(Failure::Retry(reason)) => Outcome::Retry(RetryRequest {
-                reason,
-                delay_ms: None,
-            }),
-        }
+        })
     }
 }
 
@@ -95,16 +81,13 @@ fn promote(event: &Event) -> Step<()> {
     }
     let now = smartflow_kit::now();
     let promoted = store::promote_due(req.user_id, &ids, now)?;
-    log(
-        Level::Info,
-        &format!(
-            "promoted {promoted} of {} task(s) of user {} at {} (triggered_at {})",
-            ids.len(),
-            req.user_id,
-            rfc3339(now),
-            req.triggered_at.as_deref().unwrap_or("not given")
-        ),
-    );
+    log::info(&format!(
+        "promoted {promoted} of {} task(s) of user {} at {} (triggered_at {})",
+        ids.len(),
+        req.user_id,
+        rfc3339(now),
+        req.triggered_at.as_deref().unwrap_or("not given")
+    ));
     Ok(())
 }
 
@@ -160,18 +143,15 @@ fn upsert(event: &Event) -> Step<()> {
             "conversation_id": task.conversation_id.clone().unwrap_or_default(),
             "title": task.title,
         });
-        emit(&FollowUp {
-            event_type: "active_schedule.triggered".into(),
-            event_version: "1".into(),
-            aggregate_id: task.id.to_string(),
-            message_key: task.user_id.to_string(),
-            payload: trigger.to_string().into_bytes(),
-        })
-        .map_err(|e| Failure::Retry(format!("emitting active_schedule.triggered: {e}")))?;
-        log(
-            Level::Info,
-            &format!("task {} of user {} became urgent", task.id, task.user_id),
-        );
+        emit::event("active_schedule.triggered", &trigger)
+            .version("1")
+            .aggregate(task.id)
+            .key(task.user_id)
+            .send()?;
+        log::info(&format!(
+            "task {} of user {} became urgent",
+            task.id, task.user_id
+        ));
     }
     Ok(())
 }

@@ -1,9 +1,7 @@
-//! SmartFlow's business tables through the host's `sql` import (contract 0.2.0): typed
-//! parameters, a typed row accessor, and the host's errors mapped to the handler's [`Failure`].
-//!
-//! This is the only module of the kit that calls a host import; it never decides a business
-//! rule and never names a table (statements are written by the component that owns them).
-//! Statements use `?` placeholders and run unchanged on SQLite, MariaDB and PostgreSQL.
+//! The host's `sql` import (contract 0.2.0) made typed: parameters from plain Rust values, a
+//! row read by column name whatever spelling each backend returns, and the host's errors as a
+//! [`Failure`]. Statements use `?` placeholders and run unchanged on SQLite, MariaDB and
+//! PostgreSQL; datetimes travel as RFC 3339 text (see `wit/handler.wit`).
 //!
 //! Error mapping, so that handler code only meets a constraint where it asked for one:
 //! - [`insert`] and [`execute_or_conflict`] return a `constraint` error as a value (a unique
@@ -13,19 +11,50 @@
 //!   `budget` comes from the route's grant or limits, which an operator can fix while the row
 //!   waits (it still ends dead at `max_attempts`).
 
-use crate::{Failure, Step, cut};
-use time::OffsetDateTime;
+use crate::bindings::switchyard::handler::sql as host;
+use crate::{Failure, HandlerResult as Step};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
-mod bindings {
-    wit_bindgen::generate!({
-        inline: "package smartflow:kit;
-                 world sql-user { import switchyard:handler/sql@0.2.0; }",
-        path: "../../wit",
-        generate_all,
-    });
+/// A time as a datetime column takes it: RFC 3339 UTC with milliseconds (`DATETIME(3)`).
+pub fn db_time(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let at = at
+        .replace_nanosecond(u32::from(at.millisecond()) * 1_000_000)
+        .unwrap_or(at);
+    at.format(&Rfc3339).unwrap_or_default()
 }
 
-use bindings::switchyard::handler::sql as host;
+/// A time read back from a datetime column: RFC 3339 (what the host returns), or the
+/// `YYYY-MM-DD HH:MM:SS[.fff]` text a SQLite column may hold when something other than a
+/// handler wrote it, taken as UTC.
+pub fn parse_db_time(value: &str) -> Option<OffsetDateTime> {
+    let value = value.trim();
+    if let Ok(t) = OffsetDateTime::parse(value, &Rfc3339) {
+        return Some(t);
+    }
+    let plain = format_description!(
+        version = 2,
+        "[year]-[month]-[day][first [T][ ]][hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    PrimitiveDateTime::parse(value, &plain)
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
+}
+
+/// A reason cut to at most 2,000 bytes on a character boundary: a database message can be long.
+fn cut(text: &str) -> String {
+    const MAX: usize = 2000;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
 
 /// A statement parameter or a returned column value (the contract's `value`).
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +106,7 @@ impl From<&String> for Value {
 /// A time binds as RFC 3339 UTC text with milliseconds (the contract's datetime form).
 impl From<OffsetDateTime> for Value {
     fn from(v: OffsetDateTime) -> Self {
-        Value::Text(crate::db_time(v))
+        Value::Text(db_time(v))
     }
 }
 
@@ -161,8 +190,8 @@ impl Row<'_> {
 
     fn wrong(column: &str, want: &str, got: &Value) -> Failure {
         Failure::Retry(format!(
-            "sql: column {column} should be {want}, got {got:?}: is the table's DDL the one \
-             in examples/smartflow/schema?"
+            "sql: column {column} should be {want}, got {got:?}: does the table's DDL match \
+             the statement?"
         ))
     }
 
@@ -240,7 +269,7 @@ impl Row<'_> {
     pub fn opt_time(&self, column: &str) -> Step<Option<OffsetDateTime>> {
         match self.opt_text(column)? {
             None => Ok(None),
-            Some(t) => crate::parse_db_time(&t)
+            Some(t) => parse_db_time(&t)
                 .map(Some)
                 .ok_or_else(|| Self::wrong(column, "a datetime", &Value::Text(t))),
         }
@@ -252,8 +281,7 @@ impl Row<'_> {
 pub enum Insert {
     /// The row was inserted.
     Done,
-    /// A constraint refused it (for SmartFlow's tables: a unique key, so the row is already
-    /// there); the database's message. Only this statement was undone.
+    /// A constraint refused it (usually a unique key: the row is already there); the database's message. Only this statement was undone.
     Conflict(String),
 }
 
@@ -368,7 +396,7 @@ mod tests {
             "not UTF-8: not text"
         );
         assert_eq!(
-            row.opt_time("at").unwrap().map(crate::rfc3339).as_deref(),
+            row.opt_time("at").unwrap().map(db_time).as_deref(),
             Some("2026-12-02T06:00:00Z")
         );
     }
@@ -400,7 +428,7 @@ mod tests {
         assert_eq!(Value::from(Some(3_i64)), Value::Int(3));
         assert_eq!(Value::from(None::<&str>), Value::Null);
         assert_eq!(Value::from("a"), Value::Text("a".into()));
-        let t = crate::parse_time("t", "2026-12-02T07:00:00.123456+01:00").unwrap();
+        let t = parse_db_time("2026-12-02T07:00:00.123456+01:00").unwrap();
         assert_eq!(
             Value::from(t),
             Value::Text("2026-12-02T06:00:00.123Z".into())
