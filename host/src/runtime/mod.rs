@@ -12,6 +12,7 @@ mod cache_dir;
 mod compat_v0_1;
 mod effects;
 mod imports;
+mod inspect;
 mod invocation;
 mod loader;
 mod outbound_http;
@@ -24,6 +25,7 @@ mod sql_targets;
 
 pub use bindings::CONTRACT;
 pub use effects::{Effects, Emit, StateWrite};
+pub use inspect::Interfaces;
 pub use invocation::{BatchAccess, EventData, Invocation, InvocationOutput, Outcome};
 pub use loader::{Grants, LoadError, LoadedComponent, content_hash};
 pub use policy::Policy;
