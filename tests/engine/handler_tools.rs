@@ -380,3 +380,68 @@ fn check_refuses_what_is_not_a_handler_component_saying_what_it_is() {
     let out = switchyard(&["check", &not_a_handler]);
     assert!(text(&out).1.contains("wasi:cli/run"));
 }
+
+/// With `--config`, the route's limits and grants apply, not the defaults: a looping handler
+/// ends at the route's 200 ms deadline, and the route's `emits` grant admits its emit.
+#[test]
+fn a_config_routes_limits_and_grants_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"sqlite://never-opened.db\"\n[reload]\ncache = false\n\
+             [services.probe]\n[services.sink]\nmode = \"external\"\n\
+             [[routes]]\nevent_type = \"probe.run\"\nservice = \"probe\"\ncomponent = {:?}\n\
+             emits = [\"sink.note\"]\nlimits = {{ deadline_ms = 200 }}\n\
+             [[routes]]\nevent_type = \"sink.note\"\nservice = \"sink\"\n",
+            path_of("probe")
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let probe = path_of("probe");
+    let looping = json_file(
+        dir.path(),
+        "loop.json",
+        &json!({"event_type": "probe.run", "payload": {"action": "loop"}}),
+    );
+    let (code, report) = test_json(&[&probe, "--event", &looping, "-c", config]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["service"], "probe");
+    assert_eq!(
+        (&report["outcome"], &report["reason"]),
+        (&json!("retry"), &json!("deadline exceeded after 200 ms"))
+    );
+    let emit = json_file(
+        dir.path(),
+        "emit.json",
+        &json!({"event_type": "probe.run", "payload": {
+            "emit": [{"event_type": "sink.note", "payload": {"a": 1}}]}}),
+    );
+    let (code, report) = test_json(&[&probe, "--event", &emit, "-c", config, "--expect", "ack"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["emits"][0]["event_type"], "sink.note");
+    assert!(
+        !dir.path().join("never-opened.db").exists(),
+        "test opened the config's database"
+    );
+
+    // --route must be the event's own type.
+    let out = switchyard(&[
+        "test",
+        &probe,
+        "--event",
+        &emit,
+        "-c",
+        config,
+        "--route",
+        "sink.note",
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the event's type is \"probe.run\" but --route is \"sink.note\""),
+        "{stderr}"
+    );
+}
