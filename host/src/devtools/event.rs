@@ -126,3 +126,44 @@ pub(super) fn read_state(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, ToolE
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_with_only_type_and_payload_gets_a_first_deliverys_defaults() {
+        let event: EventFile =
+            serde_json::from_str(r#"{"event_type": "t.x", "payload": {"a": 1}}"#).unwrap();
+        let data = event.into_data("svc".into());
+        assert_eq!(
+            (
+                data.outbox_id,
+                data.event_id.as_str(),
+                data.event_version.as_str()
+            ),
+            (1, "1", "v1")
+        );
+        assert_eq!((data.attempt, data.chain_depth), (1, 0));
+        assert_eq!(data.service, "svc");
+        assert_eq!(data.payload, br#"{"a":1}"#);
+    }
+
+    #[test]
+    fn the_column_names_are_accepted_for_key_and_version() {
+        let event: EventFile = serde_json::from_str(
+            r#"{"event_type": "t.x", "payload": 1, "message_key": "k", "event_version": "2",
+                "outbox_id": 9}"#,
+        )
+        .unwrap();
+        let data = event.into_data("svc".into());
+        assert_eq!(
+            (
+                data.message_key.as_str(),
+                data.event_version.as_str(),
+                data.event_id.as_str()
+            ),
+            ("k", "2", "9")
+        );
+    }
+}
