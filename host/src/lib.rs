@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod config;
+pub mod devtools;
 pub mod engine;
 pub mod envelope;
 pub mod handler_sql;

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use switchyard::config::Config;
+use switchyard::devtools::test::{OutcomeKind, TestArgs};
 use switchyard::{NewEvent, Switchyard};
 
 #[derive(Parser)]
@@ -88,6 +89,56 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Run one event through a component in the host's sandbox and limits, with state in
+    /// memory and no database or broker; print the outcome, state writes, emits and logs.
+    /// Exit 0 when it ran (whatever its outcome), 1 when --expect was not met, 2 when it could
+    /// not be loaded or run.
+    Test {
+        /// The component file (.wasm).
+        component: PathBuf,
+        /// JSON event: {"event_type": "...", "payload": {...}}; optional event_id, version,
+        /// key, aggregate_id, attempt, outbox_id, service, chain_depth.
+        #[arg(long)]
+        event: PathBuf,
+        /// JSON object of key -> string value: the service's state before the event.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Take limits and grants from this config's route (default: [limits] defaults,
+        /// nothing granted but --allow-emit / --allow-sql).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The route (event type) of --config whose policy applies; default: the event's type.
+        #[arg(long, requires = "config")]
+        route: Option<String>,
+        /// Without --config: an event type the handler may emit (repeatable).
+        #[arg(long = "allow-emit", value_name = "TYPE", conflicts_with = "config")]
+        allow_emit: Vec<String>,
+        /// Without --config: grant sql on TABLE=r or TABLE=rw (repeatable).
+        #[arg(
+            long = "allow-sql",
+            value_name = "TABLE=r|rw",
+            conflicts_with = "config"
+        )]
+        allow_sql: Vec<String>,
+        /// SQL script run on the scratch SQLite database a component importing sql gets.
+        #[arg(long)]
+        sql_setup: Option<PathBuf>,
+        /// Fail (exit 1) unless the outcome is this one.
+        #[arg(long, value_enum)]
+        expect: Option<OutcomeKind>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the contract version and world a component implements, its imports and the
+    /// grants its route must give; fail on a file that is not a handler component.
+    Check {
+        /// The component file (.wasm).
+        component: PathBuf,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn init_logs(json: bool) {
@@ -119,6 +170,44 @@ async fn main() -> anyhow::Result<()> {
                 name,
                 dir.display()
             );
+            Ok(())
+        }
+        Command::Test {
+            component,
+            event,
+            state,
+            config,
+            route,
+            allow_emit,
+            allow_sql,
+            sql_setup,
+            expect,
+            json,
+        } => {
+            let args = TestArgs {
+                component,
+                event,
+                state,
+                config,
+                route,
+                allow_emit,
+                allow_sql,
+                sql_setup,
+            };
+            let report = switchyard::devtools::test::run(&args)
+                .await
+                .unwrap_or_else(|e| could_not_run(&e));
+            print_report(json, &report, || report.human());
+            if let Some(unmet) = report.unmet(expect) {
+                eprintln!("error: {unmet}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Check { component, json } => {
+            let report =
+                switchyard::devtools::check::run(&component).unwrap_or_else(|e| could_not_run(&e));
+            print_report(json, &report, || report.human());
             Ok(())
         }
         Command::Run { config } => run(load(&config)?).await,
@@ -181,6 +270,24 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| unmigrated(e, &config))
         }
+    }
+}
+
+/// `test` and `check` exit 2 when the component could not be loaded or run (1 is `test`'s
+/// unmet `--expect`), so a script can tell a broken build from a wrong outcome.
+fn could_not_run(e: &switchyard::devtools::ToolError) -> ! {
+    eprintln!("error: {e}");
+    std::process::exit(2);
+}
+
+fn print_report<T: serde::Serialize>(json: bool, report: &T, human: impl Fn() -> String) {
+    if json {
+        match serde_json::to_string_pretty(report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("error: cannot encode the report: {e}"),
+        }
+    } else {
+        print!("{}", human());
     }
 }
 

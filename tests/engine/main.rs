@@ -12,6 +12,7 @@ mod config_reload;
 mod consume;
 mod db_restart;
 mod fleet;
+mod handler_tools;
 mod hostile;
 mod kafka;
 mod key_order;
