@@ -9,7 +9,7 @@
 
 /// SmartFlow's tables are reached through the SDK's typed `sql` wrapper.
 pub use switchyard_sdk::sql as db;
-pub use switchyard_sdk::sql::{db_time, parse_db_time};
+pub use switchyard_sdk::sql::{cut, db_time, parse_db_time};
 pub use switchyard_sdk::{Failure, dead};
 
 use time::OffsetDateTime;
@@ -118,19 +118,6 @@ pub fn max_len<'a>(field: &str, value: &'a str, max: usize) -> Step<&'a str> {
 /// SmartFlow's handlers used as `time.Now()`.
 pub fn now() -> OffsetDateTime {
     OffsetDateTime::from(std::time::SystemTime::now())
-}
-
-/// Text cut to at most 2,000 bytes on a character boundary (SmartFlow's `last_error` rule).
-pub fn cut(text: &str) -> String {
-    const MAX: usize = 2000;
-    if text.len() <= MAX {
-        return text.to_owned();
-    }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }
 
 /// RFC 3339 (UTC, seconds) of the start of the 30-minute window holding `at`: SmartFlow's

@@ -43,8 +43,9 @@ pub fn parse_db_time(value: &str) -> Option<OffsetDateTime> {
         .map(PrimitiveDateTime::assume_utc)
 }
 
-/// A reason cut to at most 2,000 bytes on a character boundary: a database message can be long.
-fn cut(text: &str) -> String {
+/// Text cut to at most 2,000 bytes on a character boundary (SmartFlow's `last_error` rule; the
+/// host cuts reasons the same way): a database message can be long.
+pub fn cut(text: &str) -> String {
     const MAX: usize = 2000;
     if text.len() <= MAX {
         return text.to_owned();
