@@ -88,6 +88,10 @@ pub enum SqlFailure {
     /// The transaction is unusable (a deadlock between hosts, a lost connection): the batch
     /// runs again.
     Broken(String),
+    /// The server stopped the statement at the invocation's statement limit (its deadline): the
+    /// invocation has run out its deadline and fails with it; the batch's transaction is gone
+    /// and its other events run again without it.
+    CutOff(String),
     /// The query returned more than the invocation's allowance.
     Budget(String),
 }

@@ -2,7 +2,8 @@
 //! hosts updating the same rows in opposite orders (deadlocks between replicas) lose and double
 //! nothing; a host dying between its handlers' statements and the batch's commit leaves nothing
 //! of them applied and its rows are handled again; a statement cut off by its deadline (blocked
-//! on a row another transaction holds) fails only its own row's attempt.
+//! on a row another transaction holds) fails only its own row's attempt, whether the host's timer
+//! or the server's statement limit stops it first.
 
 use crate::fleet;
 use crate::support::{Backend, Harness, Setup, TransportKind, WAIT, component, eventually, until};
@@ -17,7 +18,8 @@ const EVENTS: usize = 300;
 crate::backend_suite!(
     servers: replicas_updating_rows_in_opposite_orders_lose_nothing,
     a_host_dying_before_its_commit_applies_none_of_its_statements,
-    a_statement_cut_off_by_its_deadline_fails_only_its_row
+    a_statement_cut_off_by_its_deadline_fails_only_its_row,
+    the_servers_statement_limit_is_told_apart_from_other_failures
 );
 
 /// The `shop` service with the sql-probe component, granted `counters` and `items`.
@@ -202,4 +204,73 @@ async fn a_statement_cut_off_by_its_deadline_fails_only_its_row(backend: Backend
 enum Holder {
     MariaDb(sqlx::Transaction<'static, sqlx::MySql>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// The server's own cut-off (the statement limit the host sets to an invocation's deadline) is
+/// told apart from other failures: it fails the invocation that ran the statement, as its
+/// deadline does. Sorted as a transient error, it made the batch run again and again with the
+/// same statement stopped each time, the row's attempt never counted (a CI failure of
+/// `a_statement_cut_off_by_its_deadline_fails_only_its_row` whenever the server's limit fired
+/// before the host's timer).
+async fn the_servers_statement_limit_is_told_apart_from_other_failures(backend: Backend) {
+    use switchyard::handler_sql::SqlFailure;
+    use switchyard::store::sql::Dialect;
+    use switchyard::store::sql::handler_sql::classify;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, db) = testdb::fresh(backend, dir.path()).await;
+    db.exec("CREATE TABLE items (id BIGINT PRIMARY KEY, qty BIGINT NOT NULL)")
+        .await;
+    db.exec("INSERT INTO items (id, qty) VALUES (70, 1)").await;
+    let update = "UPDATE items SET qty = qty + 1 WHERE id = 70";
+    // What the host runs before a handler's statement, with a 50 ms deadline (MySQL's lock wait
+    // limit is in whole seconds: 1 s).
+    let (cut_off, other) = match &db {
+        TestDb::Postgres(pool, _) => {
+            let set = (sqlx::Postgres::STATEMENT_LIMIT.unwrap().set)(50);
+            let mut holder = pool.begin().await.unwrap();
+            sqlx::query(update).execute(&mut *holder).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(set))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let cut_off = sqlx::query(update).execute(&mut *tx).await.unwrap_err();
+            drop(tx);
+            let mut tx = pool.begin().await.unwrap();
+            let other = sqlx::query("UPDATE items SET qty = 1 / 0 WHERE id = 70")
+                .execute(&mut *tx)
+                .await
+                .unwrap_err();
+            drop(holder);
+            (cut_off, other)
+        }
+        TestDb::MariaDb(pool, _) => {
+            let set = (sqlx::MySql::STATEMENT_LIMIT.unwrap().set)(50);
+            let mut holder = pool.begin().await.unwrap();
+            sqlx::query(update).execute(&mut *holder).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(set))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let cut_off = sqlx::query(update).execute(&mut *tx).await.unwrap_err();
+            drop(tx);
+            let other = sqlx::query("UPDATE items SET nope = 1 WHERE id = 70")
+                .execute(pool)
+                .await
+                .unwrap_err();
+            drop(holder);
+            (cut_off, other)
+        }
+        TestDb::Sqlite(_) => unreachable!("servers only: SQLite has no statement limit"),
+    };
+    match classify(cut_off) {
+        SqlFailure::CutOff(message) => assert!(!message.is_empty()),
+        sorted => panic!("the statement limit's cut-off was sorted as {sorted:?}"),
+    }
+    match classify(other) {
+        SqlFailure::Statement(_) => {}
+        sorted => panic!("a failing statement was sorted as {sorted:?}"),
+    }
+    db.drop_database().await;
 }

@@ -151,6 +151,7 @@ impl BatchAccess for MemoryBatch {
             Err(SqlFailure::Constraint(e)) => format!("constraint: {e}"),
             Err(SqlFailure::Budget(e)) => format!("budget: {e}"),
             Err(SqlFailure::Statement(e) | SqlFailure::Broken(e)) => format!("database: {e}"),
+            Err(SqlFailure::CutOff(e)) => format!("stopped at the deadline: {e}"),
         };
         self.records
             .lock()

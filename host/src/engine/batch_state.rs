@@ -259,6 +259,16 @@ impl BatchAccess for BatchState {
         set_busy(&mut slot, false);
         match &ran {
             Err(SqlFailure::Broken(reason)) => broken(&mut slot, reason.clone()),
+            Err(SqlFailure::CutOff(reason)) => {
+                // The statement limit is the invocation's deadline: this invocation is the
+                // culprit, as when the host's own timer cuts it off ([`settle`]).
+                slot.tx = Tx::Broken {
+                    reason: format!("a sql statement was stopped at its deadline: {reason}"),
+                    culprit: slot.invocation,
+                    careful: false,
+                };
+                slot.savepoint = false;
+            }
             Err(SqlFailure::Statement(_)) if !slot.careful => {
                 // No savepoint to undo this invocation's statements (and on PostgreSQL the
                 // failed statement aborted the transaction).

@@ -397,6 +397,23 @@ fn log_output(data: &Invocation) {
     }
 }
 
+/// A handler's statement the server stopped at the invocation's statement limit (set to its
+/// deadline): the invocation ends as its deadline ends it, whatever the guest would do next.
+#[derive(Debug)]
+pub(super) struct StatementCutOff(pub String);
+
+impl std::fmt::Display for StatementCutOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the database stopped the statement at its deadline: {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for StatementCutOff {}
+
 fn deadline_exceeded(policy: &Policy) -> String {
     format!("deadline exceeded after {} ms", policy.limits.deadline_ms)
 }
@@ -405,6 +422,9 @@ fn deadline_exceeded(policy: &Policy) -> String {
 fn classify_failure(e: &wasmtime::Error, limiter: &Limiter, policy: &Policy) -> String {
     if let Some(reason) = &limiter.exceeded {
         return reason.clone();
+    }
+    if let Some(cut) = e.downcast_ref::<StatementCutOff>() {
+        return format!("{} ({cut})", deadline_exceeded(policy));
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => deadline_exceeded(policy),

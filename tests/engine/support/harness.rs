@@ -129,6 +129,7 @@ impl Harness {
     /// business tables (as a user applies them), configured by the text `config` makes from
     /// the database URL.
     pub async fn start_from(setup: Setup, config: impl FnOnce(&str) -> String) -> Harness {
+        super::logs();
         let dir = tempfile::tempdir().unwrap();
         let server = match setup.backend {
             Backend::Sqlite => None,

@@ -136,6 +136,17 @@ macro_rules! backend_suite {
 /// 50 ms); `Err(observed)` means "not yet" and carries what it saw. After `timeout` the test
 /// fails naming `what` was awaited and the last observation. [`until`] builds the `Result`
 /// from an observation and the condition it must meet.
+/// The host's logs in the test's captured output, when `RUST_LOG` asks for them (e.g.
+/// `RUST_LOG=switchyard=debug cargo test ... -- --nocapture` to see why a test waited).
+pub fn logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub async fn eventually<T, O, F, Fut>(what: impl Display, timeout: Duration, mut check: F) -> T
 where
     O: Debug,

@@ -67,7 +67,8 @@ pub(super) async fn run(
             plain::<Postgres>(conn, STATEMENT_SAVEPOINT.release).await?;
             Ok(SqlOutput::Changed(done.rows_affected()))
         }
-        Err(SqlFailure::Broken(e)) => Err(SqlFailure::Broken(e)),
+        // The transaction is gone either way: nothing to roll back to.
+        Err(f @ (SqlFailure::Broken(_) | SqlFailure::CutOff(_))) => Err(f),
         Err(failure) => {
             plain::<Postgres>(conn, STATEMENT_SAVEPOINT.roll_back_and_release).await?;
             Err(failure)

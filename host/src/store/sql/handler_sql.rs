@@ -61,14 +61,18 @@ pub struct StatementLimit {
     pub reset: &'static str,
 }
 
-/// Sorts a database error: a constraint the handler can see, a transaction that can no longer
-/// be used (the batch runs again), or a failure of this statement (the invocation is retried).
-pub(crate) fn classify(error: sqlx::Error) -> SqlFailure {
+/// Sorts a database error: a constraint the handler can see, a statement stopped by the
+/// invocation's statement limit, a transaction that can no longer be used (the batch runs
+/// again), or a failure of this statement (the invocation is retried).
+pub fn classify(error: sqlx::Error) -> SqlFailure {
     let sqlx::Error::Database(db) = &error else {
         // A lost connection, a pool or protocol error: the transaction is gone.
         return SqlFailure::Broken(error.to_string());
     };
     let message = db.message().to_owned();
+    if stopped_by_the_statement_limit(db.as_ref()) {
+        return SqlFailure::CutOff(message);
+    }
     match db.kind() {
         ErrorKind::UniqueViolation
         | ErrorKind::ForeignKeyViolation
@@ -77,6 +81,17 @@ pub(crate) fn classify(error: sqlx::Error) -> SqlFailure {
         _ if crate::store::is_transient(db.as_ref()) => SqlFailure::Broken(message),
         _ => SqlFailure::Statement(message),
     }
+}
+
+/// Whether the server stopped a handler's statement at the limit the host set for its
+/// invocation ([`StatementLimit`]): PostgreSQL's `statement_timeout` (57014 with that cause),
+/// MySQL/MariaDB's `innodb_lock_wait_timeout` (error 1205, whose SQLSTATE `HY000` is shared, so
+/// its message tells it). Transient errors elsewhere, but here the culprit is known: the
+/// invocation that ran the statement, whose deadline it is.
+fn stopped_by_the_statement_limit(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code().unwrap_or_default();
+    (code == "57014" && db.message().contains("statement timeout"))
+        || db.message().contains("Lock wait timeout")
 }
 
 /// Runs `sql` (a savepoint statement) on the transaction's connection.

@@ -26,7 +26,7 @@
 
 mod apply;
 mod consume;
-pub(crate) mod handler_sql;
+pub mod handler_sql;
 mod insert;
 pub(crate) mod migrate;
 mod requeue;
