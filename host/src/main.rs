@@ -94,35 +94,8 @@ enum Command {
     /// Exit 0 when it ran (whatever its outcome), 1 when --expect was not met, 2 when it could
     /// not be loaded or run.
     Test {
-        /// The component file (.wasm).
-        component: PathBuf,
-        /// JSON event: {"event_type": "...", "payload": {...}}; optional event_id, version,
-        /// key, aggregate_id, attempt, outbox_id, service, chain_depth.
-        #[arg(long)]
-        event: PathBuf,
-        /// JSON object of key -> string value: the service's state before the event.
-        #[arg(long)]
-        state: Option<PathBuf>,
-        /// Take limits and grants from this config's route (default: [limits] defaults,
-        /// nothing granted but --allow-emit / --allow-sql).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// The route (event type) of --config whose policy applies; default: the event's type.
-        #[arg(long, requires = "config")]
-        route: Option<String>,
-        /// Without --config: an event type the handler may emit (repeatable).
-        #[arg(long = "allow-emit", value_name = "TYPE", conflicts_with = "config")]
-        allow_emit: Vec<String>,
-        /// Without --config: grant sql on TABLE=r or TABLE=rw (repeatable).
-        #[arg(
-            long = "allow-sql",
-            value_name = "TABLE=r|rw",
-            conflicts_with = "config"
-        )]
-        allow_sql: Vec<String>,
-        /// SQL script run on the scratch SQLite database a component importing sql gets.
-        #[arg(long)]
-        sql_setup: Option<PathBuf>,
+        #[command(flatten)]
+        args: TestArgs,
         /// Fail (exit 1) unless the outcome is this one.
         #[arg(long, value_enum)]
         expect: Option<OutcomeKind>,
@@ -172,28 +145,7 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Test {
-            component,
-            event,
-            state,
-            config,
-            route,
-            allow_emit,
-            allow_sql,
-            sql_setup,
-            expect,
-            json,
-        } => {
-            let args = TestArgs {
-                component,
-                event,
-                state,
-                config,
-                route,
-                allow_emit,
-                allow_sql,
-                sql_setup,
-            };
+        Command::Test { args, expect, json } => {
             let report = switchyard::devtools::test::run(&args)
                 .await
                 .unwrap_or_else(|e| could_not_run(&e));

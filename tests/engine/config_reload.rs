@@ -16,11 +16,7 @@ async fn host_from_file(dir: &Path) -> (Switchyard, Running, PathBuf) {
 }
 
 async fn final_row(dir: &Path, id: i64) -> RowView {
-    let db = crate::testdb::TestDb::Sqlite(
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("db.sqlite").display()))
-            .await
-            .unwrap(),
-    );
+    let db = crate::reload::host_db(dir).await;
     let row = eventually(format!("row {id} final"), WAIT, || async {
         until(db.row(TABLE, id).await, |row| {
             row.as_ref()
@@ -117,14 +113,7 @@ async fn a_reload_changing_restart_keys_is_refused_naming_each_key() {
 async fn a_row_waiting_for_a_route_flows_once_a_reload_adds_it() {
     let dir = tempfile::tempdir().unwrap();
     let (host, running, path) = host_from_file(dir.path()).await;
-    let db = crate::testdb::TestDb::Sqlite(
-        sqlx::SqlitePool::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("db.sqlite").display()
-        ))
-        .await
-        .unwrap(),
-    );
+    let db = crate::reload::host_db(dir.path()).await;
     // Another producer's row of a type this host does not route yet: it waits, `pending`.
     let wrapper = r#"{"event_type":"probe.later","payload":{"set":{"later":"ran"}}}"#;
     let id = db.insert_raw(TABLE, "probe.later", wrapper, 20).await;

@@ -257,6 +257,12 @@ async fn each_way_of_changing_a_file_reloads_exactly_once_and_a_touch_not_at_all
     r.h.stop().await;
 }
 
+/// The database of a host started by [`host_from_file`] in `dir`.
+pub(crate) async fn host_db(dir: &Path) -> crate::testdb::TestDb {
+    let url = format!("sqlite://{}", dir.join("db.sqlite").display());
+    crate::testdb::TestDb::Sqlite(sqlx::SqlitePool::connect(&url).await.unwrap())
+}
+
 /// A host started from a config file on disk, so the file itself can be changed.
 pub(crate) async fn host_from_file(
     dir: &Path,
@@ -298,14 +304,7 @@ async fn config_reload_applies_valid_routes_and_refuses_invalid_ones() {
         ))
         .await
         .unwrap();
-    let db = crate::testdb::TestDb::Sqlite(
-        sqlx::SqlitePool::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("db.sqlite").display()
-        ))
-        .await
-        .unwrap(),
-    );
+    let db = host_db(dir.path()).await;
     let row = eventually(format!("row {id} to be consumed"), WAIT, || async {
         match db.row(TABLE, id).await {
             Some(row) if row.status == "consumed" => Ok(row),
@@ -387,14 +386,7 @@ async fn a_new_version_serves_on_baseline_code_then_on_its_optimized_code() {
         1,
         "the upgrade is not another version"
     );
-    let db = crate::testdb::TestDb::Sqlite(
-        sqlx::SqlitePool::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("db.sqlite").display()
-        ))
-        .await
-        .unwrap(),
-    );
+    let db = host_db(dir.path()).await;
     let row = eventually("the event to be consumed", WAIT, || async {
         until(db.row(TABLE, id).await, |r| {
             r.as_ref().is_some_and(|r| r.status == "consumed")

@@ -65,9 +65,7 @@ async fn a_legacy_shared_table_drains_to_the_owners_of_its_rows(setup: Setup) {
     // A type nobody routes waits for its owner: never claimed, never published.
     let row = h.row(shared, unrouted).await.unwrap();
     assert_eq!(row.status, "pending");
-    let never_published =
-        format!("SELECT COUNT(*) FROM {shared} WHERE id = {unrouted} AND publish_count = 0");
-    assert_eq!(h.db.scalar(&never_published).await, 1);
+    assert!(h.db.never_published(shared, unrouted).await);
     let status = h.host.status().await.unwrap();
     let probe = status.iter().find(|(s, _)| s.name == "probe").unwrap();
     assert_eq!(probe.1.foreign, 1, "the unrouted row is the backlog left");
@@ -108,11 +106,7 @@ async fn an_emit_to_an_external_service_only_inserts_its_row() {
         row.status, "pending",
         "the other system's relay takes it from here"
     );
-    let never_published = format!(
-        "SELECT COUNT(*) FROM sink_outbox_messages WHERE id = {} AND publish_count = 0",
-        ids[0]
-    );
-    assert_eq!(h.db.scalar(&never_published).await, 1);
+    assert!(h.db.never_published("sink_outbox_messages", ids[0]).await);
     let status = h.host.status().await.unwrap();
     let sink = status.iter().find(|(s, _)| s.name == "sink").unwrap();
     assert_eq!(sink.0.mode.as_str(), "external");

@@ -161,6 +161,13 @@ impl TestDb {
         }
     }
 
+    /// Whether row `id` of `table` was never handed to a transport (`publish_count = 0`): a
+    /// row left for another owner, not skipped in a loop.
+    pub async fn never_published(&self, table: &str, id: i64) -> bool {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE id = {id} AND publish_count = 0");
+        self.scalar(&sql).await == 1
+    }
+
     /// One text value computed by `sql` (no parameters), e.g. a schema summary.
     pub async fn text(&self, sql: &str) -> String {
         let sql = AssertSqlSafe(sql.to_owned());

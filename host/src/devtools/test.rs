@@ -25,20 +25,37 @@ const DEFAULT_SERVICE: &str = "test";
 /// The service that owns the types `--allow-emit` grants (an `external` one: only routed).
 const EMITTED_SERVICE: &str = "emitted";
 
-/// What `switchyard test` is asked to do.
-#[derive(Debug, Clone, Default)]
+/// What `switchyard test` is asked to do (the command's arguments, parsed by clap).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct TestArgs {
+    /// The component file (.wasm).
     pub component: PathBuf,
+    /// JSON event: {"event_type": "...", "payload": {...}}; optional event_id, version,
+    /// key, aggregate_id, attempt, outbox_id, service, chain_depth.
+    #[arg(long)]
     pub event: PathBuf,
+    /// JSON object of key -> string value: the service's state before the event.
+    #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Take limits and grants from this config's route (default: [limits] defaults,
+    /// nothing granted but --allow-emit / --allow-sql).
+    #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// The route whose limits and grants apply; default: the event's type.
+    /// The route (event type) of --config whose policy applies; default: the event's type.
+    #[arg(long, requires = "config")]
     pub route: Option<String>,
-    /// Without a config: event types the handler may emit.
+    /// Without --config: an event type the handler may emit (repeatable).
+    #[arg(long = "allow-emit", value_name = "TYPE", conflicts_with = "config")]
     pub allow_emit: Vec<String>,
-    /// Without a config: `table=r` or `table=rw` grants of the `sql` import.
+    /// Without --config: grant sql on TABLE=r or TABLE=rw (repeatable).
+    #[arg(
+        long = "allow-sql",
+        value_name = "TABLE=r|rw",
+        conflicts_with = "config"
+    )]
     pub allow_sql: Vec<String>,
-    /// A SQL script run on the scratch SQLite database before the event.
+    /// SQL script run on the scratch SQLite database a component importing sql gets.
+    #[arg(long)]
     pub sql_setup: Option<PathBuf>,
 }
 

@@ -93,8 +93,12 @@ pub(super) async fn run(
         if full {
             continue; // more rows are due right now
         }
-        let types = shared.catalog.get().routed_types().to_vec();
-        let sleep = match shared.store.next_due(&service.table, &types).await {
+        let catalog = shared.catalog.get();
+        let sleep = match shared
+            .store
+            .next_due(&service.table, catalog.routed_types())
+            .await
+        {
             Ok(Some(due)) => until(due).min(poll),
             _ => poll,
         };
