@@ -17,6 +17,7 @@ mod capture;
 mod host;
 mod neighbour;
 mod raw;
+mod reload;
 mod sandbox;
 mod sql;
 
@@ -86,10 +87,15 @@ enum Cmd {
         invocations: usize,
     },
     /// Issue 6: component file written -> first event consumed by the new version, with a
-    /// cold compile and with the compiled-component cache warm.
+    /// cold compile and with the compiled-component cache warm; issue 15: the same for an
+    /// 18 MB componentize-py handler (baseline code first, then optimized), and its throughput
+    /// before and after.
     Reload {
         #[arg(long, default_value_t = 5)]
         reps: usize,
+        /// Reloads of the Python handler (`scripts/build-handlers.sh` builds it); 0 skips it.
+        #[arg(long, default_value_t = 3)]
+        big_reps: usize,
     },
     /// Issue 12: the task route's throughput alone, then while a hostile route of another
     /// service loops to its deadline again and again, in one host (embedded transport).
@@ -519,7 +525,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Handler { db, events } => sandbox::handler(db, events).await?,
         Cmd::Instantiate { invocations } => sandbox::instantiate(invocations).await?,
         Cmd::Limits { invocations } => sandbox::limits(invocations).await?,
-        Cmd::Reload { reps } => sandbox::reload(reps).await?,
+        Cmd::Reload { reps, big_reps } => reload::reload(reps, big_reps).await?,
         Cmd::Neighbour { db, events } => neighbour::neighbour(db, events).await?,
         Cmd::Sql {
             db,
@@ -583,7 +589,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             sandbox::handler(Db::Mariadb, events).await?;
             sandbox::instantiate(events).await?;
             sandbox::limits(events).await?;
-            sandbox::reload(5).await?;
+            reload::reload(5, 3).await?;
             neighbour::neighbour(Db::Mariadb, events).await?;
             sql::sql(Db::Mariadb, Transport::Embedded, events).await?;
             sql::sql(Db::Mariadb, Transport::Kafka, events).await?;

@@ -1,12 +1,12 @@
 //! Scenarios about the sandbox itself: the task handler as a component vs the same logic as
 //! native Rust (same state/effects path), the cost of one invocation of a trivial handler,
-//! the overhead of fuel metering (issue 7), and hot-reload latency (issue 6).
+//! and the overhead of fuel metering (issue 7). Hot-reload latency is in `reload.rs`.
 //!
 //! These call the host's public runtime API ([`Runtime::invoke`]) and store API
 //! ([`Store::apply`]) the way the consumer does, so only the handler differs between runs.
 
-use crate::host::{BenchHost, Mode, task_payload};
-use crate::{Db, Figures, FreshDb, Scratch, Transport, capture, component, hwm_kib, reset_hwm};
+use crate::host::{Mode, task_payload};
+use crate::{Db, Figures, FreshDb, Scratch, Transport, component, hwm_kib, reset_hwm};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -374,115 +374,5 @@ pub async fn limits(n: usize) -> anyhow::Result<()> {
     crate::print_header(&format!("switchyard-bench limits --invocations {n}"));
     a.print(None);
     b.print(Some(&a));
-    Ok(())
-}
-
-/// `bytes` with a custom section named `switchyard-bench` holding `tag` appended: a valid
-/// component with the same behaviour and a different content hash.
-fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
-    fn leb(mut v: usize, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-    let name = b"switchyard-bench";
-    let mut body = Vec::new();
-    leb(name.len(), &mut body);
-    body.extend_from_slice(name);
-    body.extend_from_slice(tag.as_bytes());
-    let mut out = bytes.to_vec();
-    out.push(0);
-    leb(body.len(), &mut out);
-    out.extend_from_slice(&body);
-    out
-}
-
-/// Writes `bytes` to `path` by atomic rename, as build tools do.
-fn replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_file_name(".task.wasm.part");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
-/// Writes `bytes`, then publishes an event every 2 ms until one is consumed by that version.
-/// Returns (file written -> swapped in, file written -> first event consumed by it).
-async fn measure_reload(
-    bh: &BenchHost,
-    path: &Path,
-    bytes: &[u8],
-) -> anyhow::Result<(Duration, Duration)> {
-    let hash = switchyard::runtime::content_hash(bytes);
-    capture::reset();
-    replace(path, bytes)?;
-    let t0 = Instant::now();
-    let mut swapped = None;
-    let mut k = 1_000_000;
-    loop {
-        if swapped.is_none() && bh.running.routes().iter().any(|(_, c)| c.hash == hash) {
-            swapped = Some(t0.elapsed());
-        }
-        if let Some(at) = capture::first_with_version(&hash) {
-            return Ok((swapped.unwrap_or(at - t0), at - t0));
-        }
-        anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(30),
-            "version {} not serving after 30 s",
-            &hash[..12]
-        );
-        k += 1;
-        bh.host
-            .publish(NewEvent::new("task.record.requested", task_payload(k)))
-            .await?;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-/// Issue 6: file written -> first event served by the new version (watch, 50 ms debounce,
-/// compile, validate, swap, then the next event's consume commit), cold compile vs the
-/// compiled-component cache warm (switching back to a version compiled earlier).
-///
-/// # Errors
-/// Host or file failures.
-pub async fn reload(reps: usize) -> anyhow::Result<()> {
-    let comp = Scratch::new()?;
-    let path = comp.0.join("task.wasm");
-    let original = std::fs::read(component("task")?)?;
-    let v0 = variant(&original, "v0");
-    std::fs::write(&path, &v0)?;
-    let bh = BenchHost::start(Db::Sqlite, Transport::Embedded, Mode::Default, &path, true).await?;
-    reset_hwm();
-    let (mut cold, mut cached) = (Vec::new(), Vec::new());
-    for r in 0..reps {
-        // A never-seen version: compiled from scratch.
-        let fresh = variant(&original, &format!("cold-{r}-{}", crate::unique()));
-        cold.push(measure_reload(&bh, &path, &fresh).await?);
-        // v0 again: compiled at start, so wasmtime's on-disk cache has it.
-        cached.push(measure_reload(&bh, &path, &v0).await?);
-    }
-    let hwm = hwm_kib();
-    bh.stop().await;
-    let fig = |name: &str, v: &[(Duration, Duration)], first: bool| Figures {
-        name: name.into(),
-        events: v.len(),
-        elapsed: v.iter().map(|(s, e)| if first { *e } else { *s }).sum(),
-        latencies: v.iter().map(|(s, e)| if first { *e } else { *s }).collect(),
-        hwm_kib: hwm,
-    };
-    crate::print_header(&format!(
-        "switchyard-bench reload --reps {reps}   (events column = reloads; events/s = reloads/s)"
-    ));
-    let cold_first = fig("reload cold compile: written -> first event", &cold, true);
-    let cached_first = fig("reload cache warm: written -> first event", &cached, true);
-    fig("reload cold compile: written -> swapped", &cold, false).print(None);
-    cold_first.print(None);
-    fig("reload cache warm: written -> swapped", &cached, false).print(None);
-    cached_first.print(Some(&cold_first));
     Ok(())
 }
