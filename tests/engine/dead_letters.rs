@@ -570,24 +570,70 @@ async fn the_binary_lists_shows_requeues_and_purges_only_with_confirmation() {
         "after the fix"
     );
 
-    let text = ok(&switchyard(&[
+    // On a terminal it asks; only a typed "yes" deletes.
+    let purge = [
         "dead",
         "purge",
         "-c",
         cfg,
         "--service",
         "probe",
-        "--reason",
-        "boom",
-        "--yes",
         "--by",
         "ops",
-    ]));
-    assert!(text.contains("2 dead rows would be deleted"), "{text}");
-    assert!(text.contains("deleted 2 dead rows"), "{text}");
+    ];
+    let (code, screen) = on_terminal(&[&purge[..], &["--reason", "boom"]].concat(), "no\n");
+    assert!(!code.success(), "{screen}");
+    assert!(
+        screen.contains("2 dead rows would be deleted") && screen.contains("not confirmed"),
+        "{screen}"
+    );
+    assert_eq!(db.ids(PROBE).await.len(), 3);
+    let (code, screen) = on_terminal(
+        &[&purge[..], &["--id", &boom1.to_string()]].concat(),
+        "yes\n",
+    );
+    assert!(code.success(), "{screen}");
+    assert!(screen.contains("deleted 1 dead rows"), "{screen}");
+    let text = ok(&switchyard(
+        &[&purge[..], &["--reason", "boom", "--yes"]].concat(),
+    ));
+    assert!(text.contains("1 dead rows would be deleted"), "{text}");
+    assert!(text.contains("deleted 1 dead rows"), "{text}");
     let left: Vec<i64> = db.ids(PROBE).await;
     assert_eq!(left, [acked]);
     assert!(running.shutdown(std::time::Duration::from_secs(10)).await);
+}
+
+/// Runs the binary with a terminal as its stdin (util-linux `script`), typing `input`; returns
+/// its exit status and what the terminal showed.
+fn on_terminal(args: &[&str], input: &str) -> (std::process::ExitStatus, String) {
+    use std::io::Write;
+    let command: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_switchyard"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let mut child = Command::new("script")
+        .args(["-qec", &command.join(" "), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs the binary on a terminal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 /// Writes a message with headers straight to a topic.
