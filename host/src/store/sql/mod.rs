@@ -4,8 +4,9 @@
 //! Written once here: the consume transaction and the failed-attempt rule (`apply.rs`), the
 //! additive outbox-table migration of the servers (`migrate.rs`), the outbox INSERT
 //! (`insert.rs`), the `hold_key_order` condition (`hold_keys_sql`), the reading of claimed
-//! rows (`claimed_rows`) and the plain reads (`next_due`, `table_status`, `state_get`,
-//! `row_states`). `QueryBuilder` renders `?` or `$n` placeholders by itself.
+//! rows (`claimed_rows`), the plain reads (`next_due`, `table_status`, `state_get`,
+//! `row_states`) and an operator's dead-letter statements (`dead.rs`: list, show, requeue,
+//! purge, only ever on `dead` rows). `QueryBuilder` renders `?` or `$n` placeholders by itself.
 //!
 //! What really differs stays in each backend's folder, behind the [`Dialect`] hooks:
 //! - how a write transaction begins ([`Dialect::begin_write`]: SQLite takes its write lock
