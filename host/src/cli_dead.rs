@@ -181,7 +181,7 @@ impl PickArgs {
 /// Who acts and why, recorded with every row requeued or purged.
 #[derive(Args)]
 struct WhoArgs {
-    /// Who acts (recorded); default: $USER.
+    /// Who acts (recorded); default: $USER, else the login name of the user running it.
     #[arg(long, value_name = "NAME")]
     by: Option<String>,
     /// Why (recorded), e.g. "fixed the webhook URL, PROJ-123".
@@ -194,8 +194,13 @@ impl WhoArgs {
         let actor = self
             .by
             .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .or_else(|| std::env::var("LOGNAME").ok())
+            .or_else(|| std::env::var("USER").ok().filter(|a| !a.trim().is_empty()))
+            .or_else(|| {
+                std::env::var("LOGNAME")
+                    .ok()
+                    .filter(|a| !a.trim().is_empty())
+            })
+            .or_else(login_name)
             .filter(|a| !a.trim().is_empty())
             .context("say who acts with --by NAME ($USER is not set)")?;
         Ok(Operator {
@@ -203,6 +208,19 @@ impl WhoArgs {
             note: self.note.clone(),
         })
     }
+}
+
+/// The login name of this process's user from `/etc/passwd`, where `$USER` is not set (a
+/// container's root shell, cron).
+fn login_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+    })
 }
 
 /// `--since`: a duration back from now (humantime's units: `30m`, `2h`, `7d`, `1h 30m`) or an
@@ -476,7 +494,7 @@ fn not_dead(
         .iter()
         .map(|(id, status)| match status {
             Some(s) => format!("row {id} is {s}"),
-            None => format!("row {id} does not exist in {table}"),
+            None => format!("there is no row {id} in {table}"),
         })
         .collect();
     anyhow::anyhow!(
@@ -737,10 +755,16 @@ fn dlq_json(service: &str, topic: &str, m: &DlqMessage) -> serde_json::Value {
 /// A database error saying a table is missing, explained: `migrate` creates the tables (this
 /// version adds `switchyard_dead_letter_actions`), and `dead` never does.
 fn unmigrated(e: anyhow::Error, config: &Path) -> anyhow::Error {
-    let text = format!("{e:#}");
-    let missing = ["doesn't exist", "does not exist", "no such table"]
-        .iter()
-        .any(|m| text.contains(m));
+    // Only the database's own word counts, never text of ours that happens to match.
+    let missing = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<switchyard::store::StoreError>())
+        .any(|db| {
+            let text = db.to_string();
+            ["doesn't exist", "does not exist", "no such table"]
+                .iter()
+                .any(|m| text.contains(m))
+        });
     if missing {
         e.context(format!(
             "a table is missing: run `switchyard migrate -c {}` first (it creates the outbox \
@@ -769,6 +793,11 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-12-01T06:00:00Z");
         let e = parse_since("yesterday").unwrap_err();
         assert!(e.contains("neither a duration"), "{e}");
+    }
+
+    #[test]
+    fn the_actor_defaults_to_the_login_name_without_user() {
+        assert!(login_name().is_some_and(|n| !n.is_empty()));
     }
 
     #[test]
