@@ -510,6 +510,22 @@ async fn the_binary_lists_shows_requeues_and_purges_only_with_confirmation() {
     assert!(err.contains(&format!("row {acked} is consumed")), "{err}");
     let err = failed(&switchyard(&[
         "dead",
+        "requeue",
+        "-c",
+        cfg,
+        "--service",
+        "probe",
+        "--id",
+        "999999",
+        "--by",
+        "ops",
+    ]));
+    assert!(
+        err.contains("there is no row 999999 in probe_outbox_messages") && !err.contains("migrate"),
+        "{err}"
+    );
+    let err = failed(&switchyard(&[
+        "dead",
         "purge",
         "-c",
         cfg,
