@@ -1,5 +1,6 @@
 //! The `switchyard` binary: parses arguments and wires the library together. No logic here.
 
+mod cli_dead;
 mod new;
 
 use anyhow::Context;
@@ -103,6 +104,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Dead letters: list, show, requeue and purge dead rows; list and replay Kafka's
+    /// dead-letter topics (docs/operations.md).
+    Dead(cli_dead::DeadArgs),
     /// Show the contract version and world a component implements, its imports and the
     /// grants its route must give; fail on a file that is not a handler component.
     Check {
@@ -162,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
             print_report(json, &report, || report.human());
             Ok(())
         }
+        Command::Dead(args) => cli_dead::run(args).await,
         Command::Run { config } => run(load(&config)?).await,
         Command::Publish {
             config,

@@ -11,6 +11,7 @@ mod config_errors;
 mod config_reload;
 mod consume;
 mod db_restart;
+mod dead_letters;
 mod fleet;
 mod handler_tools;
 mod hostile;

@@ -12,6 +12,7 @@ mod batch_state;
 mod commit;
 mod consumer;
 pub mod counters;
+mod dead;
 pub mod health;
 pub mod outbox;
 mod relay;
@@ -20,6 +21,7 @@ mod routes;
 pub mod supervise;
 
 pub use counters::Counters;
+pub use dead::{Operator, ReplayReport, ReplaySelection};
 pub use outbox::{EnqueueError, EnqueueOn, NewEvent, Outbox, Ticket, Wakers};
 pub use routes::{RouteLoadError, RouteTable};
 

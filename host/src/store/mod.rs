@@ -11,6 +11,7 @@
 //! once, in `sql/`. The store contract suite (`tests/engine/store_contract.rs`) runs the same
 //! assertions against each backend.
 
+pub mod dead;
 pub mod mysql;
 pub mod postgres;
 pub mod sql;
@@ -243,6 +244,40 @@ pub trait Store: Send + Sync + 'static {
     /// Counts by status, the oldest due pending row, and the rows not yet final whose type is
     /// not one of `own_types` (the service's), for `switchyard status`.
     async fn table_status(&self, table: &str, own_types: &[String]) -> StoreResult<TableStatus>;
+
+    /// The `dead` rows of `table` that `filter` selects, in id order, at most `limit`, and how
+    /// many match in all (`switchyard dead list`). Reads only.
+    async fn dead_rows(
+        &self,
+        table: &str,
+        filter: &dead::DeadFilter,
+        limit: Option<u64>,
+    ) -> StoreResult<dead::DeadPage>;
+
+    /// One row of `table` with every column, whatever its status (`switchyard dead show`).
+    async fn whole_row(&self, table: &str, id: i64) -> StoreResult<Option<dead::WholeRow>>;
+
+    /// The selected rows that are still `dead` back to `pending` in one transaction:
+    /// `retry_count` 0, `last_error` cleared, due at `action.at`; one row per requeued row
+    /// in `switchyard_dead_letter_actions` (who, when, why, and the attempts and last error the
+    /// row had). Rows named by id that are not dead refuse the whole requeue
+    /// ([`dead::DeadChange::NotDead`]); a row that stopped being dead meanwhile is never
+    /// touched. Safe while hosts run: only `dead` rows are locked and written.
+    async fn requeue_dead(
+        &self,
+        table: &str,
+        selection: &dead::DeadSelection,
+        action: &dead::DeadAction,
+    ) -> StoreResult<dead::DeadChange>;
+
+    /// Deletes the selected rows that are still `dead`, recorded as [`Store::requeue_dead`]
+    /// records its rows; never deletes a row in any other status.
+    async fn purge_dead(
+        &self,
+        table: &str,
+        selection: &dead::DeadSelection,
+        action: &dead::DeadAction,
+    ) -> StoreResult<dead::DeadChange>;
 }
 
 /// Opens the store named by a database URL.

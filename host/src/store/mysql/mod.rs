@@ -96,6 +96,11 @@ pub async fn insert_rows(
 impl Dialect for MySql {
     const BACKEND: crate::handler_sql::Backend = crate::handler_sql::Backend::MySql;
 
+    const LAST_ERROR_CONTAINS: [&'static str; 2] = [
+        "INSTR(CAST(last_error AS BINARY), CAST(",
+        " AS BINARY)) > 0",
+    ];
+
     const STATEMENT_LIMIT: Option<crate::store::sql::handler_sql::StatementLimit> =
         Some(crate::store::sql::handler_sql::StatementLimit {
             // InnoDB's lock wait, in whole seconds (at least 1): MySQL and MariaDB both have it. A

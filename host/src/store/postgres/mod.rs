@@ -59,6 +59,8 @@ pub async fn insert_rows(
 impl Dialect for Postgres {
     const BACKEND: crate::handler_sql::Backend = crate::handler_sql::Backend::Postgres;
 
+    const LAST_ERROR_CONTAINS: [&'static str; 2] = ["strpos(last_error, ", ") > 0"];
+
     const STATEMENT_LIMIT: Option<crate::store::sql::handler_sql::StatementLimit> =
         Some(crate::store::sql::handler_sql::StatementLimit {
             // Covers lock waits too. LOCAL: set inside the savepoint, undone by its rollback.

@@ -4,8 +4,9 @@
 //! Written once here: the consume transaction and the failed-attempt rule (`apply.rs`), the
 //! additive outbox-table migration of the servers (`migrate.rs`), the outbox INSERT
 //! (`insert.rs`), the `hold_key_order` condition (`hold_keys_sql`), the reading of claimed
-//! rows (`claimed_rows`) and the plain reads (`next_due`, `table_status`, `state_get`,
-//! `row_states`). `QueryBuilder` renders `?` or `$n` placeholders by itself.
+//! rows (`claimed_rows`), the plain reads (`next_due`, `table_status`, `state_get`,
+//! `row_states`) and an operator's dead-letter statements (`dead.rs`: list, show, requeue,
+//! purge, only ever on `dead` rows). `QueryBuilder` renders `?` or `$n` placeholders by itself.
 //!
 //! What really differs stays in each backend's folder, behind the [`Dialect`] hooks:
 //! - how a write transaction begins ([`Dialect::begin_write`]: SQLite takes its write lock
@@ -26,6 +27,7 @@
 
 mod apply;
 mod consume;
+pub(crate) mod dead;
 pub mod handler_sql;
 mod insert;
 pub(crate) mod migrate;
@@ -33,6 +35,7 @@ mod requeue;
 
 pub(crate) use insert::{in_input_order, insert_returning, insert_statements};
 
+use super::dead::{DeadAction, DeadChange, DeadFilter, DeadPage, DeadSelection, WholeRow};
 use super::{
     ApplyReport, Backoff, BatchOutcomes, Claim, Hosting, NewRow, OutboxRow, Relocation, RowState,
     Store, StoreResult, TableStatus, Timestamp, db,
@@ -65,6 +68,11 @@ pub trait Dialect: Database {
 
     /// Which database this is.
     const BACKEND: crate::handler_sql::Backend;
+
+    /// "`last_error` contains the bound text", case-sensitive, split around its one
+    /// placeholder (`dead --reason`): SQLite `instr`, PostgreSQL `strpos`, MySQL `INSTR` on
+    /// binary strings (its default collations would ignore case).
+    const LAST_ERROR_CONTAINS: [&'static str; 2];
 
     /// How the server is told to give up on a handler's statement that runs past the
     /// invocation's deadline (the host has stopped waiting for it by then, but the server would
@@ -395,6 +403,39 @@ where
         let report = Self::apply_batch(&mut tx, table, batch, policy, now).await?;
         tx.commit().await.map_err(db("commit apply"))?;
         Ok(report)
+    }
+
+    async fn dead_rows(
+        &self,
+        table: &str,
+        filter: &DeadFilter,
+        limit: Option<u64>,
+    ) -> StoreResult<DeadPage> {
+        self.read_dead_rows(table, filter, limit).await
+    }
+
+    async fn whole_row(&self, table: &str, id: i64) -> StoreResult<Option<WholeRow>> {
+        self.read_whole_row(table, id).await
+    }
+
+    async fn requeue_dead(
+        &self,
+        table: &str,
+        selection: &DeadSelection,
+        action: &DeadAction,
+    ) -> StoreResult<DeadChange> {
+        self.act_on_dead(table, selection, action, dead::DeadOp::Requeue)
+            .await
+    }
+
+    async fn purge_dead(
+        &self,
+        table: &str,
+        selection: &DeadSelection,
+        action: &DeadAction,
+    ) -> StoreResult<DeadChange> {
+        self.act_on_dead(table, selection, action, dead::DeadOp::Purge)
+            .await
     }
 
     async fn table_status(&self, table: &str, own_types: &[String]) -> StoreResult<TableStatus> {

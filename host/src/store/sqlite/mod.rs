@@ -79,6 +79,8 @@ pub async fn insert_rows(
 impl Dialect for Sqlite {
     const BACKEND: crate::handler_sql::Backend = crate::handler_sql::Backend::Sqlite;
 
+    const LAST_ERROR_CONTAINS: [&'static str; 2] = ["instr(last_error, ", ") > 0"];
+
     const STATEMENT_LIMIT: Option<crate::store::sql::handler_sql::StatementLimit> = None;
 
     type HostLock = SqliteHostLock;

@@ -7,6 +7,7 @@
 
 use super::client::consumer_config;
 use super::context::{GroupContext, Owned};
+use super::dlq::{DLQ_ORIGIN, DLQ_REASON};
 use super::events::{ConsumeFailed, DeadLetterFailed, MessageDeadLettered};
 use super::producer::{Producer, Record};
 use super::topics::{Topics, dlq_topic};
@@ -213,7 +214,7 @@ impl Subscription for KafkaSubscription {
             let record = Record {
                 key: &delivery.key,
                 value: &delivery.value,
-                headers: vec![("dlq_reason", reason), ("dlq_origin", &delivery.origin)],
+                headers: vec![(DLQ_REASON, reason), (DLQ_ORIGIN, &delivery.origin)],
             };
             match self.producer.send(&dlq, &[record]).await.pop() {
                 Some(Ok(())) => {

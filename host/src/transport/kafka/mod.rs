@@ -10,6 +10,7 @@
 mod client;
 mod consumer;
 mod context;
+pub mod dlq;
 mod events;
 mod producer;
 mod topics;
