@@ -17,6 +17,7 @@ mod hostile;
 mod kafka;
 mod key_order;
 mod migration;
+mod observability;
 mod polyglot;
 mod reload;
 mod sandbox;

@@ -13,6 +13,7 @@ mod commit;
 mod consumer;
 pub mod counters;
 pub mod health;
+mod lag;
 pub mod outbox;
 mod relay;
 mod reload;
@@ -277,6 +278,10 @@ impl Switchyard {
                 stop.child_token(),
                 move || consumer::run(s.clone(), svc.clone(), subscription.clone(), token.clone()),
             ));
+        }
+        if config.admin.listen.is_some() {
+            // The backlog gauges of /metrics; nothing else shows them.
+            tasks.spawn(lag::run(shared.clone(), stop.child_token()));
         }
         if config.reload.watch {
             let watch =

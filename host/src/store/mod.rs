@@ -243,6 +243,11 @@ pub trait Store: Send + Sync + 'static {
     /// Counts by status, the oldest due pending row, and the rows not yet final whose type is
     /// not one of `own_types` (the service's), for `switchyard status`.
     async fn table_status(&self, table: &str, own_types: &[String]) -> StoreResult<TableStatus>;
+
+    /// The rows of `table` not yet consumed, by status, and the oldest pending row's due
+    /// time: index range reads only (`status`, `next_retry_at`), cheap enough to run every few
+    /// seconds on a table of millions of consumed rows. Never DDL.
+    async fn backlog(&self, table: &str) -> StoreResult<Backlog>;
 }
 
 /// Opens the store named by a database URL.

@@ -11,6 +11,7 @@ mod client;
 mod consumer;
 mod context;
 mod events;
+mod lag;
 mod producer;
 mod topics;
 
@@ -42,6 +43,7 @@ pub struct KafkaTransport {
     producer: Arc<Producer>,
     topics: Arc<Topics>,
     subscribed: Mutex<HashSet<String>>,
+    lag: lag::GroupLag,
 }
 
 impl KafkaTransport {
@@ -66,6 +68,7 @@ impl KafkaTransport {
             producer,
             topics,
             subscribed: Mutex::new(HashSet::new()),
+            lag: lag::GroupLag::new(config),
         })
     }
 }
@@ -126,6 +129,17 @@ impl Transport for KafkaTransport {
             self.topics.clone(),
         )?;
         Ok(Box::new(subscription))
+    }
+
+    async fn lag(&self, channel: Channel<'_>) -> Result<u64, TransportError> {
+        self.lag
+            .read(channel.topic, channel.group)
+            .await
+            .map_err(|reason| TransportError::Lag {
+                topic: channel.topic.to_owned(),
+                group: channel.group.to_owned(),
+                reason,
+            })
     }
 
     fn is_volatile(&self) -> bool {
