@@ -63,7 +63,17 @@ impl GroupLag {
     }
 }
 
+/// Events a reading serves from the reader's queue first, at most (see [`lag_of`]).
+const QUEUED_EVENTS: usize = 100;
+
 fn lag_of(reader: &BaseConsumer<HostContext>, topic: &str) -> Result<u64, KafkaError> {
+    // A consumer that is never polled keeps its client events (errors while a broker is away)
+    // queued forever: serve them (they reach `HostContext::error`) before each reading.
+    for _ in 0..QUEUED_EVENTS {
+        if reader.poll(Duration::ZERO).is_none() {
+            break;
+        }
+    }
     let md = reader.fetch_metadata(Some(topic), LAG_TIMEOUT)?;
     let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
         return Err(KafkaError::MetadataFetch(
