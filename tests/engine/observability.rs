@@ -638,7 +638,14 @@ async fn every_metric_the_grafana_dashboard_queries_is_exposed_by_a_running_host
         })
         .await;
     }
+    // The sampling interval applies live: a reload changing it is not refused as a restart key.
+    std::fs::write(
+        &file,
+        text.replace("sample_interval_ms = 50", "sample_interval_ms = 60"),
+    )
+    .unwrap();
     running.reload_config().await.unwrap();
+    assert_eq!(host.config().admin.sample_interval_ms, 60);
     std::fs::write(&probe, b"not a component").unwrap();
     assert!(!running.reload_component(&probe).await);
 
