@@ -49,10 +49,8 @@ echo "== status before the host runs"; "$bin" status -c "$config"
 echo "== run (each hop is logged: relayed from its table, handled by its service's component)"
 RUST_LOG="${RUST_LOG:-info,switchyard=debug}" "$bin" run -c "$config" &
 host=$!
-for _ in $(seq 1 300); do
-  if "$bin" status -c "$config" | awk '$2 ~ /^(full|relay|consume|external)$/ { open += $3 + $4 } END { exit !(open == 0) }'; then break; fi
-  sleep 0.1
-done
+# Returns as soon as every row is final (status --json, parsed by jq or python3).
+scripts/wait-consumed.sh "$bin" "$config" 30 || echo "(continuing: see the status above)"
 kill -TERM "$host"; wait "$host"
 echo "== status after (every row consumed except the two invalid ones, dead)"; "$bin" status -c "$config"
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# One-time machine setup: the C toolchain rdkafka's bundled librdkafka needs (cmake, libcurl)
-# and the wasm32-wasip2 Rust target. Safe to run again.
+# One-time machine setup: the C toolchain rdkafka's bundled librdkafka needs (cmake, libcurl),
+# jq (the demos read `switchyard status --json` with it) and the wasm32-wasip2 Rust target.
+# Safe to run again.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
+command -v jq >/dev/null || need+=(jq)
 dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need+=(libcurl4-openssl-dev)
 if ((${#need[@]})); then
   echo "installing ${need[*]}" >&2

@@ -6,10 +6,11 @@
 //! Read-only: nothing here changes the host. Off unless `[admin] listen` is set.
 
 use crate::engine::StatusHandle;
+use crate::telemetry;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,13 @@ use tokio_util::sync::CancellationToken;
 fn prometheus() -> &'static Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(telemetry::INVOCATION_SECONDS.to_owned()),
+                telemetry::INVOCATION_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; then /metrics says so.
         metrics::set_global_recorder(recorder).ok().map(|_| handle)

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod handler_sql;
 pub mod live;
 pub mod runtime;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod text;

@@ -68,6 +68,18 @@ enum Command {
     Status {
         #[arg(long, short)]
         config: PathBuf,
+        /// Print one JSON document instead of the table (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The routing table: per route its service, table, topic, group, component and mode,
+    /// its grants and its effective limits. Reads the config only.
+    Routes {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Hand a service's in-flight rows back to another relay: `published` → `pending`, due
     /// now, no attempt counted. The rollback step after moving a service off this host (see
@@ -220,12 +232,19 @@ async fn main() -> anyhow::Result<()> {
             println!("{service}: {rows} published rows back to pending");
             Ok(())
         }
-        Command::Status { config } => {
+        Command::Status { config, json } => {
             // Read-only: an operator's inspection never runs DDL against production tables.
             let host = Switchyard::open(load(&config)?).await?;
-            print_status(&host)
+            let report = switchyard::status::gather(&host)
                 .await
-                .map_err(|e| unmigrated(e, &config))
+                .map_err(|e| unmigrated(e, &config))?;
+            print_report(json, &report, || report.human());
+            Ok(())
+        }
+        Command::Routes { config, json } => {
+            let report = switchyard::devtools::routes::report(&load(&config)?)?;
+            print_report(json, &report, || report.human());
+            Ok(())
         }
     }
 }
@@ -263,92 +282,6 @@ fn unmigrated(e: anyhow::Error, config: &std::path::Path) -> anyhow::Error {
         ))
     } else {
         e
-    }
-}
-
-async fn print_status(host: &Switchyard) -> anyhow::Result<()> {
-    println!(
-        "{:<20} {:<8} {:>9} {:>9} {:>9} {:>9} {:>9}  oldest pending",
-        "service", "mode", "pending", "published", "consumed", "dead", "foreign"
-    );
-    let now = switchyard::store::now();
-    for (service, status) in host.status().await? {
-        let count = |s: &str| status.counts.get(s).copied().unwrap_or(0);
-        let oldest = match status.oldest_pending {
-            Some(t) => format!("{:.1}s", (now - t).as_seconds_f64().max(0.0)),
-            None => "-".into(),
-        };
-        println!(
-            "{:<20} {:<8} {:>9} {:>9} {:>9} {:>9} {:>9}  {oldest}",
-            service.name,
-            service.mode.as_str(),
-            count("pending"),
-            count("published"),
-            count("consumed"),
-            count("dead"),
-            status.foreign
-        );
-    }
-    println!(
-        "(foreign: rows not yet final of event types another service owns or no route names; \
-         the service's relay moves the routed ones to their owners' tables)"
-    );
-    if let Some(addr) = host.config().admin.listen {
-        print_routes(addr).await;
-    }
-    Ok(())
-}
-
-/// Asks a running host's admin endpoint for each route's version, load time, reload error
-/// and health.
-async fn print_routes(addr: std::net::SocketAddr) {
-    let url = format!("http://{addr}/routes");
-    let fetched = tokio::task::spawn_blocking(
-        move || -> anyhow::Result<Vec<switchyard::engine::RouteStatus>> {
-            let body = ureq::get(&url).call()?.body_mut().read_to_string()?;
-            Ok(serde_json::from_str(&body)?)
-        },
-    )
-    .await;
-    let routes = match fetched {
-        Ok(Ok(routes)) => routes,
-        Ok(Err(e)) => {
-            println!("\nroutes: no running host answers at {addr} ({e})");
-            return;
-        }
-        Err(e) => {
-            println!("\nroutes: {e}");
-            return;
-        }
-    };
-    println!(
-        "\n{:<36} {:<16} {:<14} {:<10} {:<9} last reload error",
-        "route", "service", "version", "loaded", "health"
-    );
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    for r in routes {
-        let health = if r.health.unhealthy {
-            "UNHEALTHY"
-        } else if r.health.consecutive_failures > 0 {
-            "failing"
-        } else {
-            "ok"
-        };
-        println!(
-            "{:<36} {:<16} {:<14} {:<10} {:<9} {}",
-            r.event_type,
-            r.service,
-            &r.version[..12.min(r.version.len())],
-            format!(
-                "{:.0}s ago",
-                now_ms.saturating_sub(r.loaded_at_ms) as f64 / 1000.0
-            ),
-            health,
-            r.last_reload_error.as_deref().unwrap_or("-")
-        );
     }
 }
 

@@ -3,6 +3,15 @@
 
 use metrics::counter;
 
+/// The invocation latency histogram (seconds), by service and event type; its buckets are
+/// [`INVOCATION_BUCKETS`] (the admin endpoint's exporter is configured with them).
+pub const INVOCATION_SECONDS: &str = "switchyard_invocation_seconds";
+
+/// Bucket bounds of [`INVOCATION_SECONDS`], seconds: 1 ms to the default 5 s deadline and past.
+pub const INVOCATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// A relay published a batch of rows to its service's topic.
 pub struct RelayBatchPublished<'a> {
     pub service: &'a str,
@@ -60,6 +69,8 @@ impl EventHandled<'_> {
         }
         counter!("switchyard_events_total", "service" => self.service.to_owned(), "outcome" => self.outcome.to_owned())
             .increment(1);
+        metrics::histogram!(INVOCATION_SECONDS, "service" => self.service.to_owned(), "event_type" => self.event_type.to_owned())
+            .record(self.micros as f64 / 1e6);
     }
 }
 
@@ -274,5 +285,67 @@ impl ConfigReloadRefused<'_> {
         tracing::error!(path = %self.path.display(), reason = self.reason,
             "config reload refused; the running config is kept");
         metrics::counter!("switchyard_config_reloads_total", "outcome" => "refused").increment(1);
+    }
+}
+
+/// One service's backlog, sampled by the host (`engine/lag.rs`): the gauges a dashboard and
+/// an alert read. Units: rows, messages, seconds.
+pub struct BacklogSampled<'a> {
+    pub service: &'a str,
+    /// Rows `pending`, `published` (not yet consumed) and `dead` in the service's table.
+    pub pending: i64,
+    pub published: i64,
+    pub dead: i64,
+    /// Seconds since the earliest pending row became due; 0 when none is due.
+    pub oldest_pending_age_seconds: f64,
+    /// Messages its consumer group has not taken (embedded queue) or committed (Kafka);
+    /// `None` when the transport could not say (the previous value stays).
+    pub lag: Option<u64>,
+}
+
+impl BacklogSampled<'_> {
+    pub fn emit(&self) {
+        tracing::debug!(
+            service = self.service,
+            pending = self.pending,
+            published = self.published,
+            dead = self.dead,
+            oldest_pending_age_seconds = self.oldest_pending_age_seconds,
+            lag = self.lag,
+            "backlog sampled"
+        );
+        let service = self.service.to_owned();
+        for (status, n) in [
+            ("pending", self.pending),
+            ("published", self.published),
+            ("dead", self.dead),
+        ] {
+            metrics::gauge!("switchyard_outbox_rows", "service" => service.clone(), "status" => status)
+                .set(n as f64);
+        }
+        metrics::gauge!("switchyard_outbox_oldest_pending_age_seconds", "service" => service.clone())
+            .set(self.oldest_pending_age_seconds);
+        if let Some(lag) = self.lag {
+            metrics::gauge!("switchyard_consumer_lag_messages", "service" => service)
+                .set(lag as f64);
+        }
+    }
+}
+
+/// A backlog sample could not be read; the previous values stay on `/metrics`.
+pub struct BacklogSampleFailed<'a> {
+    pub service: &'a str,
+    /// `store` (the outbox table) or `transport` (the consumer group's lag).
+    pub source: &'static str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl BacklogSampleFailed<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(service = self.service, source = self.source, error = %self.error,
+            "backlog sample failed");
+        metrics::counter!("switchyard_backlog_sample_errors_total",
+            "service" => self.service.to_owned(), "source" => self.source)
+        .increment(1);
     }
 }

@@ -18,6 +18,7 @@ mod hostile;
 mod kafka;
 mod key_order;
 mod migration;
+mod observability;
 mod polyglot;
 mod reload;
 mod sandbox;

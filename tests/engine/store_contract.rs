@@ -100,6 +100,7 @@ store_suite!(
     rows_and_state_larger_than_the_servers_packet_are_written_in_several_statements,
     a_handlers_delay_hint_is_a_floor_capped_at_the_backoff_ceiling,
     the_consume_clears_last_error_and_a_publish_keeps_both_columns,
+    backlog_counts_rows_not_yet_consumed_and_the_earliest_pending_due_time,
 );
 
 fn new_row(table: &str, key: &str, n: usize, max_attempts: i32) -> NewRow {
@@ -523,5 +524,51 @@ async fn rows_and_state_larger_than_the_servers_packet_are_written_in_several_st
     assert_eq!(
         db.state("alpha", "big/23").await.map(|v| v.len()),
         Some(1 << 20)
+    );
+}
+
+async fn backlog_counts_rows_not_yet_consumed_and_the_earliest_pending_due_time(
+    store: &dyn Store,
+    db: &TestDb,
+) {
+    assert_eq!(store.backlog(A).await.unwrap(), store::Backlog::default());
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(insert_one(store, A, "", 20).await);
+    }
+    let [done, sent, gone, late, later_one] = ids[..] else {
+        unreachable!()
+    };
+    due_at(db, A, done, "2001-01-01 00:00:00").await;
+    due_at(db, A, sent, "2002-01-01 00:00:00").await;
+    due_at(db, A, late, "2003-01-01 00:00:00").await;
+    due_at(db, A, later_one, "2004-01-01 00:00:00").await;
+    assert_eq!(claim(store, A, now(), 1, false).await[0].id, done);
+    store
+        .apply(
+            A,
+            &batch(vec![(done, consumed(vec![], vec![]))]),
+            &BACKOFF,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim(store, A, now(), 1, false).await[0].id, sent);
+    db.exec(&format!("UPDATE {A} SET status = 'dead' WHERE id = {gone}"))
+        .await;
+    assert_eq!(
+        store.backlog(A).await.unwrap(),
+        store::Backlog {
+            pending: 2,
+            published: 1,
+            dead: 1,
+            oldest_pending: Some(time::macros::datetime!(2003-01-01 0:00)),
+        },
+        "consumed rows are not counted; the oldest pending row is the earliest due"
+    );
+    assert_eq!(
+        store.backlog(B).await.unwrap(),
+        store::Backlog::default(),
+        "each table on its own"
     );
 }

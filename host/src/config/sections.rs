@@ -53,12 +53,33 @@ impl Default for ReloadConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address to serve on, e.g. `127.0.0.1:9898`. Default: none (no endpoint). `switchyard
     /// status` reads each route's version, load time, reload error and health from it.
+    #[serde(default)]
     pub listen: Option<std::net::SocketAddr>,
+    /// How often the host samples each service's backlog for `/metrics` (rows pending,
+    /// published and dead, the oldest pending row's age, the consumer group's lag or the
+    /// in-process queue's depth), milliseconds. Default 15000 (Prometheus' usual scrape
+    /// interval); 0 turns sampling off. Only sampled where `listen` is set: nothing else shows
+    /// the values. Applies live on a config reload.
+    #[serde(default = "default_sample_interval_ms")]
+    pub sample_interval_ms: u64,
+}
+
+fn default_sample_interval_ms() -> u64 {
+    15_000
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            sample_interval_ms: default_sample_interval_ms(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -186,7 +207,7 @@ impl Default for ConsumerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Wall-clock budget of one invocation, milliseconds. Default 5000; exceeding it is a retry.
@@ -452,7 +473,7 @@ pub enum TableAccess {
 }
 
 /// Per-route overrides of [`LimitsConfig`]; unset fields take the global value.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteLimits {
     /// Wall-clock budget of one invocation, milliseconds.

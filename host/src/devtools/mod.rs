@@ -1,6 +1,7 @@
 //! Developer tools for handler authors: `switchyard test` ([`test`]: one event through a
 //! component, no database or broker) and `switchyard check` ([`check`]: which contract a
-//! component implements and what its route must grant).
+//! component implements and what its route must grant), and `switchyard routes` ([`routes`]:
+//! a config's routing table with each route's grants and effective limits).
 //!
 //! Both go through the host's own runtime (`Runtime`, `Policy`, the loader, `Runtime::invoke`),
 //! never a copy of it, so a component behaves here as it does on a route. They must never open
@@ -10,6 +11,7 @@ pub mod check;
 mod event;
 mod logs;
 mod memory;
+pub mod routes;
 pub mod test;
 
 use crate::config::{Config, ConfigError};

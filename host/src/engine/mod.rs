@@ -14,6 +14,7 @@ mod consumer;
 pub mod counters;
 mod dead;
 pub mod health;
+mod lag;
 pub mod outbox;
 mod relay;
 mod reload;
@@ -279,6 +280,10 @@ impl Switchyard {
                 stop.child_token(),
                 move || consumer::run(s.clone(), svc.clone(), subscription.clone(), token.clone()),
             ));
+        }
+        if config.admin.listen.is_some() {
+            // The backlog gauges of /metrics; nothing else shows them.
+            tasks.spawn(lag::run(shared.clone(), stop.child_token()));
         }
         if config.reload.watch {
             let watch =

@@ -419,7 +419,7 @@ fn keys_needing_restart(
     differs(old.database_url != new.database_url, "database_url");
     differs(old.transport != new.transport, "[transport]");
     differs(old.naming != new.naming, "naming.prefix");
-    differs(old.admin != new.admin, "admin.listen");
+    differs(old.admin.listen != new.admin.listen, "admin.listen");
     differs(old.reload.watch != new.reload.watch, "reload.watch");
     differs(old.reload.cache != new.reload.cache, "reload.cache");
     differs(

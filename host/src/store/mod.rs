@@ -278,6 +278,11 @@ pub trait Store: Send + Sync + 'static {
         selection: &dead::DeadSelection,
         action: &dead::DeadAction,
     ) -> StoreResult<dead::DeadChange>;
+
+    /// The rows of `table` not yet consumed, by status, and the oldest pending row's due
+    /// time: index range reads only (`status`, `next_retry_at`), cheap enough to run every few
+    /// seconds on a table of millions of consumed rows. Never DDL.
+    async fn backlog(&self, table: &str) -> StoreResult<Backlog>;
 }
 
 /// Opens the store named by a database URL.

@@ -209,6 +209,20 @@ pub struct TableStatus {
     pub foreign: i64,
 }
 
+/// A service table's rows not yet consumed, read cheaply (through the status index, never
+/// counting `consumed` rows) for the host's periodic backlog sample (`engine/lag.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Rows waiting for the relay (due or backing off).
+    pub pending: i64,
+    /// Rows published to the transport and not yet consumed (or failed).
+    pub published: i64,
+    /// Rows that ran out of attempts; they stay until an operator acts.
+    pub dead: i64,
+    /// When the earliest `pending` row became (or becomes) due: its `next_retry_at`.
+    pub oldest_pending: Option<Timestamp>,
+}
+
 /// Splits a batch's final state values into upserts and deletes.
 pub fn split_writes<'a>(
     writes: &BTreeMap<&'a str, Option<&'a [u8]>>,

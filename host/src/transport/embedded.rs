@@ -84,6 +84,13 @@ impl Transport for EmbeddedTransport {
         Ok(Box::new(EmbeddedSubscription { rx }))
     }
 
+    async fn lag(&self, channel: Channel<'_>) -> Result<u64, TransportError> {
+        // Messages sent and not yet received: the channel's used capacity.
+        Ok(self.with_queue(channel.service, |q| {
+            (q.tx.max_capacity() - q.tx.capacity()) as u64
+        }))
+    }
+
     fn is_volatile(&self) -> bool {
         true
     }

@@ -49,6 +49,13 @@ pub enum TransportError {
     /// The consumer side failed; the engine logs it and tries again.
     #[error("consume from {topic} failed: {reason}")]
     Consume { topic: String, reason: String },
+    /// The consumer group's position or the topic's watermarks could not be read.
+    #[error("reading the lag of group {group} on {topic} failed: {reason}")]
+    Lag {
+        topic: String,
+        group: String,
+        reason: String,
+    },
     /// Only one consumer per service may subscribe in one host.
     #[error("service {0} already has a consumer in this host")]
     AlreadySubscribed(String),
@@ -68,6 +75,14 @@ pub trait Transport: Send + Sync + 'static {
         &self,
         channel: Channel<'_>,
     ) -> Result<Box<dyn Subscription>, TransportError>;
+
+    /// How far the service's consumer group is behind: messages on the channel its consumer
+    /// has not yet taken (the embedded queue's depth) or committed (Kafka: high watermark minus
+    /// committed offset, summed over partitions). Cheap: one look, no consuming.
+    ///
+    /// # Errors
+    /// [`TransportError::Lag`] when the broker does not answer.
+    async fn lag(&self, channel: Channel<'_>) -> Result<u64, TransportError>;
 
     /// True when messages in flight do not survive the process (the embedded queue): at start
     /// the engine then republishes rows left `published` by a previous run.

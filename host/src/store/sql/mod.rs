@@ -37,8 +37,8 @@ pub(crate) use insert::{in_input_order, insert_returning, insert_statements};
 
 use super::dead::{DeadAction, DeadChange, DeadFilter, DeadPage, DeadSelection, WholeRow};
 use super::{
-    ApplyReport, Backoff, BatchOutcomes, Claim, Hosting, NewRow, OutboxRow, Relocation, RowState,
-    Store, StoreResult, TableStatus, Timestamp, db,
+    ApplyReport, Backlog, Backoff, BatchOutcomes, Claim, Hosting, NewRow, OutboxRow, Relocation,
+    RowState, Store, StoreResult, TableStatus, Timestamp, db,
 };
 use crate::handler_sql::{RowAllowance, SqlFailure, SqlOutput, SqlStatement};
 use async_trait::async_trait;
@@ -469,5 +469,35 @@ where
             oldest_pending: oldest,
             foreign,
         })
+    }
+
+    async fn backlog(&self, table: &str) -> StoreResult<Backlog> {
+        // Three range reads on the (status, next_retry_at) index; `consumed` is never counted.
+        let sql = format!(
+            "SELECT status, COUNT(*) FROM {table} \
+             WHERE status IN ('pending', 'published', 'dead') GROUP BY status"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("count backlog"))?;
+        let mut backlog = Backlog::default();
+        for r in rows {
+            let (status, n) = (|| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))()
+                .map_err(db("decode backlog counts"))?;
+            match status.as_str() {
+                "pending" => backlog.pending = n,
+                "published" => backlog.published = n,
+                "dead" => backlog.dead = n,
+                _ => {}
+            }
+        }
+        backlog.oldest_pending = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT MIN(next_retry_at) FROM {table} WHERE status = 'pending'"
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("oldest pending"))?;
+        Ok(backlog)
     }
 }

@@ -1,5 +1,5 @@
-//! librdkafka callbacks: client errors into telemetry, and a consumer's record of the
-//! partitions it owns right now.
+//! librdkafka callbacks: client errors into telemetry (producer, admin client, lag reader),
+//! and a consumer's record of the partitions it owns right now.
 //!
 //! The owned set is what keeps a commit from touching a partition this host no longer owns:
 //! revoked partitions leave it before librdkafka hands them over, assigned ones join it after.
@@ -30,6 +30,9 @@ impl ClientContext for HostContext {
         .emit();
     }
 }
+
+/// The lag reader (`lag.rs`) is a consumer that never subscribes: no rebalance to follow.
+impl ConsumerContext for HostContext {}
 
 /// Partitions of the subscribed topic this consumer owns.
 pub type Owned = Arc<Mutex<BTreeSet<i32>>>;

@@ -12,6 +12,7 @@ mod consumer;
 mod context;
 pub mod dlq;
 mod events;
+mod lag;
 mod producer;
 mod topics;
 
@@ -43,6 +44,7 @@ pub struct KafkaTransport {
     producer: Arc<Producer>,
     topics: Arc<Topics>,
     subscribed: Mutex<HashSet<String>>,
+    lag: lag::GroupLag,
 }
 
 impl KafkaTransport {
@@ -67,6 +69,7 @@ impl KafkaTransport {
             producer,
             topics,
             subscribed: Mutex::new(HashSet::new()),
+            lag: lag::GroupLag::new(config),
         })
     }
 }
@@ -127,6 +130,17 @@ impl Transport for KafkaTransport {
             self.topics.clone(),
         )?;
         Ok(Box::new(subscription))
+    }
+
+    async fn lag(&self, channel: Channel<'_>) -> Result<u64, TransportError> {
+        self.lag
+            .read(channel.topic, channel.group)
+            .await
+            .map_err(|reason| TransportError::Lag {
+                topic: channel.topic.to_owned(),
+                group: channel.group.to_owned(),
+                reason,
+            })
     }
 
     fn is_volatile(&self) -> bool {
