@@ -31,7 +31,8 @@ impl ClientContext for HostContext {
     }
 }
 
-/// The lag reader (`lag.rs`) is a consumer that never subscribes: no rebalance to follow.
+/// The lag reader (`lag.rs`) and the DLQ reader (`dlq.rs`) are consumers that never subscribe:
+/// no rebalance to follow.
 impl ConsumerContext for HostContext {}
 
 /// Partitions of the subscribed topic this consumer owns.

@@ -12,7 +12,7 @@ use super::client::consumer_config;
 use super::context::HostContext;
 use super::producer::{Producer, Record};
 use crate::config::KafkaConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
@@ -30,8 +30,6 @@ pub const DLQ_REPLAYED_FROM: &str = "dlq_replayed_from";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long reading one DLQ may take in all.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
-
-impl ConsumerContext for HostContext {}
 
 /// One message of a dead-letter topic.
 #[derive(Debug, Clone)]
