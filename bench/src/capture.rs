@@ -9,7 +9,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -77,7 +77,12 @@ pub fn install() {
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
-    let capture = CaptureLayer.with_filter(filter_fn(is_handled));
+    // A level hint, unlike a bare `filter_fn`: without one the subscriber's maximum level is
+    // TRACE, so the `log` bridge turns every trace record of the compilers (Cranelift, Winch)
+    // into an event to filter, and a component compiles about three times slower than in the
+    // real host (measured: Winch on the 18 MB Python handler 4.9 s here vs 1.6 s).
+    let capture = CaptureLayer
+        .with_filter(Targets::new().with_target("switchyard::telemetry", tracing::Level::DEBUG));
     tracing_subscriber::registry()
         .with(logs)
         .with(capture)
@@ -117,6 +122,9 @@ impl<S: tracing::Subscriber> Layer<S> for CaptureLayer {
         event: &tracing::Event<'_>,
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
+        if !is_handled(event.metadata()) {
+            return;
+        }
         let at = Instant::now();
         let mut f = Fields::default();
         event.record(&mut f);

@@ -60,7 +60,8 @@ struct Reloaded {
     optimized: Option<Duration>,
 }
 
-/// Writes `bytes`, then publishes an event of `event_type` every 2 ms until one is consumed by
+/// Writes `bytes`, then keeps one event of `event_type` in flight (publishes the next as soon as
+/// the last is handled, so no backlog builds up behind a long compile) until one is consumed by
 /// that version; with `wait_optimized`, goes on until the route serves its optimized code.
 async fn measure_reload(
     bh: &BenchHost,
@@ -80,6 +81,7 @@ async fn measure_reload(
     let t0 = Instant::now();
     let mut swapped = None;
     let mut k = 1_000_000;
+    let mut in_flight = HashSet::new();
     let first_event = loop {
         if swapped.is_none() && serving(None) {
             swapped = Some(t0.elapsed());
@@ -92,9 +94,11 @@ async fn measure_reload(
             "version {} not serving after 60 s",
             &hash[..12]
         );
-        k += 1;
-        bh.host.publish(event(event_type, k)).await?;
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        if capture::done_among(&in_flight) == in_flight.len() {
+            k += 1;
+            in_flight.insert(bh.host.publish(event(event_type, k)).await?);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     };
     let swapped = swapped.unwrap_or(first_event);
     let mut optimized = None;

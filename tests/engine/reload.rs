@@ -399,5 +399,11 @@ async fn a_new_version_serves_on_baseline_code_then_on_its_optimized_code() {
         db.state("probe", &format!("ran/{id}")).await.as_deref(),
         Some(&b"b"[..])
     );
+    // Back to the version start-up compiled: its optimized code is in the compile cache, so it
+    // serves optimized at once (a cache read), never baseline.
+    let a = component("probe");
+    std::fs::copy(&a, &current).unwrap();
+    assert!(running.reload_component(&current).await);
+    assert_eq!(serving(), (hash_of(&a), Tier::Optimized));
     assert!(running.shutdown(Duration::from_secs(10)).await);
 }

@@ -231,9 +231,15 @@ pub(super) async fn reload_component(shared: &Arc<Shared>, path: &Path) -> bool 
         let started = Instant::now();
         // Baseline first: the new version serves as soon as Winch has compiled it, and its
         // optimized code replaces it in the background. A component Winch cannot compile
-        // (a wasm proposal it lacks) is compiled optimized at once instead.
-        let loaded = match compile(shared, Tier::Baseline, &file, &bytes, &entry.policy).await {
-            Err(LoadError::Compile { reason, .. }) => {
+        // (a wasm proposal it lacks) is compiled optimized at once instead, and so is a version
+        // whose optimized code this process put in the compile cache (a switch back to it).
+        let first = if shared.runtime.optimized_in_cache(&hash, granted) {
+            Tier::Optimized
+        } else {
+            Tier::Baseline
+        };
+        let loaded = match compile(shared, first, &file, &bytes, &entry.policy).await {
+            Err(LoadError::Compile { reason, .. }) if first == Tier::Baseline => {
                 tracing::debug!(path = %file.display(), %reason,
                     "the baseline compiler refused the component; compiling optimized");
                 compile(shared, Tier::Optimized, &file, &bytes, &entry.policy).await

@@ -52,6 +52,10 @@ pub struct Runtime {
     fuel_enabled: bool,
     max_memory_bytes: usize,
     ticker_stop: Arc<AtomicBool>,
+    /// Versions (content hash, linking) this process compiled optimized into the on-disk
+    /// cache; `None` without a cache. A reload back to one of them loads its optimized code
+    /// from the cache at once instead of serving baseline code first.
+    in_cache: Option<std::sync::Mutex<std::collections::HashSet<(String, Grants)>>>,
 }
 
 impl Runtime {
@@ -101,6 +105,7 @@ impl Runtime {
             fuel_enabled,
             max_memory_bytes,
             ticker_stop,
+            in_cache: cache_dir.map(|_| Default::default()),
         })
     }
 
@@ -189,8 +194,22 @@ impl Runtime {
             Tier::Optimized => &self.optimized,
             Tier::Baseline => &self.baseline,
         };
-        LoadedComponent::from_bytes(&c.engine, c.linker(grants), path, bytes, grants, tier)
-            .map(Arc::new)
+        let loaded =
+            LoadedComponent::from_bytes(&c.engine, c.linker(grants), path, bytes, grants, tier)?;
+        if let (Tier::Optimized, Some(known)) = (tier, &self.in_cache) {
+            let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
+            known.insert((loaded.hash.clone(), grants));
+        }
+        Ok(Arc::new(loaded))
+    }
+
+    /// Whether this process compiled version `hash` (linked with `grants`) optimized into the
+    /// on-disk cache, so loading it optimized again is a cache read, not a compile.
+    pub fn optimized_in_cache(&self, hash: &str, grants: Grants) -> bool {
+        self.in_cache.as_ref().is_some_and(|known| {
+            let known = known.lock().unwrap_or_else(|p| p.into_inner());
+            known.contains(&(hash.to_owned(), grants))
+        })
     }
 
     /// Runs one event through a fresh instance of `component` under `policy`, on the engine
