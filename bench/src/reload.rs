@@ -52,6 +52,16 @@ fn replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether events flow while the new version compiles.
+#[derive(Clone, Copy, PartialEq)]
+enum Traffic {
+    /// One event in flight all along: the old version keeps serving (and takes a core).
+    Flowing,
+    /// The first event is published once the new version is swapped in: a developer's edit
+    /// loop, where nothing else runs meanwhile.
+    AfterSwap,
+}
+
 /// One reload: when the file was written, the new version swapped in, its first event
 /// consumed, and (for the big handler) its optimized code serving.
 struct Reloaded {
@@ -69,6 +79,7 @@ async fn measure_reload(
     bytes: &[u8],
     event_type: &str,
     wait_optimized: bool,
+    traffic: Traffic,
 ) -> anyhow::Result<Reloaded> {
     let hash = switchyard::runtime::content_hash(bytes);
     let serving = |tier: Option<Tier>| {
@@ -94,7 +105,8 @@ async fn measure_reload(
             "version {} not serving after 60 s",
             &hash[..12]
         );
-        if capture::done_among(&in_flight) == in_flight.len() {
+        let hold = traffic == Traffic::AfterSwap && swapped.is_none();
+        if !hold && capture::done_among(&in_flight) == in_flight.len() {
             k += 1;
             in_flight.insert(bh.host.publish(event(event_type, k)).await?);
         }
@@ -170,10 +182,30 @@ async fn small(reps: usize) -> anyhow::Result<()> {
         // A never-seen version: compiled from scratch (baseline, then optimized in the
         // background: waited for, so the next reload does not share the cores with it).
         let fresh = variant(&original, &format!("cold-{r}-{}", crate::unique()));
-        cold.push(measure_reload(&bh, &path, &fresh, "task.record.requested", true).await?);
+        cold.push(
+            measure_reload(
+                &bh,
+                &path,
+                &fresh,
+                "task.record.requested",
+                true,
+                Traffic::Flowing,
+            )
+            .await?,
+        );
         // v0 again: compiled optimized at start, so wasmtime's on-disk cache has it and the
         // host loads it from there at once.
-        cached.push(measure_reload(&bh, &path, &v0, "task.record.requested", false).await?);
+        cached.push(
+            measure_reload(
+                &bh,
+                &path,
+                &v0,
+                "task.record.requested",
+                false,
+                Traffic::Flowing,
+            )
+            .await?,
+        );
     }
     let hwm = hwm_kib();
     bh.stop().await;
@@ -279,10 +311,13 @@ async fn big(reps: usize) -> anyhow::Result<()> {
     reset_hwm();
     const EVENTS: usize = 200;
     let before = big_throughput(&bh, EVENTS, "18 MB python: optimized code at start").await?;
-    let mut runs = Vec::new();
+    let (mut runs, mut quiet) = (Vec::new(), Vec::new());
     for r in 0..reps {
         let fresh = variant(&original, &format!("cold-{r}-{}", crate::unique()));
-        runs.push(measure_reload(&bh, &path, &fresh, BIG_TYPE, true).await?);
+        runs.push(measure_reload(&bh, &path, &fresh, BIG_TYPE, true, Traffic::Flowing).await?);
+        let fresh = variant(&original, &format!("quiet-{r}-{}", crate::unique()));
+        let quiet_run = measure_reload(&bh, &path, &fresh, BIG_TYPE, true, Traffic::AfterSwap);
+        quiet.push(quiet_run.await?.first_event);
     }
     let after = big_throughput(&bh, EVENTS, "18 MB python: optimized code after reloads").await?;
     let hwm = hwm_kib();
@@ -306,6 +341,12 @@ async fn big(reps: usize) -> anyhow::Result<()> {
     figures(
         "18 MB python: written -> first event",
         &pick(|r| r.first_event),
+        hwm,
+    )
+    .print(Some(&optimized));
+    figures(
+        "18 MB python, no events meanwhile: -> first ev.",
+        &quiet,
         hwm,
     )
     .print(Some(&optimized));
