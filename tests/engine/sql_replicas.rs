@@ -3,7 +3,8 @@
 //! nothing; a host dying between its handlers' statements and the batch's commit leaves nothing
 //! of them applied and its rows are handled again; a statement cut off by its deadline (blocked
 //! on a row another transaction holds) fails only its own row's attempt, whether the host's timer
-//! or the server's statement limit stops it first.
+//! or the server's statement limit stops it first; a statement that breaks its transaction the
+//! same transient-looking way every time fails its own row, not its service.
 
 use crate::fleet;
 use crate::support::{Backend, Harness, Setup, TransportKind, WAIT, component, eventually, until};
@@ -272,5 +273,70 @@ async fn the_servers_statement_limit_is_told_apart_from_other_failures(backend: 
         SqlFailure::Statement(_) => {}
         sorted => panic!("a failing statement was sorted as {sorted:?}"),
     }
+    db.drop_database().await;
+}
+
+/// A statement that breaks its batch's transaction with a transient-looking error every time
+/// (PostgreSQL's `temp_file_limit`, class 53 "insufficient resources", like a deadlock or a lost
+/// connection to the host's error sorting) cannot hold its service: after a few reruns its own
+/// attempt fails, the batch goes on, and the row ends dead with a reason saying why. Before,
+/// the batch ran again forever and every later event of the service waited behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_always_breaks_its_transaction_fails_its_row_not_its_service() {
+    let _server = testdb::SERVERS.clone().read_owned().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, db) = testdb::fresh(Backend::Postgres, dir.path()).await;
+    let TestDb::Postgres(_, name) = &db else {
+        unreachable!("a PostgreSQL database")
+    };
+    db.exec("CREATE TABLE items (id BIGINT PRIMARY KEY, qty BIGINT NOT NULL)")
+        .await;
+    db.exec("INSERT INTO items SELECT g, g % 1000 FROM generate_series(1, 20000) g")
+        .await;
+    // For the host's sessions (opened after this): a sort of the table spills to a temporary
+    // file larger than the limit, so it fails with 53400 every time.
+    db.exec(&format!(
+        "ALTER DATABASE {name} SET work_mem = '64kB'; \
+         ALTER DATABASE {name} SET temp_file_limit = '64kB'"
+    ))
+    .await;
+    let config = fleet::write_config(dir.path(), &url, |t| t + &shop(5000));
+    let (host, running) = fleet::start(&config).await;
+    let sort = json!({"query": "SELECT id FROM items ORDER BY qty, id", "params": []});
+    let hostile = host
+        .publish(NewEvent::new("sql.run", json!({"steps": [sort]})))
+        .await
+        .unwrap();
+    let insert = json!({"execute": "INSERT INTO items (id, qty) VALUES (?, 1)", "params": [30000]});
+    let fine = host
+        .publish(NewEvent::new("sql.run", json!({"steps": [insert]})))
+        .await
+        .unwrap();
+    let row = |id: i64| {
+        let db = &db;
+        async move {
+            eventually(format!("row {id} final"), WAIT * 2, || async {
+                until(db.row("shop_outbox_messages", id).await, |r| {
+                    r.as_ref()
+                        .is_some_and(|r| r.status == "consumed" || r.status == "dead")
+                })
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let fine_row = row(fine).await;
+    assert_eq!(fine_row.status, "consumed", "{fine_row:?}");
+    let hostile_row = row(hostile).await;
+    assert_eq!(hostile_row.status, "dead", "{hostile_row:?}");
+    let reason = hostile_row.last_error.unwrap_or_default();
+    assert!(reason.contains("broke the batch's transaction"), "{reason}");
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM items WHERE id = 30000")
+            .await,
+        1
+    );
+    assert!(running.shutdown(std::time::Duration::from_secs(10)).await);
+    drop(host);
     db.drop_database().await;
 }

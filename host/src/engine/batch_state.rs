@@ -35,6 +35,10 @@ pub(super) enum Tx {
     Broken {
         reason: String,
         culprit: Option<i64>,
+        /// The invocation whose read or statement failed, when the failure looked transient
+        /// (a deadlock, a lost connection): not blamed at once, but the consumer blames it if it
+        /// breaks the same batch again and again (a statement that always fails that way).
+        suspect: Option<i64>,
         /// The batch ran optimistically and an invocation's writes must be undone: run it
         /// again with a savepoint per invocation (an expected path, not a database failure).
         careful: bool,
@@ -180,6 +184,7 @@ fn settle(slot: &mut Slot) {
         slot.tx = Tx::Broken {
             reason: "a state read or sql statement was cut off by its invocation's deadline".into(),
             culprit: slot.invocation,
+            suspect: None,
             careful: false,
         };
         slot.savepoint = false;
@@ -196,6 +201,7 @@ fn broken(slot: &mut Slot, reason: String) {
     slot.tx = Tx::Broken {
         reason,
         culprit: None,
+        suspect: slot.invocation,
         careful: false,
     };
     slot.savepoint = false;
@@ -206,6 +212,7 @@ fn careful_rerun(slot: &mut Slot, reason: &str) {
     slot.tx = Tx::Broken {
         reason: format!("{reason}: the batch runs again with a savepoint per invocation"),
         culprit: None,
+        suspect: None,
         careful: true,
     };
     slot.savepoint = false;
@@ -265,6 +272,7 @@ impl BatchAccess for BatchState {
                 slot.tx = Tx::Broken {
                     reason: format!("a sql statement was stopped at its deadline: {reason}"),
                     culprit: slot.invocation,
+                    suspect: None,
                     careful: false,
                 };
                 slot.savepoint = false;

@@ -48,8 +48,13 @@ pub(super) enum BatchEnd {
     Committed,
     /// Nothing of it committed and its handlers' reads and statements are void: run it again,
     /// `without` the row whose invocation was cut off midway (its failed attempt is recorded),
-    /// `careful`ly (a savepoint per invocation) when the optimistic run had to be undone.
-    Rerun { without: Option<i64>, careful: bool },
+    /// `careful`ly (a savepoint per invocation) when the optimistic run had to be undone;
+    /// `suspect`: the row whose read or statement failed transiently (see `consumer`).
+    Rerun {
+        without: Option<i64>,
+        careful: bool,
+        suspect: Option<i64>,
+    },
     /// Nothing of it committed, and the database refused a row whose handlers' `sql`
     /// statements ran in the batch's transaction: run it again committing each event on its own,
     /// so the refused row fails alone.
@@ -85,16 +90,21 @@ pub(super) async fn commit(
             reason,
             culprit: None,
             careful: true,
+            ..
         } => {
             // Expected (a handler's retry or dead after writing): no error, no pause.
             tracing::debug!(service = %service.name, %reason, "batch runs again carefully");
             return BatchEnd::Rerun {
                 without: None,
                 careful: true,
+                suspect: None,
             };
         }
         Tx::Broken {
-            reason, culprit, ..
+            reason,
+            culprit,
+            suspect,
+            ..
         } => {
             if let Some(id) = culprit {
                 let why = rows.iter().find_map(|(row, outcome)| match outcome {
@@ -106,7 +116,7 @@ pub(super) async fn commit(
                     return BatchEnd::Stopped;
                 }
             }
-            return rerun(shared, service, &reason, culprit);
+            return rerun(shared, service, &reason, culprit, suspect);
         }
         Tx::Open { mut tx, .. } => {
             let batch = BatchOutcomes {
@@ -135,10 +145,10 @@ pub(super) async fn commit(
                     done.retried = true;
                 }
                 Err(e) if refused_by_the_database(&e) => {
-                    rerun(shared, service, &e.to_string(), None);
+                    rerun(shared, service, &e.to_string(), None, None);
                     return BatchEnd::Isolate;
                 }
-                Err(e) => return rerun(shared, service, &e.to_string(), None),
+                Err(e) => return rerun(shared, service, &e.to_string(), None, None),
             }
         }
     }
@@ -245,7 +255,7 @@ impl Done {
 
 /// Records a failed attempt of row `id` on its own (retried after its backoff, dead at
 /// `max_attempts`), trying again until it is stored; `false` if the host stops meanwhile.
-async fn fail_row(
+pub(super) async fn fail_row(
     shared: &Shared,
     service: &Service,
     backoff: &crate::store::Backoff,
@@ -278,7 +288,13 @@ async fn fail_row(
 
 /// The batch's transaction failed: logged and counted; the caller runs the batch again
 /// (`without` the row that was cut off, see [`BatchEnd::Rerun`]).
-fn rerun(shared: &Shared, service: &Service, reason: &str, without: Option<i64>) -> BatchEnd {
+fn rerun(
+    shared: &Shared,
+    service: &Service,
+    reason: &str,
+    without: Option<i64>,
+    suspect: Option<i64>,
+) -> BatchEnd {
     shared.counters.batch_commit_failed(&service.name);
     LoopError {
         service: &service.name,
@@ -289,6 +305,7 @@ fn rerun(shared: &Shared, service: &Service, reason: &str, without: Option<i64>)
     BatchEnd::Rerun {
         without,
         careful: false,
+        suspect,
     }
 }
 

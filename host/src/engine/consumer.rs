@@ -70,12 +70,23 @@ pub(super) async fn run(
                 BatchEnd::Rerun {
                     without: None,
                     careful: true,
+                    ..
                 } => rerun.careful = true,
-                BatchEnd::Rerun { without, careful } => {
+                BatchEnd::Rerun {
+                    without,
+                    careful,
+                    suspect,
+                } => {
                     rerun.careful |= careful;
                     // Its transaction failed after handlers read state or ran statements in it
                     // (a deadlock between hosts): nothing of it committed; run it all again.
                     rerun.without.extend(without);
+                    if let Some(id) = suspect
+                        && rerun.blame(id)
+                        && !blame(&shared, &service, id, &stop).await
+                    {
+                        return;
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         _ = stop.cancelled() => return,
@@ -110,6 +121,41 @@ struct Rerun {
     isolate: bool,
     /// A savepoint per invocation (see `batch_state`).
     careful: bool,
+    /// How many times each row's read or statement broke this batch's transaction.
+    broke: std::collections::HashMap<i64, u32>,
+}
+
+/// How many times one row's read or statement may break its batch's transaction with a
+/// transient-looking error (a deadlock, a lost connection) before its attempt fails: enough for
+/// the failures that rerunning cures, few enough that a statement that always fails that way
+/// (e.g. PostgreSQL's `temp_file_limit`, class 53) cannot hold its service's batch forever.
+const BREAKS_BEFORE_BLAME: u32 = 5;
+
+impl Rerun {
+    /// Counts a break by row `id`; `true` when it is the last one allowed (the row is now left
+    /// out of this batch's runs, and its failed attempt is to be recorded).
+    fn blame(&mut self, id: i64) -> bool {
+        let breaks = self.broke.entry(id).or_default();
+        *breaks += 1;
+        if *breaks < BREAKS_BEFORE_BLAME {
+            return false;
+        }
+        self.without.insert(id);
+        true
+    }
+}
+
+/// Records the failed attempt of row `id`, which broke its batch's transaction
+/// [`BREAKS_BEFORE_BLAME`] times; `false` if the host is stopping meanwhile.
+async fn blame(shared: &Shared, service: &Service, id: i64, stop: &CancellationToken) -> bool {
+    let config = shared.config.get();
+    let backoff = super::backoff(&config, &service.name);
+    let reason = format!(
+        "its state read or sql statement broke the batch's transaction {BREAKS_BEFORE_BLAME} \
+         times in a row (the database's errors are in the host's log): its attempt fails so the \
+         rest of the batch can go on"
+    );
+    commit::fail_row(shared, service, &backoff, id, reason, stop).await
 }
 
 /// A decoded message that names a row of this service.
