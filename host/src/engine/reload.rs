@@ -455,6 +455,10 @@ fn keys_needing_restart(
                 if a.mode != b.mode {
                     keys.push(format!("services.{name}.mode"));
                 }
+                // The archive table is checked at start only.
+                if old.retention_for(name).archive != new.retention_for(name).archive {
+                    keys.push(format!("services.{name}.retention.archive"));
+                }
             }
             (None, None) => {}
         }
