@@ -18,6 +18,7 @@ mod host;
 mod neighbour;
 mod raw;
 mod reload;
+mod retention;
 mod sandbox;
 mod sql;
 
@@ -114,6 +115,20 @@ enum Cmd {
         transport: Transport,
         #[arg(long, default_value_t = 20_000)]
         events: usize,
+    },
+    /// Issue 16: the relay's claim of new rows without and during retention's cleanup of a
+    /// table of `rows` old consumed rows, and the cleanup's rows/s.
+    Retention {
+        #[arg(long, value_enum, default_value = "mariadb")]
+        db: Db,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Rows per retention round (`[retention] batch_size`).
+        #[arg(long, default_value_t = 500)]
+        batch: u32,
+        /// Claims timed for the baseline (no cleanup).
+        #[arg(long, default_value_t = 500)]
+        baseline_claims: usize,
     },
     /// Every scenario above, in one run (the table of docs/BENCHMARKS.md).
     All {
@@ -526,6 +541,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Instantiate { invocations } => sandbox::instantiate(invocations).await?,
         Cmd::Limits { invocations } => sandbox::limits(invocations).await?,
         Cmd::Reload { reps, big_reps } => reload::reload(reps, big_reps).await?,
+        Cmd::Retention {
+            db,
+            rows,
+            batch,
+            baseline_claims,
+        } => retention::retention(db, rows, batch, baseline_claims).await?,
         Cmd::Neighbour { db, events } => neighbour::neighbour(db, events).await?,
         Cmd::Sql {
             db,

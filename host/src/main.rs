@@ -221,6 +221,9 @@ async fn main() -> anyhow::Result<()> {
             for s in host.catalog().services() {
                 println!("{}: table {} ready", s.name, s.table);
             }
+            for archive in host.migrate_archives().await? {
+                println!("retention archive {archive} ready");
+            }
             Ok(())
         }
         Command::Release { config, service } => {

@@ -169,6 +169,28 @@ impl StaleRowsRequeued<'_> {
     }
 }
 
+/// A retention round deleted (and, with `archive`, archived) a service's old consumed rows.
+pub struct ConsumedRowsDeleted<'a> {
+    pub service: &'a str,
+    pub rows: u64,
+    pub archived: bool,
+}
+
+impl ConsumedRowsDeleted<'_> {
+    pub fn emit(&self) {
+        if self.rows > 0 {
+            tracing::debug!(
+                service = self.service,
+                rows = self.rows,
+                archived = self.archived,
+                "old consumed rows deleted"
+            );
+            counter!("switchyard_retention_deleted_total", "service" => self.service.to_owned())
+                .increment(self.rows);
+        }
+    }
+}
+
 /// A route has failed every invocation for longer than its window.
 pub struct RouteUnhealthy<'a> {
     pub service: &'a str,

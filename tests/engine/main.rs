@@ -21,6 +21,7 @@ mod migration;
 mod observability;
 mod polyglot;
 mod reload;
+mod retention;
 mod sandbox;
 mod scaffold;
 mod scale_out;

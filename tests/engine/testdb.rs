@@ -111,6 +111,21 @@ fn numbered(sql: &str) -> String {
     out
 }
 
+/// A transaction a test holds open ([`TestDb::hold_open`]).
+pub enum Held {
+    MariaDb(sqlx::Transaction<'static, sqlx::MySql>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Held {
+    pub async fn commit(self) {
+        match self {
+            Held::MariaDb(tx) => tx.commit().await.unwrap(),
+            Held::Postgres(tx) => tx.commit().await.unwrap(),
+        }
+    }
+}
+
 impl TestDb {
     pub async fn row(&self, table: &str, id: i64) -> Option<RowView> {
         let sql = format!(
@@ -299,6 +314,34 @@ impl TestDb {
     }
 
     /// Drops a server database created by [`fresh`] (a SQLite file goes with its directory).
+    /// Runs `statements` in a transaction left open until [`Held::commit`] (servers only: a
+    /// SQLite test cannot hold its one write lock beside a running host).
+    pub async fn hold_open(&self, statements: &[&str]) -> Held {
+        match self {
+            TestDb::Sqlite(_) => panic!("hold_open is for the servers"),
+            TestDb::MariaDb(pool, _) => {
+                let mut tx = pool.begin().await.unwrap();
+                for sql in statements {
+                    sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                }
+                Held::MariaDb(tx)
+            }
+            TestDb::Postgres(pool, _) => {
+                let mut tx = pool.begin().await.unwrap();
+                for sql in statements {
+                    sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                }
+                Held::Postgres(tx)
+            }
+        }
+    }
+
     pub async fn drop_database(&self) {
         match self {
             TestDb::Sqlite(_) => {}

@@ -6,10 +6,12 @@
 //! config into the routing answers the rest of the host asks for.
 
 pub mod kafka;
+mod retention;
 mod retry;
 mod sections;
 
 pub use kafka::KafkaConfig;
+pub use retention::{MAX_RETENTION_BATCH, RetentionConfig, RetentionOverride};
 pub use retry::RetryOverride;
 pub use sections::*;
 
@@ -87,6 +89,9 @@ pub struct Config {
     /// Failed-attempt policy, SmartFlow's by default.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Deleting (or archiving) consumed rows: off unless `consumed_max_age` is set.
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// Relay tuning.
     #[serde(default)]
     pub relay: RelayConfig,
@@ -194,6 +199,7 @@ impl Config {
             kafka.validate().map_err(ConfigError::Invalid)?;
         }
         self.validate_retry()?;
+        self.validate_retention()?;
         if self.relay.batch_size == 0 || self.consumer.batch_size == 0 {
             return Err(ConfigError::Invalid(
                 "relay and consumer batch_size must be at least 1".into(),

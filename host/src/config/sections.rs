@@ -362,6 +362,11 @@ pub struct ServiceConfig {
     /// afterwards take the new `max_attempts`).
     #[serde(default)]
     pub retry: Option<super::RetryOverride>,
+    /// Overrides of `[retention]` for this service's table, e.g. `retention = {
+    /// consumed_max_age = "30d", archive = true }`; `consumed_max_age = "off"` keeps this
+    /// service's consumed rows. Fields left out take `[retention]`'s values.
+    #[serde(default)]
+    pub retention: Option<super::RetentionOverride>,
 }
 
 /// Who runs a service's relay and consumer: this host, or another system (SmartFlow's Go

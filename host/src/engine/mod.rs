@@ -18,6 +18,7 @@ mod lag;
 pub mod outbox;
 mod relay;
 mod reload;
+mod retention;
 mod routes;
 pub mod supervise;
 
@@ -113,6 +114,42 @@ impl Switchyard {
             .map(|s| s.table.clone())
             .collect();
         self.store.migrate(&tables).await?;
+        Ok(())
+    }
+
+    /// Creates the archive table of every service whose retention archives (`archive =
+    /// true`): `switchyard migrate` only, never the running host.
+    ///
+    /// # Errors
+    /// The failing statement, named.
+    pub async fn migrate_archives(&self) -> anyhow::Result<Vec<String>> {
+        let config = self.config.get();
+        let tables: Vec<String> = self
+            .catalog
+            .get()
+            .services()
+            .filter(|s| config.retention_for(&s.name).archive)
+            .map(|s| s.table.clone())
+            .collect();
+        self.store.migrate_archives(&tables).await?;
+        Ok(tables.iter().map(|t| format!("{t}_archive")).collect())
+    }
+
+    /// Refuses to start a host whose retention archives into a table `migrate` has not
+    /// created.
+    async fn check_archives(&self, config: &Config) -> anyhow::Result<()> {
+        for s in self.catalog.get().services() {
+            if s.mode.relays() && config.retention_for(&s.name).archive {
+                self.store.archive_ready(&s.table).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "service {}: retention.archive is on but its archive table \
+                         {}_archive is missing ({e}): run `switchyard migrate` first",
+                        s.name,
+                        s.table
+                    )
+                })?;
+            }
+        }
         Ok(())
     }
 
@@ -218,6 +255,7 @@ impl Switchyard {
         let runtime = Runtime::new(&config).context("starting the WebAssembly runtime")?;
         let routes = RouteTable::load(&runtime, &config, &self.catalog.get())?;
         self.migrate().await?;
+        self.check_archives(&config).await?;
         let hosting = self.store.acquire_host().await?;
         // On a shared database, `published` rows may be in flight in another host's memory:
         // only the visibility timeout may hand them out again.
@@ -260,6 +298,16 @@ impl Switchyard {
                 stop.child_token(),
                 move || relay::run(s.clone(), svc.clone(), wake.clone(), token.clone()),
             ));
+            if service.mode.relays() {
+                // This host owns the table: it runs its retention (idle while it is off).
+                let (s, svc, token) = (shared.clone(), service.clone(), stop.child_token());
+                tasks.spawn(supervise::supervise(
+                    format!("retention of {}", service.name),
+                    shared.loops.clone(),
+                    stop.child_token(),
+                    move || retention::run(s.clone(), svc.clone(), token.clone()),
+                ));
+            }
             if !service.mode.consumes() {
                 continue;
             }

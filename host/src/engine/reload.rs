@@ -455,6 +455,10 @@ fn keys_needing_restart(
                 if a.mode != b.mode {
                     keys.push(format!("services.{name}.mode"));
                 }
+                // The archive table is checked at start only.
+                if old.retention_for(name).archive != new.retention_for(name).archive {
+                    keys.push(format!("services.{name}.retention.archive"));
+                }
             }
             (None, None) => {}
         }
@@ -479,5 +483,24 @@ mod tests {
             assert!(is_temp_file(Path::new(name)), "{name}");
         }
         assert!(!is_temp_file(Path::new("/x/task.wasm")));
+    }
+
+    #[test]
+    fn retention_applies_live_except_its_archive() {
+        let parse = |extra: &str| {
+            let text = format!("database_url = 'sqlite://x'\n[services.task]\n{extra}");
+            let config = Config::parse(&text, Path::new("t.toml"), Default::default()).unwrap();
+            let catalog = Catalog::from_config(&config).unwrap();
+            (config, catalog)
+        };
+        let (old, old_catalog) = parse("");
+        let (live, live_catalog) =
+            parse("[retention]\nconsumed_max_age = '7d'\nbatch_size = 100\ninterval = '5m'\n");
+        assert!(keys_needing_restart(&old, &live, &old_catalog, &live_catalog).is_empty());
+        let (archive, archive_catalog) = parse("[services.task.retention]\narchive = true\n");
+        assert_eq!(
+            keys_needing_restart(&old, &archive, &old_catalog, &archive_catalog),
+            ["services.task.retention.archive"]
+        );
     }
 }

@@ -283,6 +283,26 @@ pub trait Store: Send + Sync + 'static {
     /// time: index range reads only (`status`, `next_retry_at`), cheap enough to run every few
     /// seconds on a table of millions of consumed rows. Never DDL.
     async fn backlog(&self, table: &str) -> StoreResult<Backlog>;
+
+    /// One retention round: deletes at most `limit` `consumed` rows of `table` consumed
+    /// (`consumed_at`, else `updated_at`) before `cutoff`, copying them to `<table>_archive`
+    /// first when `archive`. Picks the ids in a plain read, then deletes exactly those still
+    /// `consumed` by primary key in one short transaction, skipping rows another host holds:
+    /// claims never wait for it, and it never touches a row that is not `consumed`. Returns the
+    /// rows deleted.
+    async fn delete_consumed(
+        &self,
+        table: &str,
+        cutoff: Timestamp,
+        limit: u32,
+        archive: bool,
+    ) -> StoreResult<u64>;
+
+    /// Fails (the database's "no such table") when `<table>_archive` is missing.
+    async fn archive_ready(&self, table: &str) -> StoreResult<()>;
+
+    /// Creates `<table>_archive` for each table where it is missing (`switchyard migrate` only).
+    async fn migrate_archives(&self, tables: &[String]) -> StoreResult<()>;
 }
 
 /// Opens the store named by a database URL.

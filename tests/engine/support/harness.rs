@@ -140,6 +140,8 @@ impl Harness {
             Config::parse(&config(&url), Path::new("test.toml"), dir.path().to_owned()).unwrap();
         let host = Switchyard::open(config).await.unwrap();
         host.migrate().await.unwrap();
+        // As `switchyard migrate` does: the retention archives the config asks for.
+        host.migrate_archives().await.unwrap();
         super::smartflow::apply_schema(&db).await;
         let transport: Arc<dyn Transport> = match setup.transport {
             TransportKind::Embedded => Arc::new(EmbeddedTransport::new()),

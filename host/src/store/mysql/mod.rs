@@ -134,6 +134,7 @@ impl Dialect for MySql {
     const ROWS_PER_INSERT: usize = 500;
 
     const IDS_PER_LIST: usize = 1000;
+    const ORDERED_DELETE: bool = true;
 
     /// A plain `BEGIN` (READ COMMITTED, set per session): the consume locks its rows with
     /// [`Dialect::ROW_LOCK`].

@@ -32,6 +32,7 @@ pub mod handler_sql;
 mod insert;
 pub(crate) mod migrate;
 mod requeue;
+mod retention;
 
 pub(crate) use insert::{in_input_order, insert_returning, insert_statements};
 
@@ -96,6 +97,12 @@ pub trait Dialect: Database {
 
     /// Ids (or keys) per `IN (...)` list, for the same limit.
     const IDS_PER_LIST: usize;
+
+    /// Whether a `DELETE ... WHERE id IN (...)` needs `ORDER BY id LIMIT n` to be run through
+    /// the primary key: MySQL/MariaDB may otherwise scan a small table whole (or a covering
+    /// secondary index), locking every row and gap, so a new row's INSERT waits for the
+    /// delete's transaction (retention, `retention.rs`). Only MySQL accepts the clause.
+    const ORDERED_DELETE: bool = false;
 
     /// Begins a write transaction on a pooled connection. It must make the status re-read and
     /// the writes of one transaction see one snapshot: SQLite takes its write lock at the start
@@ -436,6 +443,24 @@ where
     ) -> StoreResult<DeadChange> {
         self.act_on_dead(table, selection, action, dead::DeadOp::Purge)
             .await
+    }
+
+    async fn delete_consumed(
+        &self,
+        table: &str,
+        cutoff: Timestamp,
+        limit: u32,
+        archive: bool,
+    ) -> StoreResult<u64> {
+        self.retention_round(table, cutoff, limit, archive).await
+    }
+
+    async fn archive_ready(&self, table: &str) -> StoreResult<()> {
+        self.check_archive(table).await
+    }
+
+    async fn migrate_archives(&self, tables: &[String]) -> StoreResult<()> {
+        self.create_archives(tables).await
     }
 
     async fn table_status(&self, table: &str, own_types: &[String]) -> StoreResult<TableStatus> {
