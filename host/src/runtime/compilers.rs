@@ -78,8 +78,8 @@ impl Compiler {
             }
             Tier::Baseline => {
                 // No wasm address map: a trap's backtrace has no wasm offsets while baseline
-                // code serves (recorded reasons never carry them), for ~8% off the compile of a
-                // big component (1.70 s -> 1.57 s, the 18 MB Python handler, 2 cores).
+                // code serves (recorded reasons never carry them). Its saving on the 18 MB
+                // Python handler was within run-to-run noise (1.57 s against 1.50-1.70 s).
                 wasm.strategy(Strategy::Winch)
                     .allocation_strategy(InstanceAllocationStrategy::OnDemand)
                     .generate_address_map(false);

@@ -12,7 +12,8 @@ mod handler_sql;
 mod migrate;
 
 use super::sql::{
-    Dialect, SqlStore, claimed_rows, hold_keys_sql, in_input_order, insert_statements, types_sql,
+    Dialect, SqlStore, claimed_rows, hold_keys_sql, in_input_order, insert_statements, push_list,
+    types_sql,
 };
 use super::{Claim, Hosting, NewRow, OutboxRow, StoreResult, Timestamp, db};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
@@ -196,12 +197,8 @@ impl Dialect for MySql {
             "UPDATE {table} SET status = 'published', publish_count = publish_count + 1, published_at = "
         ));
         q.push_bind(now).push(", updated_at = ").push_bind(now);
-        q.push(" WHERE id IN (");
-        let mut sep = q.separated(", ");
-        for r in &rows {
-            sep.push_bind(r.id);
-        }
-        q.push(")");
+        q.push(" WHERE id IN ");
+        push_list(&mut q, rows.iter().map(|r| r.id));
         q.build()
             .execute(&mut *tx)
             .await

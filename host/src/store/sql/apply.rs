@@ -7,7 +7,7 @@
 //! its write lock) before their status is re-read; a row another host or an earlier attempt
 //! already made final is skipped with its effects.
 
-use super::{Dialect, SqlStore};
+use super::{Dialect, SqlStore, push_list};
 use crate::store::{
     ApplyReport, Backoff, BatchOutcomes, RowOutcome, RowState, Status, StoreResult, Timestamp, db,
     later,
@@ -91,13 +91,10 @@ where
         sorted.dedup();
         for chunk in sorted.chunks(D::IDS_PER_LIST) {
             let mut q = QueryBuilder::<D>::new(format!(
-                "SELECT id, status, retry_count, max_retry, chain_depth FROM {table} WHERE id IN ("
+                "SELECT id, status, retry_count, max_retry, chain_depth FROM {table} WHERE id IN "
             ));
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(") ORDER BY id");
+            push_list(&mut q, chunk.iter().copied());
+            q.push(" ORDER BY id");
             if lock {
                 q.push(D::ROW_LOCK);
             }
@@ -201,12 +198,8 @@ where
         ids: &[i64],
         op: &'static str,
     ) -> StoreResult<()> {
-        q.push(" WHERE id IN (");
-        let mut sep = q.separated(", ");
-        for id in ids {
-            sep.push_bind(*id);
-        }
-        q.push(")");
+        q.push(" WHERE id IN ");
+        push_list(&mut q, ids.iter().copied());
         q.build().execute(&mut *conn).await.map_err(db(op))?;
         Ok(())
     }
@@ -323,12 +316,8 @@ where
         }
         for chunk in deletes.chunks(D::IDS_PER_LIST) {
             let mut q = QueryBuilder::<D>::new("DELETE FROM switchyard_state WHERE service = ");
-            q.push_bind(service.to_owned()).push(" AND state_key IN (");
-            let mut sep = q.separated(", ");
-            for k in chunk {
-                sep.push_bind((*k).to_owned());
-            }
-            q.push(")");
+            q.push_bind(service.to_owned()).push(" AND state_key IN ");
+            push_list(&mut q, chunk.iter().map(|k| (*k).to_owned()));
             q.build()
                 .execute(&mut *conn)
                 .await

@@ -10,7 +10,7 @@
 //! `pending` rows. It must never change a row that is not `dead`, nor run DDL: a missing
 //! actions table is an error that says to migrate.
 
-use super::{Dialect, SqlStore};
+use super::{Dialect, SqlStore, push_list};
 use crate::store::dead::{
     ActedRow, DEAD_LETTER_ACTIONS, DeadAction, DeadChange, DeadFilter, DeadPage, DeadRow,
     DeadSelection, WholeRow,
@@ -194,13 +194,9 @@ where
                 sorted.dedup();
                 for chunk in sorted.chunks(D::IDS_PER_LIST) {
                     let mut q = QueryBuilder::<D>::new(format!(
-                        "SELECT {COLUMNS} FROM {table} WHERE id IN ("
+                        "SELECT {COLUMNS} FROM {table} WHERE id IN "
                     ));
-                    let mut sep = q.separated(", ");
-                    for id in chunk {
-                        sep.push_bind(*id);
-                    }
-                    q.push(")");
+                    push_list(&mut q, chunk.iter().copied());
                     statements.push(q);
                 }
             }
@@ -289,12 +285,8 @@ where
                 }
                 DeadOp::Purge => QueryBuilder::<D>::new(format!("DELETE FROM {table}")),
             };
-            q.push(" WHERE status = 'dead' AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(")");
+            q.push(" WHERE status = 'dead' AND id IN ");
+            push_list(&mut q, chunk.iter().copied());
             q.build().execute(&mut *tx).await.map_err(db(match op {
                 DeadOp::Requeue => "requeue dead rows",
                 DeadOp::Purge => "purge dead rows",

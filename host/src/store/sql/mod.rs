@@ -49,6 +49,21 @@ use sqlx::{
 };
 use std::collections::BTreeMap;
 
+/// Appends `(v1, v2, ...)` binding each value: the list of an `IN` clause (ids, keys). The
+/// caller keeps each list under [`Dialect::IDS_PER_LIST`].
+pub(crate) fn push_list<D, T>(q: &mut QueryBuilder<D>, values: impl IntoIterator<Item = T>)
+where
+    D: Database,
+    T: for<'q> Encode<'q, D> + Type<D>,
+{
+    q.push("(");
+    let mut sep = q.separated(", ");
+    for v in values {
+        sep.push_bind(v);
+    }
+    q.push(")");
+}
+
 /// What differs between the backends a [`SqlStore`] runs on. Each statement here binds with
 /// the backend's own placeholders.
 pub trait Dialect: Database {

@@ -3,7 +3,7 @@
 //! plain requeue of `published` rows (a lost in-process queue, a hand-back to another relay),
 //! and the move of a claimed row to its owner's table (a legacy shared table drained).
 
-use super::{Dialect, SqlStore};
+use super::{Dialect, SqlStore, push_list};
 use crate::store::{Backoff, Relocation, Status, StoreResult, Timestamp, db};
 use crate::text::cut_reason;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Type};
@@ -75,12 +75,8 @@ where
                 .push_bind(now)
                 .push(", last_error = ")
                 .push_bind(cut_reason(reason))
-                .push(" WHERE status = 'published' AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(")");
+                .push(" WHERE status = 'published' AND id IN ");
+            push_list(&mut q, chunk.iter().copied());
             q.build()
                 .execute(&mut *conn)
                 .await

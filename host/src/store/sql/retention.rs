@@ -11,7 +11,7 @@
 //! another round holds is skipped, one it deleted is gone, and no row is archived twice. It
 //! must never touch a row that is not `consumed`, nor run DDL outside `migrate_archives`.
 
-use super::{Dialect, SqlStore};
+use super::{Dialect, SqlStore, push_list};
 use crate::store::{StoreResult, Timestamp, db};
 use sqlx::{
     AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Type,
@@ -71,12 +71,9 @@ where
             // re-checked on the locked rows instead, which no one else changes before the
             // commit.
             let mut q =
-                QueryBuilder::<D>::new(format!("SELECT id, status FROM {table} WHERE id IN ("));
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(") ORDER BY id").push(D::SKIP_LOCKED);
+                QueryBuilder::<D>::new(format!("SELECT id, status FROM {table} WHERE id IN "));
+            push_list(&mut q, chunk.iter().copied());
+            q.push(" ORDER BY id").push(D::SKIP_LOCKED);
             let locked: Vec<i64> = q
                 .build_query_as::<(i64, String)>()
                 .fetch_all(&mut *tx)
@@ -92,25 +89,18 @@ where
             if archive {
                 let mut q = QueryBuilder::<D>::new(format!(
                     "INSERT INTO {} ({ARCHIVE_COLUMNS}) SELECT {ARCHIVE_COLUMNS} FROM {table} \
-                     WHERE id IN (",
+                     WHERE id IN ",
                     archive_table(table)
                 ));
-                let mut sep = q.separated(", ");
-                for id in &locked {
-                    sep.push_bind(*id);
-                }
-                q.push(") ORDER BY id");
+                push_list(&mut q, locked.iter().copied());
+                q.push(" ORDER BY id");
                 q.build()
                     .execute(&mut *tx)
                     .await
                     .map_err(db("archive old consumed rows"))?;
             }
-            let mut q = QueryBuilder::<D>::new(format!("DELETE FROM {table} WHERE id IN ("));
-            let mut sep = q.separated(", ");
-            for id in &locked {
-                sep.push_bind(*id);
-            }
-            q.push(")");
+            let mut q = QueryBuilder::<D>::new(format!("DELETE FROM {table} WHERE id IN "));
+            push_list(&mut q, locked.iter().copied());
             if D::ORDERED_DELETE {
                 q.push(format!(" ORDER BY id LIMIT {}", locked.len()));
             }
