@@ -16,6 +16,7 @@ pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod traces;
 pub mod transport;
 
 pub use engine::{NewEvent, Outbox, Running, Switchyard};

@@ -47,6 +47,10 @@ enum Command {
         /// Aggregate id.
         #[arg(long, default_value = "")]
         aggregate: String,
+        /// The W3C trace context to continue (`00-<trace id>-<span id>-<flags>`), e.g. from
+        /// the request that caused the event.
+        #[arg(long)]
+        traceparent: Option<String>,
         /// JSON payload.
         #[arg(
             long,
@@ -186,6 +190,7 @@ async fn main() -> anyhow::Result<()> {
             key,
             version,
             aggregate,
+            traceparent,
             payload,
             payload_file,
         } => {
@@ -199,14 +204,17 @@ async fn main() -> anyhow::Result<()> {
                 .context("--payload must be JSON (e.g. '{\"user_id\": 1}')")?;
             // Never DDL here: `migrate` is the one command that changes the schema.
             let host = Switchyard::open(load(&config)?).await?;
-            let event = NewEvent::new(event_type.clone(), payload)
+            let mut event = NewEvent::new(event_type.clone(), payload)
                 .key(key)
                 .version(version)
                 .aggregate(aggregate);
+            event.traceparent = traceparent;
             let id = host
                 .publish(event)
                 .await
                 .map_err(|e| unmigrated(anyhow::Error::from(e), &config))?;
+            // The enqueue span goes out before the command exits.
+            host.flush_traces().await;
             let catalog = host.catalog();
             let route = catalog.route(&event_type)?;
             println!(

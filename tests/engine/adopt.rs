@@ -122,7 +122,9 @@ async fn a_smartflow_table_is_adopted_in_place(backend: Backend) {
     );
     let added = &columns[columns_before.len()..];
     assert!(
-        added.contains("handler_version") && added.contains("publish_count"),
+        added.contains("handler_version")
+            && added.contains("publish_count")
+            && added.contains("traceparent"),
         "only Switchyard's columns are added: {added}"
     );
     let separator = if backend == Backend::Postgres {

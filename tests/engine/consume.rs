@@ -292,6 +292,7 @@ async fn redeliver(h: &Harness, service: &Service, envelope: &serde_json::Value)
         key: String::new(),
         value: envelope.to_string().into_bytes(),
         event_type: "probe.run".into(),
+        traceparent: None,
     };
     for r in h
         .transport

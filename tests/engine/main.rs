@@ -40,3 +40,4 @@ mod sql_replicas;
 mod store_contract;
 mod support;
 mod testdb;
+mod traces;

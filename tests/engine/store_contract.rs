@@ -113,6 +113,7 @@ fn new_row(table: &str, key: &str, n: usize, max_attempts: i32) -> NewRow {
         payload: format!("{{\"n\":{n}}}"),
         max_attempts,
         chain_depth: 0,
+        traceparent: None,
     }
 }
 

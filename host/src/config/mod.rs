@@ -9,11 +9,13 @@ pub mod kafka;
 mod retention;
 mod retry;
 mod sections;
+mod traces;
 
 pub use kafka::KafkaConfig;
 pub use retention::{MAX_RETENTION_BATCH, RetentionConfig, RetentionOverride};
 pub use retry::RetryOverride;
 pub use sections::*;
+pub use traces::TracesConfig;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -107,6 +109,9 @@ pub struct Config {
     /// The running host's HTTP endpoint (`/routes`, `/metrics`, `/healthz`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// OpenTelemetry spans over OTLP (`[traces] otlp_endpoint`); off by default.
+    #[serde(default)]
+    pub traces: TracesConfig,
     /// Services by name (`[services.task]`); an empty table takes every default name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -200,6 +205,7 @@ impl Config {
         }
         self.validate_retry()?;
         self.validate_retention()?;
+        self.traces.validate()?;
         if self.relay.batch_size == 0 || self.consumer.batch_size == 0 {
             return Err(ConfigError::Invalid(
                 "relay and consumer batch_size must be at least 1".into(),

@@ -16,6 +16,7 @@ use crate::envelope;
 use crate::runtime::{self, EventData, Outcome};
 use crate::store::{self, RowOutcome, RowState};
 use crate::telemetry::{LoopError, MessageSkipped};
+use crate::traces::{InvocationAttributes, Traced};
 use crate::transport::{Delivery, Subscription};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -49,6 +50,11 @@ pub(super) async fn run(
         let Some(batch) = batch else { return };
         // Once a batch is taken it is finished even during shutdown: its outcomes commit.
         let span = tracing::info_span!("batch", service = %service.name, size = batch.len());
+        let traced = shared.traces.consume_batch(
+            &service.name,
+            &service.topic,
+            batch.iter().map(|d| d.traceparent.as_deref()),
+        );
         let mut pause = RERUN_PAUSE;
         let mut rerun = Rerun::default();
         loop {
@@ -58,6 +64,7 @@ pub(super) async fn run(
                 &batch,
                 subscription.as_mut(),
                 &rerun,
+                &traced,
                 &stop,
             )
             .instrument(span.clone())
@@ -171,6 +178,7 @@ async fn handle_batch(
     batch: &[Delivery],
     subscription: &mut dyn Subscription,
     rerun: &Rerun,
+    traced: &Traced,
     stop: &CancellationToken,
 ) -> BatchEnd {
     // One routing and config snapshot for the whole batch (a config reload swaps them between
@@ -256,8 +264,10 @@ async fn handle_batch(
             // failed attempt is recorded): acknowledge without running it again here.
             continue;
         }
-        let (outcome, version, micros) =
-            handle_one(shared, &catalog, &config, service, p, *state, &reader).await;
+        let (outcome, version, micros) = handle_one(
+            shared, &catalog, &config, service, p, *state, &reader, traced,
+        )
+        .await;
         buffered = buffered.saturating_add(buffered_bytes(&outcome));
         logs.push(Handled {
             id,
@@ -351,6 +361,10 @@ fn owned_elsewhere(catalog: &Catalog, service: &Service, event_type: &str) -> Op
 }
 
 /// Runs one event; returns its row outcome, the component version, and the time taken.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one batch's context, passed down as is"
+)]
 async fn handle_one(
     shared: &Shared,
     catalog: &Arc<Catalog>,
@@ -359,6 +373,7 @@ async fn handle_one(
     p: &Pending<'_>,
     state: RowState,
     reader: &Arc<BatchState>,
+    batch_span: &Traced,
 ) -> (RowOutcome, String, u128) {
     let env = &p.env;
     if env.event_type.trim().is_empty() {
@@ -399,6 +414,16 @@ async fn handle_one(
         chain_depth: u32::try_from(state.chain_depth).unwrap_or(0),
     };
     let component = &route.component;
+    let mut span = shared.traces.invocation(
+        p.delivery.traceparent.as_deref(),
+        batch_span,
+        InvocationAttributes {
+            service: &service.name,
+            event_type: &env.event_type,
+            outbox_id: env.outbox_id,
+            attempt: event.attempt,
+        },
+    );
     shared.counters.invocation_started(&env.event_type);
     let _in_flight = shared.health.begin(
         &env.event_type,
@@ -414,19 +439,21 @@ async fn handle_one(
     shared.counters.invocation_finished(&env.event_type);
     let micros = out.elapsed.as_micros();
     let outcome = match out.outcome {
-        Outcome::Ack => match stored_effects(catalog, config, out.effects, state.chain_depth) {
-            Ok(effects) => {
-                reader.remember(&effects.state_writes);
-                RowOutcome::Consumed {
-                    version: component.hash.clone(),
-                    effects,
+        Outcome::Ack => {
+            match stored_effects(catalog, config, out.effects, state, span.traceparent()) {
+                Ok(effects) => {
+                    reader.remember(&effects.state_writes);
+                    RowOutcome::Consumed {
+                        version: component.hash.clone(),
+                        effects,
+                    }
                 }
+                Err(e) => RowOutcome::Retry {
+                    reason: format!("an emitted event cannot be stored: {e}"),
+                    delay: None,
+                },
             }
-            Err(e) => RowOutcome::Retry {
-                reason: format!("an emitted event cannot be stored: {e}"),
-                delay: None,
-            },
-        },
+        }
         Outcome::Retry { reason, delay } => RowOutcome::Retry { reason, delay },
         Outcome::Dead { reason } => RowOutcome::Dead { reason },
     };
@@ -434,6 +461,11 @@ async fn handle_one(
     reader
         .end_invocation(matches!(outcome, RowOutcome::Consumed { .. }))
         .await;
+    span.set("switchyard.version", component.hash.clone());
+    span.set("switchyard.outcome", outcome_label(&outcome));
+    if let RowOutcome::Retry { reason, .. } | RowOutcome::Dead { reason } = &outcome {
+        span.fail(reason);
+    }
     let failure = match &outcome {
         RowOutcome::Retry { reason, .. } => Some(reason.as_str()),
         _ => None,
@@ -446,19 +478,21 @@ async fn handle_one(
 
 /// What the store commits for an acked invocation: its state writes, and each emit routed to
 /// its owner's table exactly as a producer's event would be ([`row_for`], with the owner's
-/// `max_attempts`).
+/// `max_attempts`), one hop further down the chain, continuing the invocation's trace.
 fn stored_effects(
     catalog: &Catalog,
     config: &Config,
     effects: runtime::Effects,
-    chain_depth: i32,
+    state: RowState,
+    traceparent: Option<&str>,
 ) -> Result<store::Effects, EnqueueError> {
     let new_rows = effects
         .emits
         .into_iter()
         .map(|emit| {
             let mut row = row_for(catalog, config, emit.into())?;
-            row.chain_depth = chain_depth.saturating_add(1);
+            row.chain_depth = state.chain_depth.saturating_add(1);
+            row.traceparent = traceparent.map(str::to_owned);
             Ok(row)
         })
         .collect::<Result<Vec<_>, EnqueueError>>()?;

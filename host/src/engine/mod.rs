@@ -31,6 +31,7 @@ use crate::catalog::{Catalog, CatalogCell, Service};
 use crate::config::{Config, ConfigCell, ServiceMode, TransportConfig};
 use crate::runtime::Runtime;
 use crate::store::{self, Backoff, Store, TableStatus, now};
+use crate::traces::Traces;
 use crate::transport::embedded::EmbeddedTransport;
 use crate::transport::kafka::KafkaTransport;
 use crate::transport::{Channel, Transport};
@@ -55,6 +56,15 @@ pub(crate) struct Shared {
     /// Which relay and consumer loops are down (restarting).
     pub loops: Arc<supervise::LoopStatus>,
     pub counters: Counters,
+    pub traces: Arc<Traces>,
+}
+
+/// Flushes `traces` off the async workers: the exporter blocks on the collector.
+async fn flush(traces: &Arc<Traces>) {
+    if traces.is_exporting() {
+        let traces = traces.clone();
+        let _ = tokio::task::spawn_blocking(move || traces.flush()).await;
+    }
 }
 
 /// `last_error` of rows a previous run had queued in memory when it stopped.
@@ -79,6 +89,8 @@ pub struct Switchyard {
     catalog: CatalogCell,
     store: Arc<dyn Store>,
     wakers: Arc<Wakers>,
+    /// This host's tracer (`[traces]`), shared by its producer API and its loops.
+    traces: Arc<Traces>,
 }
 
 impl Switchyard {
@@ -94,11 +106,13 @@ impl Switchyard {
             .with_context(|| format!("opening database {url}"))?;
         let wakers = Arc::new(Wakers::new(&catalog));
         let catalog = CatalogCell::new(catalog);
+        let traces = Arc::new(Traces::from_config(&config.traces)?);
         Ok(Switchyard {
             config: ConfigCell::new(config),
             catalog,
             store,
             wakers,
+            traces,
         })
     }
 
@@ -173,6 +187,7 @@ impl Switchyard {
             self.catalog.clone(),
             self.config.clone(),
             self.wakers.clone(),
+            self.traces.clone(),
         )
     }
 
@@ -182,10 +197,21 @@ impl Switchyard {
     /// [`EnqueueError`]: unrouted type, empty payload, database failure.
     pub async fn publish(&self, event: NewEvent) -> Result<i64, EnqueueError> {
         let outbox = self.outbox();
-        let row = outbox.row(event)?;
-        let ids = self.store.insert(std::slice::from_ref(&row), now()).await?;
+        let (row, mut span) = outbox.traced_row(event)?;
+        let ids = self
+            .store
+            .insert(std::slice::from_ref(&row), now())
+            .await
+            .inspect_err(|e| span.fail(&e.to_string()))?;
+        span.set("switchyard.outbox_id", ids[0]);
         outbox.wake(&row.service_name);
         Ok(ids[0])
+    }
+
+    /// Sends every finished span to the collector now (`[traces]`): what a short-lived
+    /// command does before it exits. Nothing without an endpoint.
+    pub async fn flush_traces(&self) {
+        flush(&self.traces).await;
     }
 
     /// Per service: counts by status and the oldest pending row.
@@ -282,6 +308,7 @@ impl Switchyard {
             )),
             counters: Counters::default(),
             loops: Arc::new(supervise::LoopStatus::default()),
+            traces: self.traces.clone(),
         });
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -510,6 +537,8 @@ impl Running {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
+        // The spans of the last batches go out before the host is gone.
+        flush(&self.shared.traces).await;
         if drained.is_err() {
             self.tasks.abort_all();
             return false;

@@ -21,6 +21,7 @@ use crate::runtime::Emit;
 use crate::store::{
     NewRow, OutboxRow, Relocation, StoreError, Timestamp, mysql, now, postgres, sqlite,
 };
+use crate::traces::{self, Traced, Traces};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,6 +39,10 @@ pub struct NewEvent {
     pub aggregate_id: String,
     pub message_key: String,
     pub payload: serde_json::Value,
+    /// The producer's W3C trace context (`00-<trace id>-<span id>-<flags>`): the event's
+    /// trace continues from the producer's request. `None` (or a malformed one, which is
+    /// ignored with a warning) starts a new trace.
+    pub traceparent: Option<String>,
 }
 
 /// A handler's emit is enqueued like a producer's event (it has no event id of its own).
@@ -50,6 +55,8 @@ impl From<Emit> for NewEvent {
             aggregate_id: emit.aggregate_id,
             message_key: emit.message_key,
             payload: emit.payload,
+            // The consumer sets the emitting invocation's own context on the row.
+            traceparent: None,
         }
     }
 }
@@ -63,6 +70,7 @@ impl NewEvent {
             aggregate_id: String::new(),
             message_key: String::new(),
             payload,
+            traceparent: None,
         }
     }
 
@@ -78,6 +86,12 @@ impl NewEvent {
 
     pub fn aggregate(mut self, id: impl Into<String>) -> NewEvent {
         self.aggregate_id = id.into();
+        self
+    }
+
+    /// Continues the producer's trace (its W3C `traceparent`).
+    pub fn traceparent(mut self, traceparent: impl Into<String>) -> NewEvent {
+        self.traceparent = Some(traceparent.into());
         self
     }
 }
@@ -181,6 +195,7 @@ pub fn row_for(
         payload: wrapper.to_json(),
         max_attempts: config.retry_for(&service.name).max_attempts as i32,
         chain_depth: 0,
+        traceparent: traces::normalized(event.traceparent.as_deref()),
     })
 }
 
@@ -210,6 +225,7 @@ pub fn relocated_row(
             payload: wrapper.to_json(),
             max_attempts: config.retry_for(&owner.name).max_attempts as i32,
             chain_depth: 0,
+            traceparent: row.traceparent.clone(),
         },
     }
 }
@@ -220,14 +236,21 @@ pub struct Outbox {
     catalog: CatalogCell,
     config: ConfigCell,
     wakers: Arc<Wakers>,
+    traces: Arc<Traces>,
 }
 
 impl Outbox {
-    pub fn new(catalog: CatalogCell, config: ConfigCell, wakers: Arc<Wakers>) -> Outbox {
+    pub fn new(
+        catalog: CatalogCell,
+        config: ConfigCell,
+        wakers: Arc<Wakers>,
+        traces: Arc<Traces>,
+    ) -> Outbox {
         Outbox {
             catalog,
             config,
             wakers,
+            traces,
         }
     }
 
@@ -237,6 +260,18 @@ impl Outbox {
     /// [`EnqueueError::Unrouted`] when no service owns the event type (never a default table).
     pub fn row(&self, event: NewEvent) -> Result<NewRow, EnqueueError> {
         row_for(&self.catalog.get(), &self.config.get(), event)
+    }
+
+    /// The row for an event, under its enqueue span (a child of the producer's traceparent):
+    /// the row stores the span's context. The span ends when the returned [`Traced`] drops,
+    /// after the insert.
+    pub(crate) fn traced_row(&self, event: NewEvent) -> Result<(NewRow, Traced), EnqueueError> {
+        let mut row = self.row(event)?;
+        let span =
+            self.traces
+                .enqueue(row.traceparent.as_deref(), &row.service_name, &row.biz_type);
+        row.traceparent = span.traceparent().map(str::to_owned);
+        Ok((row, span))
     }
 
     /// Inserts the event as a `pending` row on the caller's connection or transaction (SQLite,
@@ -249,10 +284,12 @@ impl Outbox {
         conn: &mut C,
         event: NewEvent,
     ) -> Result<Ticket, EnqueueError> {
-        let row = self.row(event)?;
+        let (row, mut span) = self.traced_row(event)?;
         let ids = conn
             .insert_outbox_rows(std::slice::from_ref(&row), now())
-            .await?;
+            .await
+            .inspect_err(|e| span.fail(&e.to_string()))?;
+        span.set("switchyard.outbox_id", ids[0]);
         Ok(Ticket {
             outbox_id: ids[0],
             notify: self.wakers.get(&row.service_name),

@@ -133,6 +133,11 @@ async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyh
         return Ok(false);
     }
     let full = rows.len() as u32 >= claim.limit;
+    let mut span = shared.traces.relay_batch(
+        &service.name,
+        &service.topic,
+        rows.iter().map(|r| r.traceparent.as_deref()),
+    );
     let mut messages = Vec::with_capacity(rows.len());
     let mut ids = Vec::with_capacity(rows.len());
     let mut moves = Vec::new();
@@ -154,6 +159,7 @@ async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyh
                         key: row.message_key.clone(),
                         value: envelope::encode(row.id, &service.name, &wrapper),
                         event_type: wrapper.event_type,
+                        traceparent: row.traceparent.clone(),
                     });
                     ids.push(row.id);
                 }
@@ -195,6 +201,11 @@ async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyh
             t,
         )
         .await?;
+    span.set("switchyard.published", published.len() as i64);
+    span.set("switchyard.failed", failures.len() as i64);
+    if !failures.is_empty() {
+        span.fail(&format!("{} rows not published", failures.len()));
+    }
     RelayBatchPublished {
         service: &service.name,
         published: published.len(),

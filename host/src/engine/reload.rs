@@ -426,6 +426,7 @@ fn keys_needing_restart(
     differs(old.transport != new.transport, "[transport]");
     differs(old.naming != new.naming, "naming.prefix");
     differs(old.admin.listen != new.admin.listen, "admin.listen");
+    differs(old.traces != new.traces, "[traces]");
     differs(old.reload.watch != new.reload.watch, "reload.watch");
     differs(old.reload.cache != new.reload.cache, "reload.cache");
     differs(

@@ -105,6 +105,8 @@ pub struct OutboxRow {
     /// SmartFlow's wrapper JSON `{event_id?, event_type, event_version?, aggregate_id?, payload}`.
     pub payload: String,
     pub retry_count: i32,
+    /// The row's `traceparent` column: the trace its message's header carries on.
+    pub traceparent: Option<String>,
     /// Why a column of the row could not be read, if one could not: the relay then records a
     /// failed attempt with this reason instead of publishing.
     pub unreadable: Option<String>,
@@ -125,6 +127,9 @@ pub struct NewRow {
     /// Emits between this row and its producer's event (0: written by a producer); stored in
     /// Switchyard's `chain_depth` column so `limits.max_hops` can stop emit loops.
     pub chain_depth: i32,
+    /// The W3C trace context the row continues (the enqueue's or the emitting invocation's
+    /// span), stored in the nullable `traceparent` column ([`crate::traces`]).
+    pub traceparent: Option<String>,
 }
 
 /// SmartFlow's failed-attempt policy: `n = retry_count + 1`; `n >= max_retry` (the row's

@@ -61,6 +61,7 @@ impl Transport for EmbeddedTransport {
                 value: m.value,
                 origin: format!("embedded:{}#{offset}", channel.service),
                 position: (0, offset),
+                traceparent: m.traceparent,
             };
             results.push(
                 tx.send(delivery)

@@ -28,6 +28,9 @@ pub struct Message {
     pub value: Vec<u8>,
     /// Carried as a header where the transport has them.
     pub event_type: String,
+    /// The row's W3C trace context, carried as the `traceparent` header (Kafka) or beside the
+    /// value (embedded).
+    pub traceparent: Option<String>,
 }
 
 /// A received message, with where it came from for logs.
@@ -39,6 +42,8 @@ pub struct Delivery {
     pub origin: String,
     /// Transport-specific position used by [`Subscription::commit`].
     pub position: (i32, i64),
+    /// The trace the message continues (its `traceparent` header), if it carries one.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

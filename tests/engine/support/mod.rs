@@ -6,6 +6,7 @@
 //! - [`harness`]: [`Harness`], the test services' config and row reads.
 //! - [`smartflow`]: the same harness started from `examples/smartflow.toml`, and its helpers.
 //! - [`sink`]: a local HTTP sink standing in for Feishu's webhook.
+//! - [`otlp`]: a local OTLP/HTTP collector receiving the host's spans.
 //!
 //! Tests wait on conditions, never on the clock: [`eventually`] polls a condition the test
 //! cannot be notified of; a negative ("nothing happened") is asserted on a counter that would
@@ -16,6 +17,7 @@
 //! `async fn name(backend: Backend)` and instantiated per backend by [`backend_suite!`].
 
 pub mod harness;
+pub mod otlp;
 pub mod sink;
 pub mod smartflow;
 

@@ -269,6 +269,7 @@ pub async fn redeliver(
         key: String::new(),
         value: envelope.to_string().into_bytes(),
         event_type: row.biz_type.clone(),
+        traceparent: None,
     };
     for r in h
         .transport

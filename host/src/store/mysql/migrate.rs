@@ -26,6 +26,10 @@ const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
         4,
         include_str!("../../../../migrations/mysql/outbox/0004_gorm_index_names.sql"),
     ),
+    (
+        5,
+        include_str!("../../../../migrations/mysql/outbox/0005_traceparent.sql"),
+    ),
 ];
 
 /// Counts the columns named `?2` of table `?1`.

@@ -175,7 +175,8 @@ impl Dialect for MySql {
             String::new()
         };
         let sql = format!(
-            "SELECT c.id, c.biz_type, c.service_name, c.message_key, c.payload, c.retry_count \
+            "SELECT c.id, c.biz_type, c.service_name, c.message_key, c.payload, c.retry_count, \
+             c.traceparent \
              FROM {table} c WHERE c.status = 'pending' AND c.next_retry_at <= ?{hold}{types} \
              ORDER BY c.next_retry_at, c.id LIMIT ? FOR UPDATE SKIP LOCKED"
         );

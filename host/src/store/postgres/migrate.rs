@@ -22,6 +22,10 @@ const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
         3,
         include_str!("../../../../migrations/postgres/outbox/0003_chain_depth.sql"),
     ),
+    (
+        4,
+        include_str!("../../../../migrations/postgres/outbox/0004_traceparent.sql"),
+    ),
 ];
 
 /// Counts the columns named `$2` of table `$1`.

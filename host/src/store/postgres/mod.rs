@@ -130,7 +130,7 @@ impl Dialect for Postgres {
              WHERE id IN (SELECT c.id FROM {table} c \
              WHERE c.status = 'pending' AND c.next_retry_at <= $1{hold}{types} \
              ORDER BY c.next_retry_at, c.id LIMIT $2 FOR UPDATE OF c SKIP LOCKED) \
-             RETURNING id, biz_type, service_name, message_key, payload, retry_count"
+             RETURNING id, biz_type, service_name, message_key, payload, retry_count, traceparent"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now)

@@ -31,7 +31,8 @@ where
         }) {
             let mut q = QueryBuilder::<D>::new(format!(
                 "INSERT INTO {table} (biz_type, service_name, topic, message_key, payload, status, \
-                 retry_count, max_retry, next_retry_at, created_at, updated_at, chain_depth) "
+                 retry_count, max_retry, next_retry_at, created_at, updated_at, chain_depth, \
+                 traceparent) "
             ));
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.biz_type.clone())
@@ -45,7 +46,11 @@ where
                     .push_bind(now)
                     .push_bind(now)
                     .push_bind(now)
-                    .push_bind(r.chain_depth);
+                    .push_bind(r.chain_depth)
+                    // NULL for no trace, without an `Option` bound on every caller's backend.
+                    .push("NULLIF(")
+                    .push_bind_unseparated(r.traceparent.clone().unwrap_or_default())
+                    .push_unseparated(", '')");
             });
             statements.push((chunk.len(), q));
         }
@@ -163,6 +168,7 @@ mod tests {
             payload: String::new(),
             max_attempts: 1,
             chain_depth: 0,
+            traceparent: None,
         };
         let rows = [row("b"), row("a"), row("b"), row("a")];
         // Written a, a, b, b: ids 10, 11 in table a, 20, 21 in table b.

@@ -199,7 +199,8 @@ pub(crate) fn types_sql(types: &[String]) -> String {
     }
 }
 
-/// Rows a claim returned (`id, biz_type, service_name, message_key, payload, retry_count`),
+/// Rows a claim returned (`id, biz_type, service_name, message_key, payload, retry_count,
+/// traceparent`),
 /// in id order. A column that cannot be decoded (a payload that is not UTF-8, written by
 /// another program) never panics: the row comes back with `unreadable` set, and the relay
 /// records a failed attempt with that reason instead of publishing it. A row whose very id
@@ -237,6 +238,8 @@ where
                     .get_or_insert(format!("row {id}: column retry_count cannot be read ({e})"));
                 0
             });
+            // A context that cannot be read only loses the trace, never the row.
+            let traceparent = r.try_get::<Option<String>, _>(6).ok().flatten();
             Some(OutboxRow {
                 id,
                 biz_type,
@@ -244,6 +247,7 @@ where
                 message_key,
                 payload,
                 retry_count,
+                traceparent,
                 unreadable,
             })
         })

@@ -24,6 +24,10 @@ const OUTBOX_TEMPLATES: &[(i64, &str)] = &[
         4,
         include_str!("../../../../migrations/sqlite/outbox/0004_chain_depth.sql"),
     ),
+    (
+        5,
+        include_str!("../../../../migrations/sqlite/outbox/0005_traceparent.sql"),
+    ),
 ];
 
 /// Creates or upgrades the host tables and each outbox table. SQLite's DDL is transactional:

@@ -176,7 +176,7 @@ impl Dialect for Sqlite {
              published_at = ?1, updated_at = ?1 \
              WHERE id IN (SELECT c.id FROM {table} c WHERE c.status = 'pending' \
              AND c.next_retry_at <= ?1{hold}{types} ORDER BY c.next_retry_at, c.id LIMIT ?2) \
-             RETURNING id, biz_type, service_name, message_key, payload, retry_count"
+             RETURNING id, biz_type, service_name, message_key, payload, retry_count, traceparent"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now)

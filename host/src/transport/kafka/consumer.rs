@@ -9,7 +9,7 @@ use super::client::consumer_config;
 use super::context::{GroupContext, Owned};
 use super::dlq::{DLQ_ORIGIN, DLQ_REASON};
 use super::events::{ConsumeFailed, DeadLetterFailed, MessageDeadLettered};
-use super::producer::{Producer, Record};
+use super::producer::{Producer, Record, TRACEPARENT};
 use super::topics::{Topics, dlq_topic};
 use crate::config::KafkaConfig;
 use crate::transport::{Channel, Delivery, Subscription, TransportError};
@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
@@ -214,6 +214,7 @@ impl Subscription for KafkaSubscription {
             let record = Record {
                 key: &delivery.key,
                 value: &delivery.value,
+                traceparent: delivery.traceparent.as_deref(),
                 headers: vec![(DLQ_REASON, reason), (DLQ_ORIGIN, &delivery.origin)],
             };
             match self.producer.send(&dlq, &[record]).await.pop() {
@@ -249,6 +250,13 @@ fn delivery(m: &BorrowedMessage<'_>) -> Delivery {
         value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         origin: format!("{}/{}@{}", m.topic(), m.partition(), m.offset()),
         position: (m.partition(), m.offset()),
+        traceparent: m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == TRACEPARENT)
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned)
+        }),
     }
 }
 

@@ -45,6 +45,8 @@ pub struct DlqMessage {
     pub origin: Option<String>,
     /// When the DLQ received it (unix ms), where the broker says.
     pub timestamp_ms: Option<i64>,
+    /// The trace it belonged to (`traceparent`), kept through a replay.
+    pub traceparent: Option<String>,
 }
 
 /// Why a dead-letter topic could not be read or written.
@@ -166,6 +168,7 @@ fn read_blocking(config: &KafkaConfig, topic: &str) -> Result<Vec<DlqMessage>, D
                     value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     reason: header(DLQ_REASON),
                     origin: header(DLQ_ORIGIN),
+                    traceparent: header(super::producer::TRACEPARENT),
                     timestamp_ms: m.timestamp().to_millis(),
                 });
             }
@@ -206,6 +209,7 @@ pub async fn replay(
         .map(|(m, from)| Record {
             key: &m.key,
             value: &m.value,
+            traceparent: m.traceparent.as_deref(),
             headers: vec![(DLQ_REPLAYED_FROM, from.as_str())],
         })
         .collect();

@@ -86,6 +86,7 @@ impl Transport for KafkaTransport {
             .map(|m| Record {
                 key: &m.key,
                 value: &m.value,
+                traceparent: m.traceparent.as_deref(),
                 headers: vec![(EVENT_TYPE, m.event_type.as_str())],
             })
             .collect();

@@ -1,6 +1,7 @@
 //! The host's one idempotent producer (`enable.idempotence`, `acks=all`).
 //!
-//! Owns publishing bytes with a key and headers (`traceparent`, `event_type`) and replacing the
+//! Owns publishing bytes with a key and headers (the row's `traceparent`, `event_type`) and
+//! replacing the
 //! producer when librdkafka declares it fatally broken (an idempotent producer can, e.g. when
 //! a broker loses its state). It never parses or alters the value: SmartFlow's envelope bytes
 //! go out exactly as the relay built them.
@@ -12,12 +13,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Header carrying the W3C trace context.
-pub const TRACEPARENT: &str = "traceparent";
+/// Header carrying the W3C trace context (the row's `traceparent` column).
+pub const TRACEPARENT: &str = crate::traces::TRACEPARENT;
 /// Header carrying the event type, so tools can filter without parsing the value.
 pub const EVENT_TYPE: &str = "event_type";
 
@@ -25,6 +24,8 @@ pub const EVENT_TYPE: &str = "event_type";
 pub struct Record<'a> {
     pub key: &'a str,
     pub value: &'a [u8],
+    /// The trace the message continues: sent as the `traceparent` header when there is one.
+    pub traceparent: Option<&'a str>,
     /// Extra headers besides `traceparent`.
     pub headers: Vec<(&'a str, &'a str)>,
 }
@@ -32,7 +33,6 @@ pub struct Record<'a> {
 pub struct Producer {
     current: RwLock<Arc<FutureProducer<HostContext>>>,
     config: KafkaConfig,
-    span_seq: AtomicU64,
 }
 
 impl Producer {
@@ -42,7 +42,6 @@ impl Producer {
         Ok(Producer {
             current: RwLock::new(Arc::new(create(config)?)),
             config: config.clone(),
-            span_seq: AtomicU64::new(0),
         })
     }
 
@@ -64,12 +63,9 @@ impl Producer {
         let mut results: Vec<Option<Result<(), String>>> = vec![None; records.len()];
         let mut in_flight: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
-            let traceparent = self.traceparent(r.value);
-            let mut headers = OwnedHeaders::new_with_capacity(1 + r.headers.len()).insert(Header {
-                key: TRACEPARENT,
-                value: Some(traceparent.as_str()),
-            });
-            for (k, v) in &r.headers {
+            let mut headers = OwnedHeaders::new_with_capacity(1 + r.headers.len());
+            let traceparent = r.traceparent.map(|t| (TRACEPARENT, t));
+            for (k, v) in traceparent.iter().chain(&r.headers) {
                 headers = headers.insert(Header {
                     key: k,
                     value: Some(*v),
@@ -129,26 +125,6 @@ impl Producer {
             }
         }
     }
-
-    /// W3C trace context: the trace id is derived from the value (every publish of one
-    /// envelope, republished or redelivered, joins one trace), the span id is fresh per send.
-    fn traceparent(&self, value: &[u8]) -> String {
-        let trace = blake3::hash(value);
-        let seq = self.span_seq.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let mut span = blake3::Hasher::new();
-        span.update(trace.as_bytes())
-            .update(&seq.to_le_bytes())
-            .update(&nanos.to_le_bytes());
-        let span = span.finalize();
-        format!(
-            "00-{}-{}-01",
-            hex(&trace.as_bytes()[..16]),
-            hex(&span.as_bytes()[..8])
-        )
-    }
 }
 
 fn create(config: &KafkaConfig) -> Result<FutureProducer<HostContext>, KafkaError> {
@@ -165,35 +141,5 @@ async fn drain(
             Ok(Err((e, _))) => Err(e.to_string()),
             Err(_) => Err("the producer was dropped before the broker answered".into()),
         });
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn traceparent_is_w3c_shaped_and_keeps_the_trace_of_an_envelope() {
-        let p = Producer::new(&KafkaConfig::default()).unwrap();
-        let a = p.traceparent(b"{\"outbox_id\":1}");
-        let b = p.traceparent(b"{\"outbox_id\":1}");
-        let parts: Vec<&str> = a.split('-').collect();
-        assert_eq!(parts.len(), 4, "{a}");
-        assert_eq!(
-            (parts[0], parts[1].len(), parts[2].len(), parts[3]),
-            ("00", 32, 16, "01")
-        );
-        assert_eq!(&a[..35], &b[..35], "same envelope, same trace");
-        assert_ne!(a, b, "a fresh span per send");
     }
 }
