@@ -175,7 +175,9 @@ impl ResourceLimiter for Limiter {
 /// The `T` of every handler `Store`: WASI (only what the route grants), limits, and the effect
 /// buffer the imports fill.
 pub struct Invocation {
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call (most handlers make none), unless the route
+    /// preopens directories: opening them can fail, and that failure must be the outcome.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     limiter: Limiter,
     pub(super) policy: Arc<Policy>,
@@ -197,27 +199,45 @@ pub struct Invocation {
 
 impl WasiView for Invocation {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (policy, output) = (&self.policy, &self.output);
+        // Only a route without preopened directories leaves it unbuilt, and for it building
+        // cannot fail.
+        let ctx = self
+            .wasi
+            .get_or_insert_with(|| wasi_builder(policy, output).build());
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
 }
 
-/// Builds the guest's WASI context: the route's env and read-only dirs, captured stdio,
-/// no network. Nothing of the host's own environment, args or filesystem.
-fn wasi_for(policy: &Policy, output: &CappedOutput) -> Result<WasiCtx, String> {
+/// The guest's WASI context without its directories: the route's env, captured stdio, no
+/// network. Nothing of the host's own environment, args or filesystem.
+fn wasi_builder(policy: &Policy, output: &CappedOutput) -> WasiCtxBuilder {
     let mut b = WasiCtxBuilder::new();
     b.stdout(output.clone()).stderr(output.clone());
     b.allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
     b.envs(&policy.env);
+    b
+}
+
+/// Builds the guest's WASI context now if the route preopens directories (opening one can
+/// fail), with them read-only; `None` otherwise: [`Invocation::ctx`] builds it on the guest's
+/// first WASI call. Building it costs about a microsecond (two builders' random generators,
+/// clocks and boxed streams), and a handler that never calls WASI need not pay it.
+fn wasi_for(policy: &Policy, output: &CappedOutput) -> Result<Option<WasiCtx>, String> {
+    if policy.preopened_dirs.is_empty() {
+        return Ok(None);
+    }
+    let mut b = wasi_builder(policy, output);
     for (host, guest) in &policy.preopened_dirs {
         b.preopened_dir(host, guest, FsPerms::ReadOnly)
             .map_err(|e| format!("cannot open granted directory {}: {e}", host.display()))?;
     }
-    Ok(b.build())
+    Ok(Some(b.build()))
 }
 
 pub(super) async fn run(
