@@ -104,23 +104,23 @@ impl Traces {
         self.exporting.is_some()
     }
 
-    /// Starts a span of `kind` under `parent` (a traceparent; a new trace when it is missing or
-    /// malformed), linked to `links`.
+    /// Starts a span of `kind` under `parent` (a new trace without one), linked to `links`.
+    /// Not exporting, it records nothing and hands the parent's context on.
     fn start(
         &self,
         name: &'static str,
         kind: SpanKind,
-        parent: Option<&str>,
+        parent: Option<SpanContext>,
         links: Vec<Link>,
         attributes: Vec<KeyValue>,
     ) -> Traced {
         let Some((_, tracer)) = &self.exporting else {
             return Traced {
                 span: None,
-                traceparent: parent.filter(|p| parse(p).is_some()).map(str::to_owned),
+                traceparent: parent.as_ref().map(format),
             };
         };
-        let parent_cx = parent.and_then(parse).map_or_else(Context::new, |sc| {
+        let parent_cx = parent.map_or_else(Context::new, |sc| {
             Context::new().with_remote_span_context(sc)
         });
         let span = tracer
@@ -142,7 +142,7 @@ impl Traces {
         self.start(
             "switchyard.enqueue",
             SpanKind::Producer,
-            parent,
+            parent.and_then(parse),
             Vec::new(),
             vec![
                 KeyValue::new("switchyard.service", service.to_owned()),
@@ -219,17 +219,17 @@ impl Traces {
         attributes: InvocationAttributes<'_>,
     ) -> Traced {
         let batch_context = batch.span.as_ref().map(|s| s.span_context().clone());
-        let (parent, links) = match parent.filter(|p| parse(p).is_some()) {
-            Some(p) => (
-                Some(p.to_owned()),
+        let (parent, links) = match parent.and_then(parse) {
+            Some(message) => (
+                Some(message),
                 batch_context.map(Link::with_context).into_iter().collect(),
             ),
-            None => (batch_context.as_ref().map(format), Vec::new()),
+            None => (batch_context, Vec::new()),
         };
         self.start(
             "switchyard.invoke",
             SpanKind::Consumer,
-            parent.as_deref(),
+            parent,
             links,
             vec![
                 KeyValue::new("switchyard.service", attributes.service.to_owned()),
