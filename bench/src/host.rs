@@ -23,6 +23,8 @@ pub enum Mode {
     /// SmartFlow's strategy: relay.batch_size = 100, relay.poll_interval_ms = 1000,
     /// consumer.batch_size = 1 (one transaction per message), relay never woken on enqueue.
     SmartFlow,
+    /// The defaults with `consumer.lanes` = n (a batch split by key, lanes side by side).
+    Lanes(u32),
 }
 
 /// The task event for row `i`: a real `task.record.requested` payload.
@@ -54,13 +56,24 @@ pub fn config_text(
         ),
     };
     let (relay_batch, poll, consumer_batch) = match mode {
-        Mode::Default => (500, 1000, 500),
+        Mode::Default | Mode::Lanes(_) => (500, 1000, 500),
         Mode::SmartFlow => (100, 1000, 1),
+    };
+    // The host reads SQLite's durability setting from its URL.
+    let url = match crate::sqlite_synchronous() {
+        crate::Synchronous::Normal if url.starts_with("sqlite:") => {
+            format!("{url}?synchronous=normal")
+        }
+        _ => url.to_owned(),
+    };
+    let lanes = match mode {
+        Mode::Lanes(n) => n,
+        _ => 1,
     };
     format!(
         "database_url = \"{url}\"\n{transport}\n[naming]\nprefix = \"{prefix}\"\n\
          [relay]\nbatch_size = {relay_batch}\npoll_interval_ms = {poll}\n\
-         [consumer]\nbatch_size = {consumer_batch}\n\
+         [consumer]\nbatch_size = {consumer_batch}\nlanes = {lanes}\n\
          [reload]\nwatch = {watch}\ncache_dir = \"cache\"\n\
          [services.task]\n\
          [[routes]]\nevent_type = \"task.record.requested\"\nservice = \"task\"\ncomponent = \"{}\"\n\
@@ -194,7 +207,7 @@ pub async fn throughput(
     name: &str,
 ) -> anyhow::Result<Figures> {
     let bh = BenchHost::start(db, transport, mode, &component("task")?, false).await?;
-    drive(bh, events, task_payload, mode == Mode::Default, name).await
+    drive(bh, events, task_payload, mode != Mode::SmartFlow, name).await
 }
 
 /// Enqueues `events` `task.record.requested` events with `payload` in transactions of 500

@@ -13,6 +13,7 @@
 //! (default 127.0.0.1:9092, `scripts/kafka.sh start`). Every run creates a fresh database
 //! `sy_bench_<random>` (dropped afterwards) and a fresh topic prefix.
 
+mod batch_tx;
 mod capture;
 mod host;
 mod neighbour;
@@ -36,6 +37,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// SQLite's `synchronous` for the host and the raw loop: `full` (the host's default: a
+    /// commit survives power loss) or `normal` (WAL: survives a crash of the process; no fsync
+    /// per commit). The host reads it from `database_url`'s `?synchronous=`.
+    #[arg(long, global = true, value_enum, default_value = "full")]
+    sqlite_synchronous: Synchronous,
+}
+
+/// SQLite's durability setting of a run ([`Cli::sqlite_synchronous`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+static SQLITE_SYNCHRONOUS: std::sync::OnceLock<Synchronous> = std::sync::OnceLock::new();
+
+/// This run's [`Synchronous`].
+pub fn sqlite_synchronous() -> Synchronous {
+    *SQLITE_SYNCHRONOUS.get().unwrap_or(&Synchronous::Full)
 }
 
 #[derive(Subcommand, Clone)]
@@ -56,6 +76,9 @@ enum Cmd {
         /// Skip the SmartFlow-mode baselines.
         #[arg(long)]
         no_smartflow: bool,
+        /// `consumer.lanes` of the host runs, one run each (e.g. `--lanes 1,4`).
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        lanes: Vec<u32>,
     },
     /// Latency at a fixed offered load: one event per enqueue transaction at `rate`/s.
     Latency {
@@ -435,13 +458,18 @@ async fn e2e(
     events: usize,
     smartflow_events: usize,
     smartflow: bool,
-) -> anyhow::Result<(Figures, Figures)> {
+    lanes: &[u32],
+) -> anyhow::Result<()> {
     let (d, t) = (db_name(db), tr_name(transport));
     let mut cmd = format!(
         "switchyard-bench e2e --db {d} --transport {t} --events {events} --smartflow-events {smartflow_events}"
     );
     if !smartflow {
         cmd.push_str(" --no-smartflow");
+    }
+    if lanes != [1] {
+        let list: Vec<String> = lanes.iter().map(u32::to_string).collect();
+        cmd.push_str(&format!(" --lanes {}", list.join(",")));
     }
     let raw = raw::run(
         db,
@@ -451,14 +479,20 @@ async fn e2e(
         &format!("raw limit {d}+{t}"),
     )
     .await?;
-    let sy = host::throughput(
-        db,
-        transport,
-        events,
-        host::Mode::Default,
-        &format!("switchyard {d}+{t} task handler"),
-    )
-    .await?;
+    let mut runs = Vec::new();
+    for &n in lanes {
+        let (mode, name) = match n {
+            1 => (
+                host::Mode::Default,
+                format!("switchyard {d}+{t} task handler"),
+            ),
+            n => (
+                host::Mode::Lanes(n),
+                format!("switchyard {d}+{t} task, {n} lanes"),
+            ),
+        };
+        runs.push(host::throughput(db, transport, events, mode, &name).await?);
+    }
     let mut sf = None;
     if smartflow {
         let a = host::throughput(
@@ -481,8 +515,10 @@ async fn e2e(
     }
     print_header(&cmd);
     raw.print(None);
-    sy.print(Some(&raw));
-    if let Some((a, b)) = &sf {
+    for sy in &runs {
+        sy.print(Some(&raw));
+    }
+    if let (Some((a, b)), Some(sy)) = (&sf, runs.first()) {
         a.print(None);
         b.print(None);
         let mut vs = sy.clone();
@@ -491,7 +527,7 @@ async fn e2e(
         vs.name = format!("switchyard {d}+{t} vs SmartFlow settings");
         vs.print(Some(a));
     }
-    Ok((raw, sy))
+    Ok(())
 }
 
 async fn latency(db: Db, transport: Transport, rate: u32, secs: u64) -> anyhow::Result<()> {
@@ -528,8 +564,17 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             events,
             smartflow_events,
             no_smartflow,
+            lanes,
         } => {
-            e2e(db, transport, events, smartflow_events, !no_smartflow).await?;
+            e2e(
+                db,
+                transport,
+                events,
+                smartflow_events,
+                !no_smartflow,
+                &lanes,
+            )
+            .await?;
         }
         Cmd::Latency {
             db,
@@ -563,6 +608,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 events,
                 smartflow_events,
                 true,
+                &[1, 4],
             )
             .await?;
             e2e(
@@ -571,6 +617,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 events,
                 smartflow_events,
                 false,
+                &[1, 4],
             )
             .await?;
             e2e(
@@ -579,6 +626,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 events,
                 smartflow_events,
                 false,
+                &[1, 4],
             )
             .await?;
             e2e(
@@ -587,6 +635,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 events,
                 smartflow_events,
                 false,
+                &[1, 4],
             )
             .await?;
             e2e(
@@ -595,6 +644,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 events,
                 smartflow_events,
                 false,
+                &[1, 4],
             )
             .await?;
             e2e(
@@ -603,6 +653,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 events,
                 smartflow_events,
                 false,
+                &[1, 4],
             )
             .await?;
             latency(Db::Mariadb, Transport::Embedded, 1000, 10).await?;
@@ -622,6 +673,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     capture::install();
     let cli = Cli::parse();
+    let _ = SQLITE_SYNCHRONOUS.set(cli.sqlite_synchronous);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

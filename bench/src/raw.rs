@@ -3,8 +3,10 @@
 //! handler, no routing and no WebAssembly (DESIGN.md's "minimal batched pipeline": batches of
 //! 500, claim `FOR UPDATE SKIP LOCKED` on MariaDB/PostgreSQL, `BEGIN IMMEDIATE` on SQLite,
 //! mark consumed and upsert one state row per event, one transaction per batch). With
-//! [`Mode::SmartFlow`], the seed's strategy instead: scan every 1 s for 100 rows, publish and
-//! mark each row in its own commit, consume each message in its own transaction.
+//! [`Work::Task`] (what [`run`] and [`latency`] do) the per-event work is the task component's
+//! own statements instead of the state row. With [`Mode::SmartFlow`], the seed's strategy
+//! instead: scan every 1 s for 100 rows, publish and mark each row in its own commit, consume
+//! each message in its own transaction.
 //!
 //! The tables are created by the host's own migrations, so indexes and columns are identical.
 
@@ -38,6 +40,9 @@ pub enum Work {
     /// One INSERT and one UPDATE per event on the business tables of [`crate::sql`], each its
     /// own statement, in the batch's transaction: the native twin of the `sql` handler.
     Sql,
+    /// What the `task` component does for `task.record.requested` (plugins/task `save`): read
+    /// the task's row by id, insert it when missing; no state row.
+    Task,
 }
 
 /// Which strategy the loop follows.
@@ -96,7 +101,7 @@ macro_rules! claim {
 
 /// Mark a batch consumed and upsert one state row per event, in one transaction.
 macro_rules! consume {
-    ($tx:expr, $db:ty, $batch:expr, $upsert:expr, $work:expr, $statements:expr) => {{
+    ($tx:expr, $db:ty, $batch:expr, $upsert:expr, $work:expr, $statements:expr, $task:expr) => {{
         let mut tx = $tx;
         let t = now();
         let mut u = QueryBuilder::<$db>::new(format!(
@@ -112,17 +117,41 @@ macro_rules! consume {
         }
         u.push(")");
         u.build().execute(&mut *tx).await?;
-        let mut q = QueryBuilder::<$db>::new(
-            "INSERT INTO switchyard_state (service, state_key, value, updated_at) ",
-        );
-        q.push_values($batch, |mut b, (id, value)| {
-            b.push_bind("task")
-                .push_bind(format!("raw/{id}"))
-                .push_bind(value.clone())
-                .push_bind(t);
-        });
-        q.push($upsert);
-        q.build().execute(&mut *tx).await?;
+        if $work != Work::Task {
+            let mut q = QueryBuilder::<$db>::new(
+                "INSERT INTO switchyard_state (service, state_key, value, updated_at) ",
+            );
+            q.push_values($batch, |mut b, (id, value)| {
+                b.push_bind("task")
+                    .push_bind(format!("raw/{id}"))
+                    .push_bind(value.clone())
+                    .push_bind(t);
+            });
+            q.push($upsert);
+            q.build().execute(&mut *tx).await?;
+        }
+        if $work == Work::Task {
+            let (select, insert) = $task;
+            for (id, _) in $batch {
+                let found: Option<(i64,)> = sqlx::query_as::<$db, (i64,)>(select)
+                    .bind(*id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    sqlx::query::<$db>(insert)
+                        .bind(*id)
+                        .bind(*id % 100 + 1)
+                        .bind(format!("benchmark task {id}"))
+                        .bind(*id % 4 + 1)
+                        .bind(t)
+                        .bind(false)
+                        .bind(t)
+                        .bind(t)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
         if $work == Work::Sql {
             for (id, _) in $batch {
                 let (insert, update) = $statements;
@@ -149,6 +178,19 @@ const WORK_Q: (&str, &str) = (
 const WORK_PG: (&str, &str) = (
     "INSERT INTO bench_items (id, qty) VALUES ($1, 1)",
     "UPDATE bench_totals SET n = n + 1 WHERE id = $1",
+);
+
+/// The [`Work::Task`] statements (plugins/task `save`'s read, then its INSERT), `?` placeholders.
+const TASK_Q: (&str, &str) = (
+    "SELECT user_id FROM tasks WHERE id = ?",
+    "INSERT INTO tasks (id, user_id, title, priority, urgency_threshold_at, completed, \
+     updated_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+);
+/// The same for PostgreSQL.
+const TASK_PG: (&str, &str) = (
+    "SELECT user_id FROM tasks WHERE id = $1",
+    "INSERT INTO tasks (id, user_id, title, priority, urgency_threshold_at, completed, \
+     updated_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 );
 
 const UPSERT_MY: &str =
@@ -180,17 +222,23 @@ impl Pool {
                     .connect(url)
                     .await?,
             ),
-            Db::Sqlite => Pool::Lite(
-                sqlx::sqlite::SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .connect_with(
-                        sqlx::sqlite::SqliteConnectOptions::from_str(url)?
-                            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-                            .busy_timeout(Duration::from_secs(30)),
-                    )
-                    .await?,
-            ),
+            Db::Sqlite => {
+                let synchronous = match crate::sqlite_synchronous() {
+                    crate::Synchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+                    crate::Synchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+                };
+                Pool::Lite(
+                    sqlx::sqlite::SqlitePoolOptions::new()
+                        .max_connections(4)
+                        .connect_with(
+                            sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+                                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                                .synchronous(synchronous)
+                                .busy_timeout(Duration::from_secs(30)),
+                        )
+                        .await?,
+                )
+            }
         })
     }
 
@@ -256,15 +304,32 @@ impl Pool {
 
     async fn consume(&self, batch: &[(i64, Vec<u8>)], work: Work) -> anyhow::Result<()> {
         match self {
-            Pool::My(p) => consume!(p.begin().await?, MySql, batch, UPSERT_MY, work, WORK_Q),
-            Pool::Pg(p) => consume!(p.begin().await?, Postgres, batch, UPSERT_STD, work, WORK_PG),
+            Pool::My(p) => consume!(
+                p.begin().await?,
+                MySql,
+                batch,
+                UPSERT_MY,
+                work,
+                WORK_Q,
+                TASK_Q
+            ),
+            Pool::Pg(p) => consume!(
+                p.begin().await?,
+                Postgres,
+                batch,
+                UPSERT_STD,
+                work,
+                WORK_PG,
+                TASK_PG
+            ),
             Pool::Lite(p) => consume!(
                 p.begin_with("BEGIN IMMEDIATE").await?,
                 Sqlite,
                 batch,
                 UPSERT_STD,
                 work,
-                WORK_Q
+                WORK_Q,
+                TASK_Q
             ),
         }
         Ok(())
@@ -428,7 +493,8 @@ pub async fn run(
     mode: Mode,
     name: &str,
 ) -> anyhow::Result<Figures> {
-    pipeline(db, transport, Load::Bulk(events), mode, Work::State, name).await
+    // Both strategies do the task handler's own statements per event.
+    pipeline(db, transport, Load::Bulk(events), mode, Work::Task, name).await
 }
 
 /// The batched pipeline doing `work` per event, N events in bulk.
@@ -457,7 +523,7 @@ pub async fn latency(
     name: &str,
 ) -> anyhow::Result<Figures> {
     let load = Load::Rate(rate, secs);
-    pipeline(db, transport, load, Mode::Batched, Work::State, name).await
+    pipeline(db, transport, load, Mode::Batched, Work::Task, name).await
 }
 
 async fn pipeline(

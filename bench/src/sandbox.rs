@@ -5,82 +5,96 @@
 //! These call the host's public runtime API ([`Runtime::invoke`]) and store API
 //! ([`Store::apply`]) the way the consumer does, so only the handler differs between runs.
 
+use crate::batch_tx::{BatchTx, TaskStatements};
 use crate::host::{Mode, task_payload};
 use crate::{Db, Figures, FreshDb, Scratch, Transport, component, hwm_kib, reset_hwm};
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use serde::Deserialize;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard::catalog::Catalog;
 use switchyard::config::Config;
+use switchyard::handler_sql::SqlValue;
 use switchyard::runtime::Effects;
 use switchyard::runtime::{BatchAccess, EventData, Outcome, Policy, Runtime};
-use switchyard::store::{self, Backoff, BatchOutcomes, RowOutcome, Store, now};
+use switchyard::store::sqlite::SqliteStore;
+use switchyard::store::{self, BatchOutcomes, RowOutcome, Store, now};
 use switchyard::{NewEvent, Switchyard};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// State reads as the consumer serves them: the batch's earlier writes, then the store.
-struct Reader {
-    store: Option<Arc<dyn Store>>,
-    overlay: Mutex<HashMap<String, Option<Vec<u8>>>>,
-}
+/// In-memory state, no database: for the trivial component, which reads and runs nothing.
+#[derive(Default)]
+struct MemoryReader;
 
 #[async_trait]
-impl BatchAccess for Reader {
-    async fn get(&self, service: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
-        if let Some(v) = self
-            .overlay
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-        {
-            return Ok(v.clone());
-        }
-        match &self.store {
-            Some(s) => s.state_get(service, key).await.map_err(|e| e.to_string()),
-            None => Ok(None),
-        }
+impl BatchAccess for MemoryReader {
+    async fn get(&self, _service: &str, _key: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
     }
 }
 
 /// plugins/task's `Task`, field for field.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Task {
     id: i64,
     user_id: i64,
     #[serde(default)]
     title: String,
-    priority: u8,
+    priority: i64,
     #[serde(default)]
     urgency_threshold_at: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     done: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     conversation_id: Option<String>,
 }
 
-/// `task.record.requested` as native Rust: plugins/task's `record` and `check_task`, line for
-/// line, producing the same effects as the component.
-fn native_record(payload: &[u8]) -> Result<Effects, String> {
+/// A time as the guest SDK binds it (`sdk/rust/src/sql.rs` `db_time`): RFC 3339, UTC, ms.
+fn db_time(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let at = at
+        .replace_nanosecond(u32::from(at.millisecond()) * 1_000_000)
+        .unwrap_or(at);
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// `task.record.requested` as native Rust: plugins/task's `record`, `check_task` and
+/// `store::save`, line for line, running the same statements through the batch's transaction.
+async fn native_record(
+    payload: &[u8],
+    statements: &TaskStatements,
+    batch: &BatchTx,
+) -> anyhow::Result<()> {
     let task: Task = serde_json::from_slice(payload)
-        .map_err(|e| format!("invalid task.record.requested payload: {e}"))?;
-    if task.user_id <= 0 || task.id <= 0 {
-        return Err("task id and user_id must be positive".into());
-    }
-    if !(1..=4).contains(&task.priority) {
-        return Err(format!("priority must be 1..=4, got {}", task.priority));
-    }
-    if let Some(t) = task.urgency_threshold_at.as_deref() {
-        OffsetDateTime::parse(t, &Rfc3339).map_err(|e| format!("bad time {t:?}: {e}"))?;
-    }
-    let bytes = serde_json::to_vec(&task).map_err(|e| e.to_string())?;
-    Ok(Effects {
-        state_writes: vec![(format!("task/{}/{}", task.user_id, task.id), Some(bytes))],
-        emits: Vec::new(),
-    })
+        .map_err(|e| anyhow::anyhow!("invalid task.record.requested payload: {e}"))?;
+    anyhow::ensure!(
+        task.user_id > 0 && task.id > 0,
+        "task id and user_id must be positive"
+    );
+    anyhow::ensure!(
+        (1..=4).contains(&task.priority),
+        "priority must be 1..=4, got {}",
+        task.priority
+    );
+    let threshold = match task.urgency_threshold_at.as_deref() {
+        Some(t) => SqlValue::Text(db_time(
+            OffsetDateTime::parse(t, &Rfc3339)
+                .map_err(|e| anyhow::anyhow!("bad time {t:?}: {e}"))?,
+        )),
+        None => SqlValue::Null,
+    };
+    let values = vec![
+        SqlValue::Int(task.user_id),
+        SqlValue::Text(task.title),
+        SqlValue::Int(task.priority),
+        threshold,
+        SqlValue::Bool(task.done),
+        task.conversation_id.map_or(SqlValue::Null, SqlValue::Text),
+        SqlValue::Text(db_time(OffsetDateTime::now_utc())),
+    ];
+    statements.save(batch, task.id, values).await
 }
 
 fn event(id: i64, k: usize, payload: Vec<u8>) -> EventData {
@@ -164,27 +178,21 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
         k += n;
     }
     let sb = sandbox(&fresh.url, &scratch.0, "task", "")?;
+    let statements = TaskStatements::new(&sb.policy, store.backend())?;
     let table = "task_outbox_messages";
-    let backoff = Backoff {
-        base: Duration::from_secs(1),
-        max: Duration::from_secs(32),
-    };
     let (mut wasm_total, mut native_total) = (Duration::ZERO, Duration::ZERO);
     let (mut wasm_handler, mut native_handler) = (Duration::ZERO, Duration::ZERO);
     let (mut wasm_n, mut native_n) = (0, 0);
     reset_hwm();
-    for (b, batch) in rows.chunks(500).enumerate() {
+    for (b, rows) in rows.chunks(500).enumerate() {
         let wasm = b % 2 == 0;
         let started = Instant::now();
-        let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
         let _states = store.row_states(table, &ids).await?;
-        let reader = Arc::new(Reader {
-            store: Some(store.clone()),
-            overlay: Mutex::new(HashMap::new()),
-        });
-        let mut out = Vec::with_capacity(batch.len());
+        let batch = Arc::new(BatchTx::new(store.clone()));
+        let mut out = Vec::with_capacity(rows.len());
         let mut handler_time = Duration::ZERO;
-        for (id, k) in batch {
+        for (id, k) in rows {
             let payload = serde_json::to_vec(&task_payload(*k))?;
             let h = Instant::now();
             let effects = if wasm {
@@ -194,7 +202,7 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
                         &sb.component,
                         &sb.policy,
                         &sb.catalog,
-                        reader.clone(),
+                        batch.clone(),
                         event(*id, *k, payload),
                     )
                     .await;
@@ -205,16 +213,12 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
                 );
                 o.effects
             } else {
-                native_record(&payload).map_err(|e| anyhow::anyhow!(e))?
+                native_record(&payload, &statements, &batch).await?;
+                Effects::default()
             };
             handler_time += h.elapsed();
-            {
-                let mut overlay = reader.overlay.lock().unwrap_or_else(|p| p.into_inner());
-                for (k, v) in &effects.state_writes {
-                    overlay.insert(k.clone(), v.clone());
-                }
-            }
-            // The task handler emits nothing: its effects are its state writes.
+            batch.remember(&effects.state_writes);
+            // `task.record.requested` emits nothing: its effect is the row it saves in `tasks`.
             anyhow::ensure!(effects.emits.is_empty(), "task handler emitted events");
             out.push((
                 *id,
@@ -227,21 +231,25 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
                 },
             ));
         }
-        let applied = BatchOutcomes {
+        let outcomes = BatchOutcomes {
             service: "task".into(),
             rows: out,
         };
-        store.apply(table, &applied, &backoff, now()).await?;
+        batch.commit(table, &outcomes).await?;
         if wasm {
             wasm_total += started.elapsed();
             wasm_handler += handler_time;
-            wasm_n += batch.len();
+            wasm_n += rows.len();
         } else {
             native_total += started.elapsed();
             native_handler += handler_time;
-            native_n += batch.len();
+            native_n += rows.len();
         }
     }
+    anyhow::ensure!(
+        task_rows(&fresh.url).await? == (wasm_n + native_n) as i64,
+        "not every event saved its task"
+    );
     let hwm = hwm_kib();
     let fig = |name: &str, n, elapsed| Figures {
         name: name.into(),
@@ -257,8 +265,16 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
         native_total,
     );
     let wasm = fig(&format!("task component + apply ({d})"), wasm_n, wasm_total);
-    let native_h = fig("native task logic only", native_n, native_handler);
-    let wasm_h = fig("task component invoke only", wasm_n, wasm_handler);
+    let native_h = fig(
+        "native task logic + its sql statements",
+        native_n,
+        native_handler,
+    );
+    let wasm_h = fig(
+        "task component invoke (incl. sql statements)",
+        wasm_n,
+        wasm_handler,
+    );
     crate::print_header(&format!(
         "switchyard-bench handler --db {d} --events {events}"
     ));
@@ -271,33 +287,44 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `n` sequential invocations of `name` with `payload`, in-memory state.
+/// `n` sequential invocations of `name` with `payload`: with `db`, in batches of 500 each in
+/// one consume transaction (the task component's statements run there), else with in-memory
+/// state and no database.
 async fn invoke_loop(
     sb: &Sandbox,
+    db: Option<&Arc<dyn Store>>,
     n: usize,
     payload: impl Fn(usize) -> Vec<u8>,
 ) -> anyhow::Result<Duration> {
-    let reader: Arc<dyn BatchAccess> = Arc::new(Reader {
-        store: None,
-        overlay: Mutex::new(HashMap::new()),
-    });
     let started = Instant::now();
-    for k in 0..n {
-        let o = sb
-            .runtime
-            .invoke(
-                &sb.component,
-                &sb.policy,
-                &sb.catalog,
-                reader.clone(),
-                event(k as i64 + 1, k, payload(k)),
-            )
-            .await;
-        anyhow::ensure!(
-            o.outcome == Outcome::Ack,
-            "component did not ack: {:?}",
-            o.outcome
-        );
+    let mut k = 0;
+    while k < n {
+        let batch = db.map(|store| Arc::new(BatchTx::new(store.clone())));
+        let reader: Arc<dyn BatchAccess> = match &batch {
+            Some(b) => b.clone(),
+            None => Arc::new(MemoryReader),
+        };
+        for k in k..n.min(k + 500) {
+            let o = sb
+                .runtime
+                .invoke(
+                    &sb.component,
+                    &sb.policy,
+                    &sb.catalog,
+                    reader.clone(),
+                    event(k as i64 + 1, k, payload(k)),
+                )
+                .await;
+            anyhow::ensure!(
+                o.outcome == Outcome::Ack,
+                "component did not ack: {:?}",
+                o.outcome
+            );
+        }
+        if let Some(b) = batch {
+            b.finish().await?;
+        }
+        k += 500;
     }
     Ok(started.elapsed())
 }
@@ -311,9 +338,9 @@ pub async fn instantiate(n: usize) -> anyhow::Result<()> {
     let scratch = Scratch::new()?;
     let url = format!("sqlite://{}", scratch.0.join("unused.db").display());
     let sb = sandbox(&url, &scratch.0, "probe", "")?;
-    invoke_loop(&sb, 200, |_| b"{}".to_vec()).await?; // warm up
+    invoke_loop(&sb, None, 200, |_| b"{}".to_vec()).await?; // warm up
     reset_hwm();
-    let wasm = invoke_loop(&sb, n, |_| b"{}".to_vec()).await?;
+    let wasm = invoke_loop(&sb, None, n, |_| b"{}".to_vec()).await?;
     let hwm = hwm_kib();
     let started = Instant::now();
     for k in 0..n {
@@ -343,24 +370,32 @@ pub async fn instantiate(n: usize) -> anyhow::Result<()> {
 }
 
 /// The task component's invocation throughput with fuel metering on (an unreachable budget)
-/// vs off. Epoch interruption, the memory limiter and the table cap are always on.
+/// vs off. Epoch interruption, the memory limiter and the table cap are always on. Its `sql`
+/// statements run on a SQLite file (the same for both), a transaction per 500 invocations.
 ///
 /// # Errors
 /// Component failures.
 pub async fn limits(n: usize) -> anyhow::Result<()> {
     let scratch = Scratch::new()?;
-    let url = format!("sqlite://{}", scratch.0.join("unused.db").display());
+    let fresh = FreshDb::create(Db::Sqlite, &scratch.0).await?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&fresh.url).await?);
+    let db = Some(&store);
     let payload = |k| serde_json::to_vec(&task_payload(k)).unwrap_or_default();
-    let plain = sandbox(&url, &scratch.0, "task", "")?;
-    let fuel = sandbox(&url, &scratch.0, "task", "limits = { fuel = 1000000000 }")?;
-    invoke_loop(&plain, 200, payload).await?;
-    invoke_loop(&fuel, 200, payload).await?;
+    let plain = sandbox(&fresh.url, &scratch.0, "task", "")?;
+    let fuel = sandbox(
+        &fresh.url,
+        &scratch.0,
+        "task",
+        "limits = { fuel = 1000000000 }",
+    )?;
+    invoke_loop(&plain, db, 200, payload).await?;
+    invoke_loop(&fuel, db, 200, payload).await?;
     reset_hwm();
     // Alternate halves so machine noise hits both alike.
     let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..2 {
-        a += invoke_loop(&plain, n / 2, payload).await?;
-        b += invoke_loop(&fuel, n / 2, payload).await?;
+        a += invoke_loop(&plain, db, n / 2, payload).await?;
+        b += invoke_loop(&fuel, db, n / 2, payload).await?;
     }
     let hwm = hwm_kib();
     let f = |name: &str, elapsed| Figures {
@@ -376,4 +411,20 @@ pub async fn limits(n: usize) -> anyhow::Result<()> {
     a.print(None);
     b.print(Some(&a));
     Ok(())
+}
+
+/// Rows in `tasks`: every event of the `handler` scenario saves one.
+async fn task_rows(url: &str) -> anyhow::Result<i64> {
+    use sqlx::Connection;
+    let sql = "SELECT COUNT(*) FROM tasks";
+    Ok(if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await?;
+        sqlx::query_scalar(sql).fetch_one(&mut c).await?
+    } else if url.starts_with("mysql:") {
+        let mut c = sqlx::MySqlConnection::connect(url).await?;
+        sqlx::query_scalar(sql).fetch_one(&mut c).await?
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await?;
+        sqlx::query_scalar(sql).fetch_one(&mut c).await?
+    })
 }

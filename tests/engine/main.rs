@@ -17,6 +17,7 @@ mod handler_tools;
 mod hostile;
 mod kafka;
 mod key_order;
+mod lanes;
 mod migration;
 mod observability;
 mod polyglot;

@@ -74,6 +74,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The most lanes a consumer splits a batch into (`consumer.lanes`).
+pub const MAX_LANES: u32 = 16;
+
 /// The whole file. Unknown keys are errors, so a typo never silently falls back to a default.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +213,13 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "relay and consumer batch_size must be at least 1".into(),
             ));
+        }
+        if !(1..=MAX_LANES).contains(&self.consumer.lanes) {
+            return Err(ConfigError::Invalid(format!(
+                "consumer.lanes is {}: it must be 1..={MAX_LANES} (each lane holds a database \
+                 connection while its transaction is open)",
+                self.consumer.lanes
+            )));
         }
         for name in self.services.keys() {
             check_name("service name", name, NameKind::Kafka)?;

@@ -187,6 +187,18 @@ pub struct ConsumerConfig {
     /// one. Default 64 MiB.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
+    /// Lanes a batch is split into by message key, handled concurrently, each committed in
+    /// its own transaction: one key is always in one lane, so its events keep their order
+    /// (the Kafka partitions of a service, whose messages a key places in one partition, are
+    /// then handled side by side). The batch is acknowledged to the transport once every lane
+    /// committed. Default 1 (one transaction per batch). On SQLite, whose one writer lets one
+    /// lane's transaction run at a time, more lanes gain nothing.
+    #[serde(default = "default_lanes")]
+    pub lanes: u32,
+}
+
+fn default_lanes() -> u32 {
+    1
 }
 
 fn default_max_batch_bytes() -> usize {
@@ -203,6 +215,7 @@ impl Default for ConsumerConfig {
             batch_size: default_batch(),
             shutdown_grace_ms: default_shutdown_ms(),
             max_batch_bytes: default_max_batch_bytes(),
+            lanes: default_lanes(),
         }
     }
 }

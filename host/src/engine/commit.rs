@@ -125,7 +125,12 @@ pub(super) async fn commit(
             };
             let applied = match tx.apply(&service.table, &batch, &backoff, now()).await {
                 Ok(report) => tx.commit().await.map(|()| report),
-                Err(e) => Err(e),
+                Err(e) => {
+                    // Rolled back now: a failed attempt recorded below is a write of its own,
+                    // which must not wait behind this transaction (SQLite's one writer).
+                    drop(tx);
+                    Err(e)
+                }
             };
             match applied {
                 Ok(report) => done.committed(report, batch.rows),

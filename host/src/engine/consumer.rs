@@ -19,6 +19,7 @@ use crate::telemetry::{LoopError, MessageSkipped};
 use crate::traces::{InvocationAttributes, Traced};
 use crate::transport::{Delivery, Subscription};
 use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -55,53 +56,26 @@ pub(super) async fn run(
             &service.topic,
             batch.iter().map(|d| d.traceparent.as_deref()),
         );
-        let mut pause = RERUN_PAUSE;
-        let mut rerun = Rerun::default();
-        loop {
-            let ended = handle_batch(
-                &shared,
-                &service,
-                &batch,
-                subscription.as_mut(),
-                &rerun,
-                &traced,
-                &stop,
-            )
-            .instrument(span.clone())
-            .await;
-            match ended {
-                BatchEnd::Committed => break,
-                // Not acknowledged, so the transport delivers the batch again.
-                BatchEnd::Stopped => return,
-                BatchEnd::Isolate => rerun.isolate = true,
-                BatchEnd::Rerun {
-                    without: None,
-                    careful: true,
-                    ..
-                } => rerun.careful = true,
-                BatchEnd::Rerun {
-                    without,
-                    careful,
-                    suspect,
-                } => {
-                    rerun.careful |= careful;
-                    // Its transaction failed after handlers read state or ran statements in it
-                    // (a deadlock between hosts): nothing of it committed; run it all again.
-                    rerun.without.extend(without);
-                    if let Some(id) = suspect
-                        && rerun.blame(id)
-                        && !blame(&shared, &service, id, &stop).await
-                    {
-                        return;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(pause) => {}
-                        _ = stop.cancelled() => return,
-                    }
-                    // A failure that repeats (not a one-off deadlock) backs off.
-                    pause = (pause * 2).min(MAX_RERUN_PAUSE);
-                }
-            }
+        let lanes = lanes(&batch, shared.config.get().consumer.lanes);
+        let committed = {
+            // Lanes share the subscription only to dead-letter undecodable messages.
+            let shared_subscription: tokio::sync::Mutex<&mut dyn Subscription> =
+                tokio::sync::Mutex::new(subscription.as_mut());
+            let runs = lanes.iter().map(|lane| {
+                run_lane(
+                    &shared,
+                    &service,
+                    lane,
+                    &shared_subscription,
+                    &traced,
+                    &stop,
+                )
+                .instrument(span.clone())
+            });
+            futures::future::join_all(runs).await.into_iter().all(|c| c)
+        };
+        if !committed {
+            return; // not acknowledged, so the transport delivers the batch again
         }
         while let Err(e) = subscription.commit(&batch).await {
             LoopError {
@@ -114,6 +88,76 @@ pub(super) async fn run(
                 return; // redelivery is harmless: the rows are final now
             }
             tokio::time::sleep(ERROR_BACKOFF).await;
+        }
+    }
+}
+
+/// Splits a batch into at most `n` lanes by message key, in delivery order within each lane:
+/// one key is always in one lane, so its events keep their order. Messages without a key stay
+/// together in the first lane.
+fn lanes(batch: &[Delivery], n: u32) -> Vec<Vec<&Delivery>> {
+    let n = n.max(1) as usize;
+    let mut lanes = vec![Vec::new(); n];
+    for delivery in batch {
+        let lane = if n == 1 || delivery.key.is_empty() {
+            0
+        } else {
+            let mut hasher = std::hash::DefaultHasher::new();
+            delivery.key.hash(&mut hasher);
+            (hasher.finish() % n as u64) as usize
+        };
+        lanes[lane].push(delivery);
+    }
+    lanes.retain(|lane| !lane.is_empty());
+    lanes
+}
+
+/// Handles one lane of a batch to its commit, running it again while its transaction fails;
+/// `false` if the host stopped first (the lane is then not committed).
+async fn run_lane(
+    shared: &Arc<Shared>,
+    service: &Arc<Service>,
+    lane: &[&Delivery],
+    subscription: &tokio::sync::Mutex<&mut dyn Subscription>,
+    traced: &Traced,
+    stop: &CancellationToken,
+) -> bool {
+    let mut pause = RERUN_PAUSE;
+    let mut rerun = Rerun::default();
+    loop {
+        let ended = handle_batch(shared, service, lane, subscription, &rerun, traced, stop).await;
+        match ended {
+            BatchEnd::Committed => return true,
+            // Not acknowledged, so the transport delivers the batch again.
+            BatchEnd::Stopped => return false,
+            BatchEnd::Isolate => rerun.isolate = true,
+            BatchEnd::Rerun {
+                without: None,
+                careful: true,
+                ..
+            } => rerun.careful = true,
+            BatchEnd::Rerun {
+                without,
+                careful,
+                suspect,
+            } => {
+                rerun.careful |= careful;
+                // Its transaction failed after handlers read state or ran statements in it
+                // (a deadlock between hosts): nothing of it committed; run it all again.
+                rerun.without.extend(without);
+                if let Some(id) = suspect
+                    && rerun.blame(id)
+                    && !blame(shared, service, id, stop).await
+                {
+                    return false;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.cancelled() => return false,
+                }
+                // A failure that repeats (not a one-off deadlock) backs off.
+                pause = (pause * 2).min(MAX_RERUN_PAUSE);
+            }
         }
     }
 }
@@ -175,8 +219,8 @@ struct Pending<'a> {
 async fn handle_batch(
     shared: &Shared,
     service: &Arc<Service>,
-    batch: &[Delivery],
-    subscription: &mut dyn Subscription,
+    batch: &[&Delivery],
+    subscription: &tokio::sync::Mutex<&mut dyn Subscription>,
     rerun: &Rerun,
     traced: &Traced,
     stop: &CancellationToken,
@@ -187,13 +231,17 @@ async fn handle_batch(
     let config = shared.config.get();
     let mut pending = Vec::with_capacity(batch.len());
     let mut seen = BTreeSet::new();
-    for delivery in batch {
+    for &delivery in batch {
         let env = match envelope::decode(&delivery.value) {
             Ok(env) => env,
             Err(e) => {
                 let reason = format!("undecodable envelope: {e}");
                 // Kept before the batch's commit, so the raw bytes never disappear.
-                subscription.dead_letter(delivery, &reason).await;
+                subscription
+                    .lock()
+                    .await
+                    .dead_letter(delivery, &reason)
+                    .await;
                 MessageSkipped {
                     service: &service.name,
                     origin: &delivery.origin,
@@ -539,5 +587,40 @@ mod tests {
         }
         assert!(owned_elsewhere(&c, &service("other"), "other.x").is_none());
         assert!(owned_elsewhere(&c, &service("relayed"), "nobody.x").is_none());
+    }
+
+    fn delivery(key: &str, n: i64) -> Delivery {
+        Delivery {
+            key: key.into(),
+            value: Vec::new(),
+            origin: format!("{key}#{n}"),
+            position: (0, n),
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn lanes_keep_a_key_together_in_order_and_spread_keys() {
+        let batch: Vec<Delivery> = (0..64)
+            .map(|n| delivery(&format!("k{}", n % 16), n))
+            .collect();
+        let split = lanes(&batch, 4);
+        assert!(split.len() > 1, "16 keys over 4 lanes use more than one");
+        assert_eq!(split.iter().map(Vec::len).sum::<usize>(), batch.len());
+        for lane in &split {
+            let positions: Vec<i64> = lane.iter().map(|d| d.position.1).collect();
+            assert!(positions.is_sorted(), "delivery order within a lane");
+        }
+        for key in (0..16).map(|k| format!("k{k}")) {
+            let holding = split
+                .iter()
+                .filter(|lane| lane.iter().any(|d| d.key == key))
+                .count();
+            assert_eq!(holding, 1, "key {key} is in exactly one lane");
+        }
+        // Keyless messages stay together; one lane is the whole batch.
+        let keyless: Vec<Delivery> = (0..8).map(|n| delivery("", n)).collect();
+        assert_eq!(lanes(&keyless, 4).len(), 1);
+        assert_eq!(lanes(&batch, 1).len(), 1);
     }
 }

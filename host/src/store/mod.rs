@@ -44,6 +44,9 @@ pub enum StoreError {
          (mariadb:// too) or postgres://USER@HOST/DB"
     )]
     UnsupportedUrl(String),
+    /// A setting in the database URL the store does not accept (the message says which are).
+    #[error("{0}")]
+    Setting(String),
     /// Another host already runs relays and consumers on this SQLite file.
     #[error(
         "another switchyard host is already running on {path}: SQLite is single-host (its lock \

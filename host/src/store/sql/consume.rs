@@ -11,12 +11,11 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use sqlx::{
-    AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Transaction,
-    Type,
+    AssertSqlSafe, ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Type,
 };
 
 pub(super) struct SqlConsumeTx<D: Dialect> {
-    pub(super) tx: Transaction<'static, D>,
+    pub(super) tx: super::WriteTx<D>,
     /// The statement limit set in this transaction, milliseconds (see
     /// [`ConsumeTx::limit_statements`]).
     pub(super) limit_ms: Option<u64>,

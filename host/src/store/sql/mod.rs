@@ -33,8 +33,10 @@ mod insert;
 pub(crate) mod migrate;
 mod requeue;
 mod retention;
+mod write_tx;
 
 pub(crate) use insert::{in_input_order, insert_returning, insert_statements};
+pub(crate) use write_tx::WriteTx;
 
 use super::dead::{DeadAction, DeadChange, DeadFilter, DeadPage, DeadSelection, WholeRow};
 use super::{
@@ -118,6 +120,10 @@ pub trait Dialect: Database {
     /// secondary index), locking every row and gap, so a new row's INSERT waits for the
     /// delete's transaction (retention, `retention.rs`). Only MySQL accepts the clause.
     const ORDERED_DELETE: bool = false;
+
+    /// Whether the backend has one write lock for the whole database (SQLite): the host's own
+    /// writers then take turns on an async mutex before asking for it ([`WriteTx`] says why).
+    const ONE_WRITER: bool = false;
 
     /// Begins a write transaction on a pooled connection. It must make the status re-read and
     /// the writes of one transaction see one snapshot: SQLite takes its write lock at the start
@@ -263,6 +269,8 @@ pub struct SqlStore<D: Dialect> {
     host_lock: D::HostLock,
     /// What the `sql` import learned of the database's columns.
     columns: std::sync::Arc<handler_sql::ColumnKinds>,
+    /// The writer turn of a [`Dialect::ONE_WRITER`] backend, taken in arrival order.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -271,6 +279,7 @@ impl<D: Dialect> SqlStore<D> {
             pool,
             host_lock,
             columns: Default::default(),
+            writer: Default::default(),
         }
     }
 
@@ -279,9 +288,21 @@ impl<D: Dialect> SqlStore<D> {
         &self.pool
     }
 
-    /// A write transaction, begun the dialect's way ([`Dialect::begin_write`]).
-    async fn begin_write(&self, op: &'static str) -> StoreResult<Transaction<'static, D>> {
-        D::begin_write(&self.pool).await.map_err(db(op))
+    /// A write transaction, begun the dialect's way ([`Dialect::begin_write`]) once it is this
+    /// writer's turn ([`Dialect::ONE_WRITER`]).
+    async fn begin_write(&self, op: &'static str) -> StoreResult<WriteTx<D>> {
+        let turn = self.writer_turn().await;
+        let tx = D::begin_write(&self.pool).await.map_err(db(op))?;
+        Ok(WriteTx::new(tx, turn))
+    }
+
+    /// Waits for this writer's turn on a single-writer backend; `None` on a server.
+    async fn writer_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        if D::ONE_WRITER {
+            Some(self.writer.clone().lock_owned().await)
+        } else {
+            None
+        }
     }
 }
 
@@ -313,6 +334,8 @@ where
     }
 
     async fn claim_due(&self, table: &str, claim: &Claim<'_>) -> StoreResult<Vec<OutboxRow>> {
+        // SQLite's claim is one UPDATE on the pool: a write, so it takes its turn too.
+        let _turn = self.writer_turn().await;
         D::claim_due(&self.pool, table, claim).await
     }
 

@@ -40,11 +40,12 @@ impl SqlStore<Sqlite> {
     /// # Errors
     /// A database error if the file cannot be opened.
     pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
-        let options = SqliteConnectOptions::from_str(url)
+        let (url, synchronous) = synchronous_setting(url)?;
+        let options = SqliteConnectOptions::from_str(&url)
             .map_err(db("parse sqlite url"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(false);
         let file = options.get_filename();
@@ -61,6 +62,46 @@ impl SqlStore<Sqlite> {
         };
         Ok(SqlStore::new(pool, lock))
     }
+}
+
+/// The URL's `synchronous` parameter (`full`, the default, or `normal`), and the URL without it
+/// for sqlx. `full`: a commit is on disk before it returns, so it survives power loss; `normal`
+/// (WAL mode): a commit survives the process being killed but the last commits before a power
+/// loss or OS crash may be lost, and a commit costs no fsync (docs/BENCHMARKS.md, latency).
+///
+/// # Errors
+/// Another value, naming the two allowed.
+fn synchronous_setting(url: &str) -> StoreResult<(String, SqliteSynchronous)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), SqliteSynchronous::Full));
+    };
+    let mut synchronous = SqliteSynchronous::Full;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("synchronous", value)) => {
+                synchronous = match value.to_ascii_lowercase().as_str() {
+                    "full" => SqliteSynchronous::Full,
+                    "normal" => SqliteSynchronous::Normal,
+                    other => {
+                        return Err(StoreError::Setting(format!(
+                            "database_url: synchronous={other} is not supported: use \
+                             synchronous=full (the default: commits survive power loss) or \
+                             synchronous=normal (commits survive a crash of the host, not of \
+                             the machine; no fsync per commit)"
+                        )));
+                    }
+                }
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, synchronous))
 }
 
 /// Inserts `pending` rows on a connection the caller controls (its own transaction): one
@@ -100,6 +141,8 @@ impl Dialect for Sqlite {
     const ROWS_PER_INSERT: usize = 200;
 
     const IDS_PER_LIST: usize = 800;
+
+    const ONE_WRITER: bool = true;
 
     /// `BEGIN IMMEDIATE` on a pooled connection: the write lock is taken before the status
     /// re-read, so the re-read and the writes see one snapshot (a deferred `BEGIN` could read,
@@ -194,5 +237,28 @@ impl Dialect for Sqlite {
         _columns: &crate::store::sql::handler_sql::ColumnKinds,
     ) -> Result<crate::handler_sql::SqlOutput, crate::handler_sql::SqlFailure> {
         handler_sql::run(conn, statement, allowance).await
+    }
+}
+
+#[cfg(test)]
+mod synchronous_tests {
+    use super::*;
+
+    #[test]
+    fn the_synchronous_parameter_is_read_and_taken_out_of_the_url() {
+        let (url, s) = synchronous_setting("sqlite://a.db").unwrap();
+        assert_eq!(
+            (url.as_str(), s as u8),
+            ("sqlite://a.db", SqliteSynchronous::Full as u8)
+        );
+        let (url, s) = synchronous_setting("sqlite://a.db?synchronous=normal").unwrap();
+        assert_eq!(
+            (url.as_str(), s as u8),
+            ("sqlite://a.db", SqliteSynchronous::Normal as u8)
+        );
+        let (url, _) = synchronous_setting("sqlite://a.db?mode=rwc&synchronous=FULL").unwrap();
+        assert_eq!(url, "sqlite://a.db?mode=rwc");
+        let e = synchronous_setting("sqlite://a.db?synchronous=off").unwrap_err();
+        assert!(e.to_string().contains("synchronous=normal"), "{e}");
     }
 }
