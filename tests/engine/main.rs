@@ -7,6 +7,7 @@
 mod adopt;
 mod adopt_indexes;
 mod cli;
+mod concurrent_publish;
 mod config_errors;
 mod config_reload;
 mod consume;

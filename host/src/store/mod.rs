@@ -47,6 +47,12 @@ pub enum StoreError {
     /// A setting in the database URL the store does not accept (the message says which are).
     #[error("{0}")]
     Setting(String),
+    /// The group commit carrying an enqueue ended without answering it (its task panicked).
+    #[error(
+        "the group commit carrying this enqueue ended without an answer, so whether it \
+         committed is unknown: check the outbox table before enqueueing again"
+    )]
+    GroupLost,
     /// Another host already runs relays and consumers on this SQLite file.
     #[error(
         "another switchyard host is already running on {path}: SQLite is single-host (its lock \

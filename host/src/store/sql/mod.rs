@@ -28,6 +28,7 @@
 mod apply;
 mod consume;
 pub(crate) mod dead;
+mod group_insert;
 pub mod handler_sql;
 mod insert;
 pub(crate) mod migrate;
@@ -271,6 +272,8 @@ pub struct SqlStore<D: Dialect> {
     columns: std::sync::Arc<handler_sql::ColumnKinds>,
     /// The writer turn of a [`Dialect::ONE_WRITER`] backend, taken in arrival order.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Enqueues waiting for the writer turn, committed together (`group_insert.rs`).
+    inserts: std::sync::Arc<group_insert::InsertQueue>,
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -280,6 +283,7 @@ impl<D: Dialect> SqlStore<D> {
             host_lock,
             columns: Default::default(),
             writer: Default::default(),
+            inserts: Default::default(),
         }
     }
 
@@ -306,6 +310,14 @@ impl<D: Dialect> SqlStore<D> {
     }
 }
 
+/// A grouped insert's answer; a dropped sender means the group's task ended without one (a
+/// panic), and nothing says whether its transaction committed.
+fn group_answer(
+    answer: Result<StoreResult<Vec<i64>>, tokio::sync::oneshot::error::RecvError>,
+) -> StoreResult<Vec<i64>> {
+    answer.unwrap_or(Err(super::StoreError::GroupLost))
+}
+
 #[async_trait]
 impl<D: Dialect> Store for SqlStore<D>
 where
@@ -327,6 +339,19 @@ where
     }
 
     async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
+        if D::ONE_WRITER {
+            let mut answer = self.inserts.push(rows, now);
+            let turn = tokio::select! {
+                // A group led by an earlier caller carried these rows.
+                done = &mut answer => return group_answer(done),
+                turn = self.writer.clone().lock_owned() => turn,
+            };
+            let group = self.inserts.take();
+            if !group.is_empty() {
+                tokio::spawn(group_insert::commit_group(self.pool.clone(), turn, group));
+            }
+            return group_answer(answer.await);
+        }
         let mut tx = self.begin_write("begin insert").await?;
         let ids = D::insert_rows(&mut tx, rows, now).await?;
         tx.commit().await.map_err(db("commit insert"))?;
