@@ -450,6 +450,8 @@ async fn wire(transport: Transport) -> anyhow::Result<(Wire, Source)> {
                 .set("enable.auto.commit", "false")
                 .set("auto.offset.reset", "earliest")
                 .set("session.timeout.ms", "6000")
+                // As the host (transport/kafka/client.rs): tansu answers a fetch at its deadline.
+                .set("fetch.wait.max.ms", "20")
                 .create()?;
             consumer.subscribe(&[&topic])?;
             // Warm up: wait until the group has formed and a message goes through.

@@ -48,7 +48,13 @@ pub fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
         )
         // A new group (or one whose broker lost its offsets) starts at the oldest message:
         // redelivery is harmless, a skipped message is not.
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // How long a fetch may wait at the broker for data. Kafka answers a waiting fetch as
+        // soon as a message arrives, but brokers that do not (tansu answers at the deadline)
+        // add up to this to every event's latency: 500 ms by librdkafka's default, so p99 was
+        // ~350 ms at any load (docs/BENCHMARKS.md). 20 ms costs an idle consumer ~50 small
+        // requests/s; raise it under `[transport.consumer]` on a Kafka cluster.
+        .set("fetch.wait.max.ms", "20");
     for (k, v) in &config.client {
         c.set(k, v);
     }
