@@ -491,7 +491,23 @@ async fn e2e(
                 format!("switchyard {d}+{t} task, {n} lanes"),
             ),
         };
-        runs.push(host::throughput(db, transport, events, mode, &name).await?);
+        // The raw loop with as many consume transactions side by side: its limit there.
+        let limit = match n {
+            1 => None,
+            n => Some(
+                raw::run_lanes(
+                    db,
+                    transport,
+                    events,
+                    raw::Mode::Batched,
+                    n as usize,
+                    &format!("raw limit {d}+{t}, {n} lanes"),
+                )
+                .await?,
+            ),
+        };
+        let sy = host::throughput(db, transport, events, mode, &name).await?;
+        runs.push((limit, sy));
     }
     let mut sf = None;
     if smartflow {
@@ -515,10 +531,16 @@ async fn e2e(
     }
     print_header(&cmd);
     raw.print(None);
-    for sy in &runs {
-        sy.print(Some(&raw));
+    for (limit, sy) in &runs {
+        match limit {
+            None => sy.print(Some(&raw)),
+            Some(limit) => {
+                limit.print(Some(&raw));
+                sy.print(Some(limit));
+            }
+        }
     }
-    if let (Some((a, b)), Some(sy)) = (&sf, runs.first()) {
+    if let (Some((a, b)), Some((_, sy))) = (&sf, runs.first()) {
         a.print(None);
         b.print(None);
         let mut vs = sy.clone();

@@ -495,8 +495,24 @@ pub async fn run(
     mode: Mode,
     name: &str,
 ) -> anyhow::Result<Figures> {
+    run_lanes(db, transport, events, mode, 1, name).await
+}
+
+/// As [`run`], each consumed batch split into `lanes` transactions run side by side.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_lanes(
+    db: Db,
+    transport: Transport,
+    events: usize,
+    mode: Mode,
+    lanes: usize,
+    name: &str,
+) -> anyhow::Result<Figures> {
     // Both strategies do the task handler's own statements per event.
-    pipeline(db, transport, Load::Bulk(events), mode, Work::Task, name).await
+    let load = Load::Bulk(events);
+    pipeline(db, transport, load, mode, Work::Task, lanes, name).await
 }
 
 /// The batched pipeline doing `work` per event, N events in bulk.
@@ -510,7 +526,16 @@ pub async fn run_work(
     work: Work,
     name: &str,
 ) -> anyhow::Result<Figures> {
-    pipeline(db, transport, Load::Bulk(events), Mode::Batched, work, name).await
+    pipeline(
+        db,
+        transport,
+        Load::Bulk(events),
+        Mode::Batched,
+        work,
+        1,
+        name,
+    )
+    .await
 }
 
 /// The batched pipeline at a fixed offered load.
@@ -525,7 +550,7 @@ pub async fn latency(
     name: &str,
 ) -> anyhow::Result<Figures> {
     let load = Load::Rate(rate, secs);
-    pipeline(db, transport, load, Mode::Batched, Work::Task, name).await
+    pipeline(db, transport, load, Mode::Batched, Work::Task, 1, name).await
 }
 
 async fn pipeline(
@@ -534,6 +559,7 @@ async fn pipeline(
     load: Load,
     mode: Mode,
     work: Work,
+    lanes: usize,
     name: &str,
 ) -> anyhow::Result<Figures> {
     let scratch = Scratch::new()?;
@@ -675,7 +701,19 @@ async fn pipeline(
             continue;
         }
         for chunk in batch.chunks(max) {
-            pool.consume(chunk, work).await?;
+            if lanes > 1 {
+                // Side by side, each its own transaction (the host's `consumer.lanes`).
+                let mut parts = vec![Vec::new(); lanes];
+                for row in chunk {
+                    parts[row.0 as usize % lanes].push(row.clone());
+                }
+                let runs = parts.iter().map(|part| pool.consume(part, work));
+                for done in futures::future::join_all(runs).await {
+                    done?;
+                }
+            } else {
+                pool.consume(chunk, work).await?;
+            }
             let t = Instant::now();
             consumed.extend(chunk.iter().map(|(id, _)| (*id, t)));
         }
