@@ -101,7 +101,11 @@ impl Switchyard {
     pub async fn open(config: Config) -> anyhow::Result<Switchyard> {
         let catalog = Catalog::from_config(&config)?;
         let url = config.database_url_resolved();
-        let store = store::open(&url)
+        // Each consumer lane holds a connection while its transaction is open; the relays,
+        // reads and enqueues need some beside them.
+        let lanes = catalog.services().count() as u32 * config.consumer.lanes;
+        let connections = store::SERVER_CONNECTIONS.max(lanes + 4);
+        let store = store::open_with(&url, connections)
             .await
             .with_context(|| format!("opening database {url}"))?;
         let wakers = Arc::new(Wakers::new(&catalog));

@@ -319,12 +319,28 @@ pub trait Store: Send + Sync + 'static {
 /// # Errors
 /// [`StoreError::UnsupportedUrl`] for an unknown scheme; a database error if it cannot connect.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    open_with(url, SERVER_CONNECTIONS).await
+}
+
+/// Connections a host keeps to a database server unless its consumers need more.
+pub const SERVER_CONNECTIONS: u32 = 8;
+
+/// As [`open`], with a server's pool sized for `connections` (SQLite keeps its own few: its
+/// writers take turns anyway).
+///
+/// # Errors
+/// As [`open`].
+pub async fn open_with(url: &str, connections: u32) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
     } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-        Ok(Arc::new(mysql::MySqlStore::connect(url).await?))
+        Ok(Arc::new(
+            mysql::MySqlStore::connect(url, connections).await?,
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+        Ok(Arc::new(
+            postgres::PgStore::connect(url, connections).await?,
+        ))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

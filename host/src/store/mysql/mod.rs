@@ -32,16 +32,18 @@ impl SqlStore<MySql> {
     /// Connects to `mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (`mariadb://` is accepted
     /// as an alias).
     ///
+    /// Connects a pool of at most `connections`.
+    ///
     /// # Errors
     /// A database error if the URL is malformed or the server cannot be reached.
-    pub async fn connect(url: &str) -> StoreResult<MySqlStore> {
+    pub async fn connect(url: &str, connections: u32) -> StoreResult<MySqlStore> {
         let url = match url.strip_prefix("mariadb://") {
             Some(rest) => format!("mysql://{rest}"),
             None => url.to_owned(),
         };
         let options = MySqlConnectOptions::from_str(&url).map_err(db("parse mysql url"))?;
         let pool = MySqlPoolOptions::new()
-            .max_connections(8)
+            .max_connections(connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(|conn, _| {
                 Box::pin(async move {

@@ -26,15 +26,17 @@ pub type PgStore = SqlStore<Postgres>;
 impl SqlStore<Postgres> {
     /// Connects to `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (`postgresql://` too).
     ///
+    /// Connects a pool of at most `connections`.
+    ///
     /// # Errors
     /// A database error if the URL is malformed or the server cannot be reached.
-    pub async fn connect(url: &str) -> StoreResult<PgStore> {
+    pub async fn connect(url: &str, connections: u32) -> StoreResult<PgStore> {
         // Notices such as "relation already exists, skipping" from idempotent DDL are noise.
         let options = PgConnectOptions::from_str(url)
             .map_err(db("parse postgres url"))?
             .options([("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
