@@ -227,7 +227,11 @@ impl Figures {
 }
 
 pub fn print_header(command: &str) {
-    println!("\n$ {command}");
+    let flag = match sqlite_synchronous() {
+        Synchronous::Normal => " --sqlite-synchronous normal",
+        Synchronous::Full => "",
+    };
+    println!("\n$ {command}{flag}");
     println!(
         "| {:<44} | {:>7} | {:>10} | {:>7} | {:>7} | {:>8} | {:>7} | ratio to baseline |",
         "scenario", "events", "events/s", "p50 ms", "p99 ms", "max ms", "HWM MiB"
