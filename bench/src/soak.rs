@@ -160,8 +160,9 @@ pub async fn soak(
                             outbox.wake("task");
                         }
                         Err(e) => {
-                            eprintln!("soak: enqueue failed: {e}");
-                            failed.fetch_add(1, Ordering::Relaxed);
+                            if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                                eprintln!("soak: enqueue failed (first failure; counted): {e}");
+                            }
                         }
                     }
                 });
