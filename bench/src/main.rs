@@ -15,12 +15,15 @@
 
 mod batch_tx;
 mod capture;
+mod claim;
 mod host;
 mod neighbour;
 mod raw;
 mod reload;
 mod retention;
 mod sandbox;
+mod scaling;
+mod soak;
 mod sql;
 
 use anyhow::Context;
@@ -159,6 +162,52 @@ enum Cmd {
         events: usize,
         #[arg(long, default_value_t = 1_000)]
         smartflow_events: usize,
+    },
+    /// Issue 17.4: throughput with 1, 2, 3... hosts (in this process) sharing one database,
+    /// one Kafka topic and one consumer group.
+    Scale {
+        #[arg(long, value_enum, default_value = "mariadb")]
+        db: Db,
+        /// Host counts, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        hosts: Vec<usize>,
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Partitions of the topic (`[transport] partitions`); 6 splits evenly over 1, 2, 3.
+        #[arg(long, default_value_t = 6)]
+        partitions: u32,
+        /// Writes hosts,events_per_s,... here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// Issue 17.4: the relay's claim latency with the table at each size (consumed rows).
+    Claim {
+        #[arg(long, value_enum, default_value = "mariadb")]
+        db: Db,
+        /// Table sizes, increasing (the table grows from one to the next).
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        rows: Vec<usize>,
+        /// Timed claims at each size.
+        #[arg(long, default_value_t = 500)]
+        claims: usize,
+        /// Writes rows,p50_ms,p99_ms,... here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// Issue 17.4: the host at a steady offered load for minutes; RSS and latency sampled every
+    /// second.
+    Soak {
+        #[arg(long, value_enum, default_value = "mariadb")]
+        db: Db,
+        #[arg(long, value_enum, default_value = "embedded")]
+        transport: Transport,
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Writes second,rss_kib,hwm_kib,events_consumed,p99_ms,... here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
     },
 }
 
@@ -624,6 +673,26 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             transport,
             events,
         } => sql::sql(db, transport, events).await?,
+        Cmd::Scale {
+            db,
+            hosts,
+            events,
+            partitions,
+            csv,
+        } => scaling::scale(db, &hosts, events, partitions, csv.as_deref()).await?,
+        Cmd::Claim {
+            db,
+            rows,
+            claims,
+            csv,
+        } => claim::claim(db, &rows, claims, csv.as_deref()).await?,
+        Cmd::Soak {
+            db,
+            transport,
+            rate,
+            minutes,
+            csv,
+        } => soak::soak(db, transport, rate, minutes, csv.as_deref()).await?,
         Cmd::All {
             events,
             smartflow_events,

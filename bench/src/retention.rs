@@ -11,22 +11,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use switchyard::store::{Claim, Store, earlier, now};
 
-const TABLE: &str = "bench_outbox_messages";
+pub(crate) const TABLE: &str = "bench_outbox_messages";
 const NEW_TYPE: &str = "bench.new";
 /// Rows enqueued before each timed claim.
-const PER_CLAIM: usize = 10;
+pub(crate) const PER_CLAIM: usize = 10;
 /// Rows per fill statement.
-const FILL_CHUNK: usize = 100_000;
+pub(crate) const FILL_CHUNK: usize = 100_000;
 
 /// One plain connection for the bench's own statements (fill, enqueue).
-enum Conn {
+pub(crate) enum Conn {
     Sqlite(sqlx::SqliteConnection),
     MySql(sqlx::MySqlConnection),
     Pg(sqlx::PgConnection),
 }
 
 impl Conn {
-    async fn open(db: Db, url: &str) -> anyhow::Result<Conn> {
+    pub(crate) async fn open(db: Db, url: &str) -> anyhow::Result<Conn> {
         Ok(match db {
             Db::Sqlite => Conn::Sqlite(sqlx::SqliteConnection::connect(url).await?),
             Db::Mariadb => Conn::MySql(sqlx::MySqlConnection::connect(url).await?),
@@ -34,7 +34,7 @@ impl Conn {
         })
     }
 
-    async fn exec(&mut self, sql: String) -> anyhow::Result<()> {
+    pub(crate) async fn exec(&mut self, sql: String) -> anyhow::Result<()> {
         let sql = AssertSqlSafe(sql);
         match self {
             Conn::Sqlite(c) => sqlx::raw_sql(sql).execute(c).await.map(drop)?,
@@ -46,7 +46,7 @@ impl Conn {
 }
 
 /// `INSERT ... SELECT` of `n` consumed rows, consumed in 2000, from the backend's row source.
-fn fill_sql(db: Db, n: usize) -> String {
+pub(crate) fn fill_sql(db: Db, n: usize) -> String {
     let insert = format!(
         "INSERT INTO {TABLE} (biz_type, service_name, topic, message_key, payload, status, \
          retry_count, max_retry, next_retry_at, consumed_at, created_at, updated_at) "
@@ -79,7 +79,7 @@ fn enqueue_sql() -> String {
 }
 
 /// Claims of freshly enqueued rows until `done` says stop (or `max` claims); their latencies.
-async fn claims(
+pub(crate) async fn claims(
     store: &dyn Store,
     conn: &mut Conn,
     name: &str,
