@@ -268,9 +268,10 @@ pub async fn latency(
     transport: Transport,
     rate: u32,
     secs: u64,
+    mode: Mode,
     name: &str,
 ) -> anyhow::Result<Figures> {
-    let bh = BenchHost::start(db, transport, Mode::Default, &component("task")?, false).await?;
+    let bh = BenchHost::start(db, transport, mode, &component("task")?, false).await?;
     reset_hwm();
     let outbox = bh.host.outbox();
     let total = (rate as u64 * secs) as usize;

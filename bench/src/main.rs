@@ -93,6 +93,9 @@ enum Cmd {
         rate: u32,
         #[arg(long, default_value_t = 10)]
         secs: u64,
+        /// The host's `consumer.lanes`.
+        #[arg(long, default_value_t = 1)]
+        lanes: u32,
     },
     /// The task handler's logic as native Rust vs as the component, same state/effects path
     /// (invoke each event of a 500-event batch, then `Store::apply` the batch).
@@ -605,10 +608,21 @@ async fn e2e(
     Ok(())
 }
 
-async fn latency(db: Db, transport: Transport, rate: u32, secs: u64) -> anyhow::Result<()> {
+async fn latency(
+    db: Db,
+    transport: Transport,
+    rate: u32,
+    secs: u64,
+    lanes: u32,
+) -> anyhow::Result<()> {
     let (d, t) = (db_name(db), tr_name(transport));
-    let cmd =
-        format!("switchyard-bench latency --db {d} --transport {t} --rate {rate} --secs {secs}");
+    let cmd = format!(
+        "switchyard-bench latency --db {d} --transport {t} --rate {rate} --secs {secs} --lanes {lanes}"
+    );
+    let mode = match lanes {
+        1 => host::Mode::Default,
+        n => host::Mode::Lanes(n),
+    };
     let raw = raw::latency(
         db,
         transport,
@@ -622,7 +636,8 @@ async fn latency(db: Db, transport: Transport, rate: u32, secs: u64) -> anyhow::
         transport,
         rate,
         secs,
-        &format!("switchyard {d}+{t} @{rate}/s"),
+        mode,
+        &format!("switchyard {d}+{t} @{rate}/s, {lanes} lane(s)"),
     )
     .await?;
     print_header(&cmd);
@@ -656,7 +671,8 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             transport,
             rate,
             secs,
-        } => latency(db, transport, rate, secs).await?,
+            lanes,
+        } => latency(db, transport, rate, secs, lanes).await?,
         Cmd::Handler { db, events } => sandbox::handler(db, events).await?,
         Cmd::Instantiate { invocations } => sandbox::instantiate(invocations).await?,
         Cmd::Limits { invocations } => sandbox::limits(invocations).await?,
@@ -751,8 +767,8 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 &[1, 4],
             )
             .await?;
-            latency(Db::Mariadb, Transport::Embedded, 1000, 10).await?;
-            latency(Db::Mariadb, Transport::Kafka, 1000, 10).await?;
+            latency(Db::Mariadb, Transport::Embedded, 1000, 10, 1).await?;
+            latency(Db::Mariadb, Transport::Kafka, 1000, 10, 1).await?;
             sandbox::handler(Db::Mariadb, events).await?;
             sandbox::instantiate(events).await?;
             sandbox::limits(events).await?;

@@ -707,7 +707,8 @@ async fn pipeline(
                 for row in chunk {
                     parts[row.0 as usize % lanes].push(row.clone());
                 }
-                let runs = parts.iter().map(|part| pool.consume(part, work));
+                let parts = parts.iter().filter(|part| !part.is_empty());
+                let runs = parts.map(|part| pool.consume(part, work));
                 for done in futures::future::join_all(runs).await {
                     done?;
                 }

@@ -214,11 +214,12 @@ impl Config {
                 "relay and consumer batch_size must be at least 1".into(),
             ));
         }
-        if !(1..=MAX_LANES).contains(&self.consumer.lanes) {
+        if let Some(lanes) = self.consumer.lanes
+            && !(1..=MAX_LANES).contains(&lanes)
+        {
             return Err(ConfigError::Invalid(format!(
-                "consumer.lanes is {}: it must be 1..={MAX_LANES} (each lane holds a database \
-                 connection while its transaction is open)",
-                self.consumer.lanes
+                "consumer.lanes is {lanes}: it must be 1..={MAX_LANES} (each lane holds a \
+                 database connection while its transaction is open)"
             )));
         }
         for name in self.services.keys() {

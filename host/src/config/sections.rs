@@ -191,14 +191,25 @@ pub struct ConsumerConfig {
     /// its own transaction: one key is always in one lane, so its events keep their order
     /// (the Kafka partitions of a service, whose messages a key places in one partition, are
     /// then handled side by side). The batch is acknowledged to the transport once every lane
-    /// committed. Default 1 (one transaction per batch). On SQLite, whose one writer lets one
-    /// lane's transaction run at a time, more lanes gain nothing.
-    #[serde(default = "default_lanes")]
-    pub lanes: u32,
+    /// committed. Default: 4 on MariaDB/PostgreSQL (one lane's round trips overlap another's
+    /// handlers), 1 on SQLite (its one writer lets one lane's transaction run at a time, so
+    /// more lanes gain nothing); see [`ConsumerConfig::lanes_for`].
+    #[serde(default)]
+    pub lanes: Option<u32>,
 }
 
-fn default_lanes() -> u32 {
-    1
+/// `consumer.lanes` on a database server when the config does not set it.
+pub const SERVER_LANES: u32 = 4;
+
+impl ConsumerConfig {
+    /// The lanes a consumer uses on the database `url` names.
+    pub fn lanes_for(&self, url: &str) -> u32 {
+        self.lanes.unwrap_or(if url.starts_with("sqlite:") {
+            1
+        } else {
+            SERVER_LANES
+        })
+    }
 }
 
 fn default_max_batch_bytes() -> usize {
@@ -215,7 +226,7 @@ impl Default for ConsumerConfig {
             batch_size: default_batch(),
             shutdown_grace_ms: default_shutdown_ms(),
             max_batch_bytes: default_max_batch_bytes(),
-            lanes: default_lanes(),
+            lanes: None,
         }
     }
 }

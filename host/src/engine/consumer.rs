@@ -56,7 +56,8 @@ pub(super) async fn run(
             &service.topic,
             batch.iter().map(|d| d.traceparent.as_deref()),
         );
-        let lanes = lanes(&batch, shared.config.get().consumer.lanes);
+        let config = shared.config.get();
+        let lanes = lanes(&batch, config.consumer.lanes_for(&config.database_url));
         let committed = {
             // Lanes share the subscription only to dead-letter undecodable messages.
             let shared_subscription: tokio::sync::Mutex<&mut dyn Subscription> =

@@ -103,7 +103,7 @@ impl Switchyard {
         let url = config.database_url_resolved();
         // Each consumer lane holds a connection while its transaction is open; the relays,
         // reads and enqueues need some beside them.
-        let lanes = catalog.services().count() as u32 * config.consumer.lanes;
+        let lanes = catalog.services().count() as u32 * config.consumer.lanes_for(&url);
         let connections = store::SERVER_CONNECTIONS.max(lanes + 4);
         let store = store::open_with(&url, connections)
             .await

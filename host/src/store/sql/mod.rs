@@ -274,6 +274,8 @@ pub struct SqlStore<D: Dialect> {
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Enqueues waiting for the writer turn, committed together (`group_insert.rs`).
     inserts: std::sync::Arc<group_insert::InsertQueue>,
+    /// On a server, the turn of the enqueue groups (one group commits at a time).
+    insert_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -284,6 +286,7 @@ impl<D: Dialect> SqlStore<D> {
             columns: Default::default(),
             writer: Default::default(),
             inserts: Default::default(),
+            insert_turn: Default::default(),
         }
     }
 
@@ -339,23 +342,24 @@ where
     }
 
     async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
-        if D::ONE_WRITER {
-            let mut answer = self.inserts.push(rows, now);
-            let turn = tokio::select! {
-                // A group led by an earlier caller carried these rows.
-                done = &mut answer => return group_answer(done),
-                turn = self.writer.clone().lock_owned() => turn,
-            };
-            let group = self.inserts.take();
-            if !group.is_empty() {
-                tokio::spawn(group_insert::commit_group(self.pool.clone(), turn, group));
-            }
-            return group_answer(answer.await);
+        // Enqueues that arrive together commit together (`group_insert.rs`): on SQLite they
+        // take the writer turn, on a server the turn of the inserts alone.
+        let gate = if D::ONE_WRITER {
+            &self.writer
+        } else {
+            &self.insert_turn
+        };
+        let mut answer = self.inserts.push(rows, now);
+        let turn = tokio::select! {
+            // A group led by an earlier caller carried these rows.
+            done = &mut answer => return group_answer(done),
+            turn = gate.clone().lock_owned() => turn,
+        };
+        let group = self.inserts.take();
+        if !group.is_empty() {
+            tokio::spawn(group_insert::commit_group(self.pool.clone(), turn, group));
         }
-        let mut tx = self.begin_write("begin insert").await?;
-        let ids = D::insert_rows(&mut tx, rows, now).await?;
-        tx.commit().await.map_err(db("commit insert"))?;
-        Ok(ids)
+        group_answer(answer.await)
     }
 
     async fn claim_due(&self, table: &str, claim: &Claim<'_>) -> StoreResult<Vec<OutboxRow>> {
