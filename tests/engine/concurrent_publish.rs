@@ -17,8 +17,19 @@ crate::backend_suite!(
 
 const PUBLISHES: usize = 64;
 
-async fn concurrent_publishes_each_get_their_own_rows(backend: Backend) {
-    let _server = match backend {
+/// A migrated host (not started: the rows stay where the publishes put them) on a fresh
+/// database, and what must live as long as the test.
+async fn open(
+    backend: Backend,
+) -> (
+    Arc<switchyard::Switchyard>,
+    testdb::TestDb,
+    (
+        Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+        tempfile::TempDir,
+    ),
+) {
+    let server = match backend {
         Backend::Sqlite => None,
         _ => Some(testdb::SERVERS.clone().read_owned().await),
     };
@@ -26,6 +37,11 @@ async fn concurrent_publishes_each_get_their_own_rows(backend: Backend) {
     let (url, db) = testdb::fresh(backend, dir.path()).await;
     let config = fleet::write_config(dir.path(), &url, |t| t);
     let host = Arc::new(fleet::open(&config).await);
+    (host, db, (server, dir))
+}
+
+async fn concurrent_publishes_each_get_their_own_rows(backend: Backend) {
+    let (host, db, _guards) = open(backend).await;
     let mut publishes = tokio::task::JoinSet::new();
     for n in 0..PUBLISHES {
         let host = host.clone();
@@ -51,14 +67,7 @@ async fn concurrent_publishes_each_get_their_own_rows(backend: Backend) {
 }
 
 async fn a_refused_publish_fails_alone_among_concurrent_ones(backend: Backend) {
-    let _server = match backend {
-        Backend::Sqlite => None,
-        _ => Some(testdb::SERVERS.clone().read_owned().await),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let (url, db) = testdb::fresh(backend, dir.path()).await;
-    let config = fleet::write_config(dir.path(), &url, |t| t);
-    let host = Arc::new(fleet::open(&config).await);
+    let (host, db, _guards) = open(backend).await;
     db.refuse_inserts("probe_outbox_messages").await;
     let mut publishes = tokio::task::JoinSet::new();
     for n in 0..PUBLISHES {
