@@ -105,5 +105,5 @@ pub async fn claim(
 
 /// Percentile `p` of the figures' latencies, milliseconds.
 fn ms(f: &Figures, p: f64) -> f64 {
-    crate::scaling::percentile(&f.latencies, p).as_secs_f64() * 1e3
+    crate::percentile(&f.latencies, p).as_secs_f64() * 1e3
 }

@@ -247,13 +247,7 @@ impl Figures {
     }
 
     fn pct(&self, p: f64) -> Option<Duration> {
-        if self.latencies.is_empty() {
-            return None;
-        }
-        let mut v = self.latencies.clone();
-        v.sort();
-        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-        Some(v[i.min(v.len() - 1)])
+        (!self.latencies.is_empty()).then(|| percentile(&self.latencies, p))
     }
 
     /// One table row: name, events/s, p50/p99/max, peak memory, ratio to `baseline`.
@@ -301,15 +295,31 @@ pub fn reset_hwm() {
 
 /// VmHWM of this process, KiB.
 pub fn hwm_kib() -> u64 {
+    status_kib("VmHWM")
+}
+
+/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
+pub fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The `p` quantile (0..=1) of `v` (zero when empty), as [`Figures`] prints it.
+pub fn percentile(v: &[Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut v = v.to_vec();
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
 }
 
 /// A unique suffix for database names, topic prefixes and scratch directories.

@@ -34,6 +34,15 @@ impl Conn {
         })
     }
 
+    /// One integer (a `COUNT(*)`).
+    pub(crate) async fn count(&mut self, sql: &'static str) -> anyhow::Result<i64> {
+        Ok(match self {
+            Conn::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(c).await?,
+            Conn::MySql(c) => sqlx::query_scalar(sql).fetch_one(c).await?,
+            Conn::Pg(c) => sqlx::query_scalar(sql).fetch_one(c).await?,
+        })
+    }
+
     pub(crate) async fn exec(&mut self, sql: String) -> anyhow::Result<()> {
         let sql = AssertSqlSafe(sql);
         match self {

@@ -247,7 +247,11 @@ pub async fn handler(db: Db, events: usize) -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(
-        task_rows(&fresh.url).await? == (wasm_n + native_n) as i64,
+        crate::retention::Conn::open(db, &fresh.url)
+            .await?
+            .count("SELECT COUNT(*) FROM tasks")
+            .await?
+            == (wasm_n + native_n) as i64,
         "not every event saved its task"
     );
     let hwm = hwm_kib();
@@ -297,14 +301,13 @@ async fn invoke_loop(
     payload: impl Fn(usize) -> Vec<u8>,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let mut k = 0;
-    while k < n {
+    for start in (0..n).step_by(500) {
         let batch = db.map(|store| Arc::new(BatchTx::new(store.clone())));
         let reader: Arc<dyn BatchAccess> = match &batch {
             Some(b) => b.clone(),
             None => Arc::new(MemoryReader),
         };
-        for k in k..n.min(k + 500) {
+        for k in start..n.min(start + 500) {
             let o = sb
                 .runtime
                 .invoke(
@@ -324,7 +327,6 @@ async fn invoke_loop(
         if let Some(b) = batch {
             b.finish().await?;
         }
-        k += 500;
     }
     Ok(started.elapsed())
 }
@@ -411,20 +413,4 @@ pub async fn limits(n: usize) -> anyhow::Result<()> {
     a.print(None);
     b.print(Some(&a));
     Ok(())
-}
-
-/// Rows in `tasks`: every event of the `handler` scenario saves one.
-async fn task_rows(url: &str) -> anyhow::Result<i64> {
-    use sqlx::Connection;
-    let sql = "SELECT COUNT(*) FROM tasks";
-    Ok(if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(url).await?;
-        sqlx::query_scalar(sql).fetch_one(&mut c).await?
-    } else if url.starts_with("mysql:") {
-        let mut c = sqlx::MySqlConnection::connect(url).await?;
-        sqlx::query_scalar(sql).fetch_one(&mut c).await?
-    } else {
-        let mut c = sqlx::PgConnection::connect(url).await?;
-        sqlx::query_scalar(sql).fetch_one(&mut c).await?
-    })
 }

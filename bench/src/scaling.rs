@@ -46,17 +46,6 @@ pub fn write_csv(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `p` quantile (0..=1) of `v` (zero when empty), as [`Figures`] computes it.
-pub fn percentile(v: &[Duration], p: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut v = v.to_vec();
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
-}
-
 /// `n` started hosts sharing one database and one topic prefix.
 struct Cluster {
     hosts: Vec<(Switchyard, Running, Outbox)>,
@@ -370,8 +359,8 @@ pub async fn scale(
             text.push_str(&format!(
                 "{n},{:.1},{:.1},{:.1},{:.3},{partitions}\n",
                 f.rate(),
-                percentile(&f.latencies, 0.5).as_secs_f64() * 1e3,
-                percentile(&f.latencies, 0.99).as_secs_f64() * 1e3,
+                crate::percentile(&f.latencies, 0.5).as_secs_f64() * 1e3,
+                crate::percentile(&f.latencies, 0.99).as_secs_f64() * 1e3,
                 f.elapsed.as_secs_f64()
             ));
         }

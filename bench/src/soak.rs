@@ -72,19 +72,6 @@ impl Hist {
     }
 }
 
-/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// One second's sample.
 struct Sample {
     second: u64,
@@ -127,7 +114,7 @@ pub async fn soak(
     let bh = BenchHost::start(db, transport, Mode::Default, &component("task")?, false).await?;
     capture::reset();
     reset_hwm();
-    let rss_start = status_kib("VmRSS");
+    let rss_start = crate::status_kib("VmRSS");
     let failed = Arc::new(AtomicU64::new(0));
     let (enq_tx, mut enq_rx) = mpsc::unbounded_channel::<(i64, Instant)>();
     let started = Instant::now();
@@ -212,7 +199,7 @@ pub async fn soak(
         let elapsed = started.elapsed();
         if elapsed >= next_sample {
             let second = next_sample.as_secs();
-            let (rss, hwm) = (status_kib("VmRSS"), status_kib("VmHWM"));
+            let (rss, hwm) = (crate::status_kib("VmRSS"), crate::status_kib("VmHWM"));
             samples.push(Sample {
                 second,
                 rss_kib: rss,
@@ -258,11 +245,11 @@ pub async fn soak(
             p50: min.ms(0.5),
             p99: min.ms(0.99),
             max: min.ms(1.0),
-            rss_kib: status_kib("VmRSS"),
-            hwm_kib: status_kib("VmHWM"),
+            rss_kib: crate::status_kib("VmRSS"),
+            hwm_kib: crate::status_kib("VmHWM"),
         });
     }
-    let peak = status_kib("VmHWM");
+    let peak = crate::status_kib("VmHWM");
     bh.stop().await;
 
     let mib = |k: u64| k as f64 / 1024.0;
