@@ -283,7 +283,10 @@ pub async fn latency(
     for k in 1..=total {
         let due = started + period.mul_f64(k as f64);
         tokio::time::sleep_until(due.into()).await;
-        let row = outbox.row(NewEvent::new("task.record.requested", task_payload(k)))?;
+        // Keyed as the raw loop's rows (and SmartFlow's, by aggregate): lanes split by key.
+        let row = outbox.row(
+            NewEvent::new("task.record.requested", task_payload(k)).key(format!("k{}", k % 64)),
+        )?;
         let (store, outbox) = (bh.host.store().clone(), outbox.clone());
         inflight.spawn(async move {
             let ids = store.insert(std::slice::from_ref(&row), now()).await?;

@@ -638,7 +638,8 @@ async fn latency(
         transport,
         rate,
         secs,
-        &format!("raw loop {d}+{t} @{rate}/s"),
+        lanes as usize,
+        &format!("raw loop {d}+{t} @{rate}/s, {lanes} lane(s)"),
     )
     .await?;
     let sy = host::latency(

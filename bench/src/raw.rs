@@ -538,7 +538,7 @@ pub async fn run_work(
     .await
 }
 
-/// The batched pipeline at a fixed offered load.
+/// The batched pipeline at a fixed offered load, with `lanes` consume transactions side by side.
 ///
 /// # Errors
 /// As [`run`].
@@ -547,10 +547,11 @@ pub async fn latency(
     transport: Transport,
     rate: u32,
     secs: u64,
+    lanes: usize,
     name: &str,
 ) -> anyhow::Result<Figures> {
     let load = Load::Rate(rate, secs);
-    pipeline(db, transport, load, Mode::Batched, Work::Task, 1, name).await
+    pipeline(db, transport, load, Mode::Batched, Work::Task, lanes, name).await
 }
 
 async fn pipeline(

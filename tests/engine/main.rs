@@ -39,6 +39,7 @@ mod smartflow_smoke;
 mod smartflow_task_memory;
 mod sql;
 mod sql_replicas;
+mod sqlite_wal;
 mod store_contract;
 mod support;
 mod testdb;

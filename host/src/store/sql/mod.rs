@@ -37,7 +37,7 @@ mod retention;
 mod write_tx;
 
 pub(crate) use insert::{in_input_order, insert_returning, insert_statements};
-pub(crate) use write_tx::WriteTx;
+pub(crate) use write_tx::{WriteTx, WriterTurn};
 
 use super::dead::{DeadAction, DeadChange, DeadFilter, DeadPage, DeadSelection, WholeRow};
 use super::{
@@ -271,7 +271,7 @@ pub struct SqlStore<D: Dialect> {
     /// What the `sql` import learned of the database's columns.
     columns: std::sync::Arc<handler_sql::ColumnKinds>,
     /// The writer turn of a [`Dialect::ONE_WRITER`] backend, taken in arrival order.
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    writer: std::sync::Arc<WriterTurn>,
     /// Enqueues waiting for the writer turn, committed together (`group_insert.rs`).
     inserts: std::sync::Arc<group_insert::InsertQueue>,
     /// On a server, the turn of the enqueue groups (one group commits at a time).
@@ -295,6 +295,12 @@ impl<D: Dialect> SqlStore<D> {
         &self.pool
     }
 
+    /// The writer turn, for a task that must not keep the store alive (SQLite's checkpointer
+    /// ends once it cannot upgrade this).
+    pub(super) fn writer_turn_weak(&self) -> std::sync::Weak<WriterTurn> {
+        std::sync::Arc::downgrade(&self.writer)
+    }
+
     /// A write transaction, begun the dialect's way ([`Dialect::begin_write`]) once it is this
     /// writer's turn ([`Dialect::ONE_WRITER`]).
     async fn begin_write(&self, op: &'static str) -> StoreResult<WriteTx<D>> {
@@ -306,7 +312,7 @@ impl<D: Dialect> SqlStore<D> {
     /// Waits for this writer's turn on a single-writer backend; `None` on a server.
     async fn writer_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         if D::ONE_WRITER {
-            Some(self.writer.clone().lock_owned().await)
+            Some(self.writer.take().await)
         } else {
             None
         }
@@ -344,16 +350,17 @@ where
     async fn insert(&self, rows: &[NewRow], now: Timestamp) -> StoreResult<Vec<i64>> {
         // Enqueues that arrive together commit together (`group_insert.rs`): on SQLite they
         // take the writer turn, on a server the turn of the inserts alone.
-        let gate = if D::ONE_WRITER {
-            &self.writer
-        } else {
-            &self.insert_turn
+        let gate = async {
+            match self.writer_turn().await {
+                Some(turn) => turn,
+                None => self.insert_turn.clone().lock_owned().await,
+            }
         };
         let mut answer = self.inserts.push(rows, now);
         let turn = tokio::select! {
             // A group led by an earlier caller carried these rows.
             done = &mut answer => return group_answer(done),
-            turn = gate.clone().lock_owned() => turn,
+            turn = gate => turn,
         };
         let group = self.inserts.take();
         if !group.is_empty() {

@@ -13,7 +13,31 @@
 
 use sqlx::{Database, Transaction};
 use std::ops::{Deref, DerefMut};
-use tokio::sync::OwnedMutexGuard;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// The writer turn of a single-writer store, and how many turns were taken: SQLite's
+/// checkpointer (`sqlite/checkpoint.rs`) reads the count to know whether the file was written
+/// since its last round.
+#[derive(Default)]
+pub(crate) struct WriterTurn {
+    turn: Arc<Mutex<()>>,
+    taken: AtomicU64,
+}
+
+impl WriterTurn {
+    /// Waits for the turn, in arrival order.
+    pub(crate) async fn take(&self) -> OwnedMutexGuard<()> {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        self.turn.clone().lock_owned().await
+    }
+
+    /// Turns taken (or asked for) since the store opened.
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+}
 
 /// An open write transaction and, on a single-writer backend, the writer turn it holds until
 /// it commits or is dropped (rolled back).

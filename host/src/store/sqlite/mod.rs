@@ -4,11 +4,13 @@
 //! ([`Dialect::begin_write`]), so the status check and the writes of a consume transaction see
 //! the same snapshot; having no row locks, the status re-read adds no lock suffix. WAL mode
 //! lets the relay read while a consumer commits. `synchronous = FULL`: a commit survives power
-//! loss, not only a crash. Single host: a running host holds an exclusive lock on
+//! loss, not only a crash. The WAL is checkpointed by a task of the store, beside the writers
+//! (`checkpoint.rs`), not inside whichever commit filled it. Single host: a running host holds an exclusive lock on
 //! `<file>.host-lock` ([`SqliteHostLock`]), and a second host started on the same file is
 //! refused with an error saying so (commands such as `publish` and `status` do not take it, so
 //! they work beside a running host).
 
+mod checkpoint;
 mod handler_sql;
 mod migrate;
 
@@ -51,16 +53,27 @@ impl SqlStore<Sqlite> {
         let file = options.get_filename();
         let path = (!file.as_os_str().is_empty() && !file.to_string_lossy().starts_with(':'))
             .then(|| file.to_owned());
+        // A file's WAL is checkpointed by the store's own task, outside the writer turn
+        // (`checkpoint.rs`); in memory there is no WAL.
+        let options = match path {
+            Some(_) => options.pragma("wal_autocheckpoint", "0"),
+            None => options,
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(db("connect sqlite"))?;
+        let checkpoints = path.is_some();
         let lock = SqliteHostLock {
             path,
             held: Mutex::new(None),
         };
-        Ok(SqlStore::new(pool, lock))
+        let store = SqlStore::new(pool, lock);
+        if checkpoints {
+            checkpoint::spawn(options, store.writer_turn_weak());
+        }
+        Ok(store)
     }
 }
 
