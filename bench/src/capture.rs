@@ -5,6 +5,7 @@
 //! It never changes what the host does; it only listens to the typed event the consumer
 //! already emits, so the figures measure the unmodified engine.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 use tracing::field::{Field, Visit};
@@ -24,29 +25,39 @@ pub struct Handled {
 
 static HANDLED: LazyLock<Mutex<Vec<Handled>>> = LazyLock::new(|| Mutex::new(Vec::new()));
 
+/// Final outcomes among [`HANDLED`], counted as they are captured: [`done`] is polled every
+/// few milliseconds while the host runs, and counting the whole list each time took ~4% of
+/// the host's CPU in a 20,000-event run (perf), a cost the raw loop does not pay.
+static FINAL: AtomicUsize = AtomicUsize::new(0);
+
 /// Forgets everything captured so far (between scenarios).
 pub fn reset() {
-    lock().clear();
+    let mut handled = lock();
+    handled.clear();
+    FINAL.store(0, Ordering::SeqCst);
 }
 
 /// Everything captured since the last [`reset`].
 pub fn take() -> Vec<Handled> {
-    std::mem::take(&mut *lock())
+    let mut handled = lock();
+    FINAL.store(0, Ordering::SeqCst);
+    std::mem::take(&mut *handled)
 }
 
 /// How many final outcomes (consumed or dead) were captured since the last [`reset`].
 pub fn done() -> usize {
-    lock()
-        .iter()
-        .filter(|h| h.outcome == "consumed" || h.outcome == "dead")
-        .count()
+    FINAL.load(Ordering::SeqCst)
+}
+
+fn is_final(outcome: &str) -> bool {
+    outcome == "consumed" || outcome == "dead"
 }
 
 /// How many of the rows `ids` reached a final outcome since the last [`reset`].
 pub fn done_among(ids: &std::collections::HashSet<i64>) -> usize {
     lock()
         .iter()
-        .filter(|h| (h.outcome == "consumed" || h.outcome == "dead") && ids.contains(&h.outbox_id))
+        .filter(|h| is_final(&h.outcome) && ids.contains(&h.outbox_id))
         .count()
 }
 
@@ -128,7 +139,11 @@ impl<S: tracing::Subscriber> Layer<S> for CaptureLayer {
         let at = Instant::now();
         let mut f = Fields::default();
         event.record(&mut f);
-        lock().push(Handled {
+        let mut handled = lock();
+        if is_final(&f.outcome) {
+            FINAL.fetch_add(1, Ordering::SeqCst);
+        }
+        handled.push(Handled {
             outbox_id: f.outbox_id,
             at,
             outcome: f.outcome,
