@@ -88,12 +88,12 @@ async fn a_wal_written_without_pause_still_starts_over() {
     for _ in 0..COMMITS {
         store.insert(&rows(10), now()).await.unwrap();
     }
-    // The WAL takes ~2.4 bytes per byte of these rows (their overflow pages, the indexes), so
-    // one that never started over would end at ~75 MB; one that starts over every ~200 commits
-    // stays near 20 MB.
+    // The WAL takes ~2.2 bytes per byte of these rows (their overflow pages, the indexes), so
+    // one that never started over ends at ~71 MB (measured with the second pass taken out); one
+    // that starts over every ~200 commits stays near 20 MB.
     let written = (COMMITS * 10 * 4000) as u64;
     assert!(
-        len(&wal) < written,
+        len(&wal) < written * 3 / 2,
         "the WAL grew to {} bytes for {written} bytes of rows",
         len(&wal)
     );

@@ -12,9 +12,9 @@
 //! 1. a `PASSIVE` checkpoint without the writer turn: it takes no write lock and waits for no
 //!    one, so the bulk of the copy and its fsync overlap the writers;
 //! 2. a second one holding the writer turn, which copies only the frames committed during the
-//!    first. The WAL then holds nothing left to copy, and SQLite starts it over from the beginning at
-//!    the next write: without this moment a WAL written to without pause is never complete and
-//!    grows without bound.
+//!    first. The WAL then holds nothing left to copy, and SQLite starts it over from the
+//!    beginning at the next write: without this moment a WAL written to without pause is never
+//!    complete and grows without bound.
 //!
 //! Durability is unchanged: a commit is durable in the WAL before it returns either way; the
 //! checkpoint only moves it into the database file, and SQLite still checkpoints when its last
@@ -54,11 +54,16 @@ pub(super) fn spawn(options: SqliteConnectOptions, writer: Weak<WriterTurn>) {
                 continue;
             }
             if conn.is_none() {
-                conn = options.connect().await.ok();
+                match options.connect().await {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sqlite wal checkpoint: cannot open the \
+                            database; retrying next round");
+                        continue;
+                    }
+                }
             }
-            let Some(c) = conn.as_mut() else {
-                continue; // cannot open the file now; try at the next round
-            };
+            let Some(c) = conn.as_mut() else { continue };
             let bulk = checkpoint(c).await;
             // The turns counted as checkpointed: every one taken before this task's own (taken
             // here), whose writes are done when this task holds the turn.

@@ -5,10 +5,10 @@
 //! the same snapshot; having no row locks, the status re-read adds no lock suffix. WAL mode
 //! lets the relay read while a consumer commits. `synchronous = FULL`: a commit survives power
 //! loss, not only a crash. The WAL is checkpointed by a task of the store, beside the writers
-//! (`checkpoint.rs`), not inside whichever commit filled it. Single host: a running host holds an exclusive lock on
-//! `<file>.host-lock` ([`SqliteHostLock`]), and a second host started on the same file is
-//! refused with an error saying so (commands such as `publish` and `status` do not take it, so
-//! they work beside a running host).
+//! (`checkpoint.rs`), not inside whichever commit filled it. Single host: a running host holds
+//! an exclusive lock on `<file>.host-lock` ([`SqliteHostLock`]), and a second host started on
+//! the same file is refused with an error saying so (commands such as `publish` and `status` do
+//! not take it, so they work beside a running host).
 
 mod checkpoint;
 mod handler_sql;
