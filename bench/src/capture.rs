@@ -37,14 +37,15 @@ pub fn reset() {
     FINAL.store(0, Ordering::SeqCst);
 }
 
-/// Everything captured since the last [`reset`].
+/// Everything captured since the last [`reset`] or [`take`].
 pub fn take() -> Vec<Handled> {
     let mut handled = lock();
     FINAL.store(0, Ordering::SeqCst);
     std::mem::take(&mut *handled)
 }
 
-/// How many final outcomes (consumed or dead) were captured since the last [`reset`].
+/// How many final outcomes (consumed or dead) were captured since the last [`reset`] or
+/// [`take`].
 pub fn done() -> usize {
     FINAL.load(Ordering::SeqCst)
 }
