@@ -3,8 +3,9 @@
 //! By default SQLite checkpoints from the connection whose commit pushed the WAL past 1,000
 //! pages, before that commit returns: copying the pages into the database file and, with
 //! `synchronous = FULL`, an fsync of it. The host's writers take turns (`sql/write_tx.rs`), so
-//! that one commit held every other writer for the checkpoint's length, and at a steady 1,000
-//! events/s an enqueue now and then waited 50-360 ms (docs/BENCHMARKS.md, latency). So every
+//! that one commit held every other writer for the checkpoint's length (the likely cause of the
+//! single 50-360 ms stalls at a steady 1,000 events/s in docs/BENCHMARKS.md; not measured
+//! apart, and at that load the writer turn is busy anyway). So every
 //! connection of the store opens with `wal_autocheckpoint = 0`, and this task, on a connection
 //! of its own, checkpoints every [`ROUND`] in which the file was written enough (and at least
 //! once a [`CATCH_UP`] while writes trickle in), in two passes:
@@ -44,40 +45,28 @@ pub(super) fn spawn(options: SqliteConnectOptions, writer: Weak<WriterTurn>) {
         let (mut checkpointed_at, mut last_turns) = (Instant::now(), 0);
         loop {
             tokio::time::sleep(ROUND).await;
-            let Some(turns) = writer.upgrade().map(|w| w.taken()) else {
+            let Some(writer) = writer.upgrade() else {
                 break; // the store was dropped
             };
-            let written = turns - last_turns;
+            let written = writer.taken() - last_turns;
             let due = written >= TURNS_PER_CHECKPOINT
                 || (written > 0 && checkpointed_at.elapsed() >= CATCH_UP);
             if !due {
                 continue;
             }
-            if conn.is_none() {
-                match options.connect().await {
-                    Ok(c) => conn = Some(c),
+            let c = match &mut conn {
+                Some(c) => c,
+                None => match options.connect().await {
+                    Ok(c) => conn.insert(c),
                     Err(e) => {
                         tracing::warn!(error = %e, "sqlite wal checkpoint: cannot open the \
                             database; retrying next round");
                         continue;
                     }
-                }
-            }
-            let Some(c) = conn.as_mut() else { continue };
-            let bulk = checkpoint(c).await;
-            // The turns counted as checkpointed: every one taken before this task's own (taken
-            // here), whose writes are done when this task holds the turn.
-            let mut copied = turns;
-            let tail = match (bulk, writer.upgrade()) {
-                (Ok(()), Some(writer)) => {
-                    copied = writer.taken() + 1;
-                    let _turn = writer.take().await;
-                    checkpoint(c).await
-                }
-                (bulk, _) => bulk,
+                },
             };
-            match tail {
-                Ok(()) => (checkpointed_at, last_turns) = (Instant::now(), copied),
+            match both_passes(c, &writer).await {
+                Ok(copied) => (checkpointed_at, last_turns) = (Instant::now(), copied),
                 Err(e) => {
                     tracing::warn!(error = %e, "sqlite wal checkpoint failed; retrying next round");
                     conn = None;
@@ -88,6 +77,17 @@ pub(super) fn spawn(options: SqliteConnectOptions, writer: Weak<WriterTurn>) {
             let _ = c.close().await;
         }
     });
+}
+
+/// The bulk pass beside the writers, then the tail in the writer turn. Returns the turns now
+/// checkpointed: every one taken before this task's own, whose writes are done once this task
+/// holds the turn.
+async fn both_passes(conn: &mut SqliteConnection, writer: &WriterTurn) -> Result<u64, sqlx::Error> {
+    checkpoint(conn).await?;
+    let copied = writer.taken() + 1;
+    let _turn = writer.take().await;
+    checkpoint(conn).await?;
+    Ok(copied)
 }
 
 /// One `PASSIVE` checkpoint: copies what it can now, waits for nobody.

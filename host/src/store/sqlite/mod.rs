@@ -55,22 +55,23 @@ impl SqlStore<Sqlite> {
             .then(|| file.to_owned());
         // A file's WAL is checkpointed by the store's own task, outside the writer turn
         // (`checkpoint.rs`); in memory there is no WAL.
-        let options = match path {
-            Some(_) => options.pragma("wal_autocheckpoint", "0"),
-            None => options,
+        let on_file = path.is_some();
+        let options = if on_file {
+            options.pragma("wal_autocheckpoint", "0")
+        } else {
+            options
         };
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
             .await
             .map_err(db("connect sqlite"))?;
-        let checkpoints = path.is_some();
         let lock = SqliteHostLock {
             path,
             held: Mutex::new(None),
         };
         let store = SqlStore::new(pool, lock);
-        if checkpoints {
+        if on_file {
             checkpoint::spawn(options, store.writer_turn_weak());
         }
         Ok(store)
