@@ -124,6 +124,21 @@ pub(super) async fn commit(
                 rows,
             };
             let applied = match tx.apply(&service.table, &batch, &backoff, now()).await {
+                // A row another host made final after this batch read its status: its
+                // invocation ran anyway, and what it read and wrote fed the later rows' writes
+                // (the batch's state overlay, its `sql` statements), so committing the others
+                // would count its effects twice. Nothing of this run commits; the rerun reads
+                // the statuses again and leaves that row out before invoking.
+                Ok(report) if report.skipped > 0 => {
+                    drop(tx);
+                    tracing::debug!(service = %service.name, skipped = report.skipped,
+                        "rows finished elsewhere during the batch: it runs again without them");
+                    return BatchEnd::Rerun {
+                        without: None,
+                        careful: false,
+                        suspect: None,
+                    };
+                }
                 Ok(report) => tx.commit().await.map(|()| report),
                 Err(e) => {
                     // Rolled back now: a failed attempt recorded below is a write of its own,
