@@ -14,10 +14,12 @@ use switchyard::store::now;
 
 const HOSTS: usize = 3;
 const EVENTS: usize = 600;
+const PROBE: &str = "probe_outbox_messages";
 
 crate::backend_suite!(
     servers: hosts_incrementing_shared_keys_lose_no_update,
-    a_host_dying_midway_loses_no_update
+    a_host_dying_midway_loses_no_update,
+    a_row_finished_elsewhere_midway_does_not_count_twice
 );
 
 async fn hosts_incrementing_shared_keys_lose_no_update(backend: Backend) {
@@ -98,6 +100,80 @@ async fn run_hosts(backend: Backend, kill_one: bool) {
     }
     drop(first);
     db.drop_database().await;
+}
+
+/// The race behind a double count seen once in CI (631 for 600): a batch reads its rows'
+/// statuses, then another host finishes one of them before the batch's handlers read state.
+/// The batch must not commit what that row's invocation fed the later rows (through the
+/// batch's state overlay): it runs again without it. The test plays the other host: it holds
+/// the lock of a state key the first row reads first, so that row's invocation is provably
+/// past the status read and waiting; meanwhile it applies that row's effect (`a` 0 → 1) and
+/// marks it consumed, as the other host's commit would, then lets the invocation go on.
+async fn a_row_finished_elsewhere_midway_does_not_count_twice(backend: Backend) {
+    use crate::support::{Harness, Setup, TransportKind};
+    let mut h = Harness::start(Setup {
+        backend,
+        transport: TransportKind::Embedded,
+    })
+    .await;
+    let setup = h
+        .publish("probe.run", json!({"set": {"gate": "0", "a": "0"}}))
+        .await;
+    assert_eq!(h.wait_final(PROBE, setup).await.status, "consumed");
+    let held =
+        h.db.hold_open(&["SELECT value FROM switchyard_state \
+              WHERE service = 'probe' AND state_key = 'gate' FOR UPDATE"])
+            .await;
+    // Both rows in one claim, on one key: one batch, first the row that waits at the gate.
+    let outbox = h.host.outbox();
+    let rows = [json!({"incr": ["gate", "a"]}), json!({"incr": ["a"]})].map(|script| {
+        outbox
+            .row(NewEvent::new("probe.run", script).key("k"))
+            .unwrap()
+    });
+    let ids = h.host.store().insert(&rows, now()).await.unwrap();
+    outbox.wake("probe");
+    let waiting = match backend {
+        // (MariaDB's INNODB_TRX does not list a prepared statement's lock wait.)
+        Backend::MariaDb => {
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
+             AND INFO LIKE 'SELECT value FROM switchyard_state %FOR UPDATE'"
+        }
+        _ => {
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        }
+    };
+    eventually(
+        "the first row's handler waiting for the gate key",
+        WAIT,
+        || async { until(h.db.scalar(waiting).await, |n| *n >= 1) },
+    )
+    .await;
+    // The other host's commit: the first row's effect and its final status.
+    let finished =
+        h.db.hold_open(&[
+            "UPDATE switchyard_state SET value = '1' WHERE service = 'probe' AND state_key = 'a'",
+            &format!(
+                "UPDATE {PROBE} SET status = 'consumed' WHERE id = {}",
+                ids[0]
+            ),
+        ])
+        .await;
+    finished.commit().await;
+    held.commit().await;
+    assert_eq!(h.wait_final(PROBE, ids[1]).await.status, "consumed");
+    assert_eq!(
+        state(&h.db, "a").await,
+        "2",
+        "the first row's increment, already applied elsewhere, counted again"
+    );
+    assert_eq!(
+        state(&h.db, "gate").await,
+        "0",
+        "the first row's own writes committed though another host had finished it"
+    );
+    h.stop().await;
 }
 
 async fn state(db: &TestDb, key: &str) -> String {
