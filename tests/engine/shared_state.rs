@@ -19,7 +19,8 @@ const PROBE: &str = "probe_outbox_messages";
 crate::backend_suite!(
     servers: hosts_incrementing_shared_keys_lose_no_update,
     a_host_dying_midway_loses_no_update,
-    a_row_finished_elsewhere_midway_does_not_count_twice
+    a_row_finished_elsewhere_midway_does_not_count_twice,
+    a_state_read_past_its_deadline_is_given_up_by_the_server_too
 );
 
 async fn hosts_incrementing_shared_keys_lose_no_update(backend: Backend) {
@@ -133,17 +134,7 @@ async fn a_row_finished_elsewhere_midway_does_not_count_twice(backend: Backend) 
     });
     let ids = h.host.store().insert(&rows, now()).await.unwrap();
     outbox.wake("probe");
-    let waiting = match backend {
-        // (MariaDB's INNODB_TRX does not list a prepared statement's lock wait.)
-        Backend::MariaDb => {
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
-             AND INFO LIKE 'SELECT value FROM switchyard_state %FOR UPDATE'"
-        }
-        _ => {
-            "SELECT COUNT(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        }
-    };
+    let waiting = waiting_state_reads(backend);
     eventually(
         "the first row's handler waiting for the gate key",
         WAIT,
@@ -173,6 +164,65 @@ async fn a_row_finished_elsewhere_midway_does_not_count_twice(backend: Backend) 
         "0",
         "the first row's own writes committed though another host had finished it"
     );
+    h.stop().await;
+}
+
+/// Counts the state reads of this database's hosts waiting for a key's lock.
+fn waiting_state_reads(backend: Backend) -> &'static str {
+    match backend {
+        // (MariaDB's INNODB_TRX does not list a prepared statement's lock wait.)
+        Backend::MariaDb => {
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
+             AND INFO LIKE 'SELECT value FROM switchyard_state %FOR UPDATE'"
+        }
+        _ => {
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        }
+    }
+}
+
+/// A state read waiting for a key another transaction holds is given up at its invocation's
+/// deadline by the server too, not only by the host: the row fails its attempts (dead after
+/// `max_attempts`), and none of its reads is left waiting in the server, each holding a
+/// connection, for InnoDB's 50 s lock wait limit (or for ever on PostgreSQL).
+async fn a_state_read_past_its_deadline_is_given_up_by_the_server_too(backend: Backend) {
+    use crate::support::{Harness, Setup, TransportKind};
+    let setup = Setup {
+        backend,
+        transport: TransportKind::Embedded,
+    };
+    let mut h = Harness::start_edited(setup, "", |t| {
+        t.replace(
+            "service = \"probe\"\ncomponent",
+            "service = \"probe\"\nlimits = { deadline_ms = 1000 }\ncomponent",
+        )
+    })
+    .await;
+    let setup = h.publish("probe.run", json!({"set": {"gate": "0"}})).await;
+    assert_eq!(h.wait_final(PROBE, setup).await.status, "consumed");
+    let held =
+        h.db.hold_open(&["SELECT value FROM switchyard_state \
+              WHERE service = 'probe' AND state_key = 'gate' FOR UPDATE"])
+            .await;
+    let blocked = h.publish("probe.run", json!({"incr": ["gate"]})).await;
+    let row = h.wait_final(PROBE, blocked).await;
+    assert_eq!(
+        (row.status.as_str(), row.retry_count),
+        ("dead", 3),
+        "{row:?}"
+    );
+    let reason = row.last_error.unwrap_or_default();
+    assert!(reason.contains("deadline"), "{reason}");
+    // Each attempt's read started at most ~1 s before the row went dead: its server-side
+    // limit (the 1 s deadline) ends it well within 5 s, while the key is still held.
+    eventually(
+        "no state read left waiting in the server",
+        std::time::Duration::from_secs(5),
+        || async { until(h.db.scalar(waiting_state_reads(backend)).await, |n| *n == 0) },
+    )
+    .await;
+    held.commit().await;
     h.stop().await;
 }
 

@@ -207,6 +207,41 @@ fn broken(slot: &mut Slot, reason: String) {
     slot.savepoint = false;
 }
 
+/// The server stopped a read or statement at the limit set to the running invocation's
+/// deadline: that invocation is the culprit, as when the host's own timer cuts it off
+/// ([`settle`]).
+fn cut_off(slot: &mut Slot, reason: String) {
+    slot.tx = Tx::Broken {
+        reason,
+        culprit: slot.invocation,
+        suspect: None,
+        careful: false,
+    };
+    slot.savepoint = false;
+}
+
+/// The key's value under its lock. The server is told to give the read up at the invocation's
+/// deadline, as it is for a `sql` statement: a read the host's timer abandons (a key another
+/// transaction holds) must not wait on in the server, its connection taken, for the server's
+/// own lock wait limit (50 s on InnoDB, none on PostgreSQL).
+async fn read_locked(
+    tx: &mut dyn ConsumeTx,
+    deadline_ms: u64,
+    service: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, SqlFailure> {
+    if deadline_ms > 0 {
+        tx.limit_statements(deadline_ms).await?;
+    }
+    tx.state_get_locked(service, key).await.map_err(|e| {
+        if crate::store::stopped_by_the_statement_limit(&e) {
+            SqlFailure::CutOff(e.to_string())
+        } else {
+            SqlFailure::Broken(e.to_string())
+        }
+    })
+}
+
 /// The optimistic run cannot undo an invocation's writes: the batch runs again carefully.
 fn careful_rerun(slot: &mut Slot, reason: &str) {
     slot.tx = Tx::Broken {
@@ -235,14 +270,25 @@ impl BatchAccess for BatchState {
             .map_err(|e| format!("state read failed: {e}"))?;
         // `busy` across the await: a deadline that drops this future leaves it set.
         set_busy(&mut slot, true);
+        let deadline_ms = slot.deadline_ms;
         let read = match &mut slot.tx {
-            Tx::Open { tx, .. } => tx.state_get_locked(service, key).await,
+            Tx::Open { tx, .. } => read_locked(tx.as_mut(), deadline_ms, service, key).await,
             _ => unreachable!("opened above"),
         };
         set_busy(&mut slot, false);
         match read {
             Ok(v) => Ok(v),
-            Err(e) => {
+            Err(SqlFailure::CutOff(e)) => {
+                let reason = format!("a state read was stopped at its deadline: {e}");
+                cut_off(&mut slot, reason.clone());
+                Err(reason)
+            }
+            Err(
+                SqlFailure::Broken(e)
+                | SqlFailure::Statement(e)
+                | SqlFailure::Constraint(e)
+                | SqlFailure::Budget(e),
+            ) => {
                 let reason = format!("state read failed: {e}");
                 broken(&mut slot, reason.clone());
                 Err(reason)
@@ -266,17 +312,10 @@ impl BatchAccess for BatchState {
         set_busy(&mut slot, false);
         match &ran {
             Err(SqlFailure::Broken(reason)) => broken(&mut slot, reason.clone()),
-            Err(SqlFailure::CutOff(reason)) => {
-                // The statement limit is the invocation's deadline: this invocation is the
-                // culprit, as when the host's own timer cuts it off ([`settle`]).
-                slot.tx = Tx::Broken {
-                    reason: format!("a sql statement was stopped at its deadline: {reason}"),
-                    culprit: slot.invocation,
-                    suspect: None,
-                    careful: false,
-                };
-                slot.savepoint = false;
-            }
+            Err(SqlFailure::CutOff(reason)) => cut_off(
+                &mut slot,
+                format!("a sql statement was stopped at its deadline: {reason}"),
+            ),
             Err(SqlFailure::Statement(_)) if !slot.careful => {
                 // No savepoint to undo this invocation's statements (and on PostgreSQL the
                 // failed statement aborted the transaction).

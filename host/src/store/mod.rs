@@ -89,6 +89,13 @@ pub fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
         || db.message().contains("Lock wait timeout")
 }
 
+/// Whether the server stopped the statement at the limit the host set for the invocation that
+/// ran it ([`ConsumeTx::limit_statements`]), rather than for a reason of its own.
+pub fn stopped_by_the_statement_limit(error: &StoreError) -> bool {
+    matches!(error, StoreError::Database { source: sqlx::Error::Database(db), .. }
+        if sql::handler_sql::stopped_by_the_statement_limit(db.as_ref()))
+}
+
 /// Whether a running host has its database to itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hosting {

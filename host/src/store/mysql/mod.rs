@@ -115,7 +115,7 @@ impl Dialect for MySql {
                     ms.div_ceil(1000).max(1)
                 )
             },
-            reset: "SET SESSION innodb_lock_wait_timeout = DEFAULT",
+            reset: Some("SET SESSION innodb_lock_wait_timeout = DEFAULT"),
         });
 
     /// Shared by any number of hosts: nothing to hold.

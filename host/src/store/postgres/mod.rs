@@ -65,9 +65,10 @@ impl Dialect for Postgres {
 
     const STATEMENT_LIMIT: Option<crate::store::sql::handler_sql::StatementLimit> =
         Some(crate::store::sql::handler_sql::StatementLimit {
-            // Covers lock waits too. LOCAL: set inside the savepoint, undone by its rollback.
+            // Covers lock waits too. LOCAL: it ends with the transaction, so nothing to reset
+            // (set before any savepoint, so a savepoint's rollback keeps it).
             set: |ms| format!("SET LOCAL statement_timeout = {}", ms.max(1)),
-            reset: "SET LOCAL statement_timeout = DEFAULT",
+            reset: None,
         });
 
     /// Shared by any number of hosts: nothing to hold.

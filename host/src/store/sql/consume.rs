@@ -91,10 +91,13 @@ where
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
-        if let (Some(_), Some(limit)) = (self.limit_ms, &D::STATEMENT_LIMIT) {
+        if let (Some(_), Some(reset)) = (
+            self.limit_ms,
+            D::STATEMENT_LIMIT.as_ref().and_then(|l| l.reset),
+        ) {
             // A session setting (MySQL) outlives the transaction: put the default back.
             (&mut *self.tx)
-                .execute(limit.reset)
+                .execute(reset)
                 .await
                 .map_err(db("reset the statement limit"))?;
         }

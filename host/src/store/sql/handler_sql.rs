@@ -57,8 +57,9 @@ impl ColumnKinds {
 pub struct StatementLimit {
     /// The statement setting it, for a limit in milliseconds.
     pub set: fn(u64) -> String,
-    /// The statement putting the session's default back.
-    pub reset: &'static str,
+    /// The statement putting the session's default back when the transaction ends; `None`
+    /// where the setting ends with the transaction anyway (PostgreSQL's `SET LOCAL`).
+    pub reset: Option<&'static str>,
 }
 
 /// Sorts a database error: a constraint the handler can see, a statement stopped by the
@@ -88,7 +89,7 @@ pub fn classify(error: sqlx::Error) -> SqlFailure {
 /// MySQL/MariaDB's `innodb_lock_wait_timeout` (error 1205, whose SQLSTATE `HY000` is shared, so
 /// its message tells it). Transient errors elsewhere, but here the culprit is known: the
 /// invocation that ran the statement, whose deadline it is.
-fn stopped_by_the_statement_limit(db: &dyn sqlx::error::DatabaseError) -> bool {
+pub(crate) fn stopped_by_the_statement_limit(db: &dyn sqlx::error::DatabaseError) -> bool {
     let code = db.code().unwrap_or_default();
     (code == "57014" && db.message().contains("statement timeout"))
         || db.message().contains("Lock wait timeout")
