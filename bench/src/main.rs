@@ -360,6 +360,77 @@ fn postgres_server() -> String {
     std::env::var("BENCH_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// MariaDB's server-wide `Questions` (statements clients sent) and `Com_commit` (COMMITs)
+/// counters, read around a run to give its statements and commits per event: what the host
+/// sends beyond the raw loop is visible there even when the machine's noise hides it in the
+/// rate. Server-wide, so nothing else may use the server meanwhile; `None` on other backends.
+async fn mariadb_counters(db: Db) -> anyhow::Result<Option<(u64, u64)>> {
+    if db != Db::Mariadb {
+        return Ok(None);
+    }
+    let mut c = sqlx::MySqlConnection::connect(&format!("{}/mysql", mariadb_server())).await?;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_commit')")
+            .fetch_all(&mut c)
+            .await?;
+    let get = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(Some((get("Questions"), get("Com_commit"))))
+}
+
+/// This process's CPU time so far (user + system, all threads, from `/proc/self/stat`), in
+/// seconds: what a run costs the host beside what it costs the database.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// What a run cost per event: this process's CPU (µs) and, on MariaDB, the statements and
+/// commits the server received.
+#[derive(Debug, Clone, Copy)]
+struct PerEvent {
+    cpu_us: f64,
+    statements: Option<(f64, f64)>,
+}
+
+/// Runs `run` and returns its figures with what it cost per event ([`PerEvent`]).
+async fn with_cost<F: std::future::Future<Output = anyhow::Result<Figures>>>(
+    db: Db,
+    run: F,
+) -> anyhow::Result<(Figures, PerEvent)> {
+    let before = mariadb_counters(db).await?;
+    let cpu = cpu_seconds();
+    let figures = run.await?;
+    let cpu = cpu_seconds() - cpu;
+    let after = mariadb_counters(db).await?;
+    let n = figures.events.max(1) as f64;
+    let statements = before.zip(after).map(|((q0, c0), (q1, c1))| {
+        (
+            q1.saturating_sub(q0) as f64 / n,
+            c1.saturating_sub(c0) as f64 / n,
+        )
+    });
+    let per_event = PerEvent {
+        cpu_us: cpu * 1e6 / n,
+        statements,
+    };
+    Ok((figures, per_event))
+}
+
 pub fn kafka_brokers() -> String {
     std::env::var("BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -537,14 +608,19 @@ async fn e2e(
         let list: Vec<String> = lanes.iter().map(u32::to_string).collect();
         cmd.push_str(&format!(" --lanes {}", list.join(",")));
     }
-    let raw = raw::run(
+    let raw = with_cost(
         db,
-        transport,
-        events,
-        raw::Mode::Batched,
-        &format!("raw limit {d}+{t}"),
+        raw::run(
+            db,
+            transport,
+            events,
+            raw::Mode::Batched,
+            &format!("raw limit {d}+{t}"),
+        ),
     )
     .await?;
+    let mut costs = vec![(raw.0.name.clone(), raw.1)];
+    let raw = raw.0;
     let mut runs = Vec::new();
     for &n in lanes {
         let (mode, name) = match n {
@@ -560,19 +636,26 @@ async fn e2e(
         // The raw loop with as many consume transactions side by side: its limit there.
         let limit = match n {
             1 => None,
-            n => Some(
-                raw::run_lanes(
+            n => {
+                let (limit, count) = with_cost(
                     db,
-                    transport,
-                    events,
-                    raw::Mode::Batched,
-                    n as usize,
-                    &format!("raw limit {d}+{t}, {n} lanes"),
+                    raw::run_lanes(
+                        db,
+                        transport,
+                        events,
+                        raw::Mode::Batched,
+                        n as usize,
+                        &format!("raw limit {d}+{t}, {n} lanes"),
+                    ),
                 )
-                .await?,
-            ),
+                .await?;
+                costs.push((limit.name.clone(), count));
+                Some(limit)
+            }
         };
-        let sy = host::throughput(db, transport, events, mode, &name).await?;
+        let (sy, count) =
+            with_cost(db, host::throughput(db, transport, events, mode, &name)).await?;
+        costs.push((sy.name.clone(), count));
         runs.push((limit, sy));
     }
     let mut sf = None;
@@ -614,6 +697,14 @@ async fn e2e(
         vs.print(Some(b));
         vs.name = format!("switchyard {d}+{t} vs SmartFlow settings");
         vs.print(Some(a));
+    }
+    println!("\nCost per event: this process's CPU (setup and teardown included), and on MariaDB");
+    println!("the statements and commits the server received (`Questions`, `Com_commit`):");
+    for (name, cost) in &costs {
+        let server = cost.statements.map_or(String::new(), |(s, c)| {
+            format!(" {s:>6.2} statements {c:>6.3} commits")
+        });
+        println!("  {name:<44} {:>7.1} µs CPU{server}", cost.cpu_us);
     }
     Ok(())
 }
