@@ -13,6 +13,7 @@
 //! (default 127.0.0.1:9092, `scripts/kafka.sh start`). Every run creates a fresh database
 //! `sy_bench_<random>` (dropped afterwards) and a fresh topic prefix.
 
+mod allocations;
 mod batch_tx;
 mod capture;
 mod claim;
@@ -399,11 +400,12 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0 // USER_HZ is 100 on Linux
 }
 
-/// What a run cost per event: this process's CPU (µs) and, on MariaDB, the statements and
-/// commits the server received.
+/// What a run cost per event: this process's CPU (µs) and heap allocations and, on MariaDB,
+/// the statements and commits the server received.
 #[derive(Debug, Clone, Copy)]
 struct PerEvent {
     cpu_us: f64,
+    allocations: f64,
     statements: Option<(f64, f64)>,
 }
 
@@ -414,7 +416,9 @@ async fn with_cost<F: std::future::Future<Output = anyhow::Result<Figures>>>(
 ) -> anyhow::Result<(Figures, PerEvent)> {
     let before = mariadb_counters(db).await?;
     let cpu = cpu_seconds();
+    let allocations = allocations::so_far();
     let figures = run.await?;
+    let allocations = allocations::so_far() - allocations;
     let cpu = cpu_seconds() - cpu;
     let after = mariadb_counters(db).await?;
     let n = figures.events.max(1) as f64;
@@ -426,6 +430,7 @@ async fn with_cost<F: std::future::Future<Output = anyhow::Result<Figures>>>(
     });
     let per_event = PerEvent {
         cpu_us: cpu * 1e6 / n,
+        allocations: allocations as f64 / n,
         statements,
     };
     Ok((figures, per_event))
@@ -698,13 +703,20 @@ async fn e2e(
         vs.name = format!("switchyard {d}+{t} vs SmartFlow settings");
         vs.print(Some(a));
     }
-    println!("\nCost per event: this process's CPU (setup and teardown included), and on MariaDB");
-    println!("the statements and commits the server received (`Questions`, `Com_commit`):");
+    println!(
+        "\nCost per event: this process's CPU and heap allocations (setup and teardown included),"
+    );
+    println!(
+        "and on MariaDB the statements and commits the server received (`Questions`, `Com_commit`):"
+    );
     for (name, cost) in &costs {
         let server = cost.statements.map_or(String::new(), |(s, c)| {
             format!(" {s:>6.2} statements {c:>6.3} commits")
         });
-        println!("  {name:<44} {:>7.1} µs CPU{server}", cost.cpu_us);
+        println!(
+            "  {name:<44} {:>7.1} µs CPU {:>8.1} allocations{server}",
+            cost.cpu_us, cost.allocations
+        );
     }
     Ok(())
 }

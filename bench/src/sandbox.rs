@@ -342,7 +342,9 @@ pub async fn instantiate(n: usize) -> anyhow::Result<()> {
     let sb = sandbox(&url, &scratch.0, "probe", "")?;
     invoke_loop(&sb, None, 200, |_| b"{}".to_vec()).await?; // warm up
     reset_hwm();
+    let allocations = crate::allocations::so_far();
     let wasm = invoke_loop(&sb, None, n, |_| b"{}".to_vec()).await?;
+    let allocations = crate::allocations::so_far() - allocations;
     let hwm = hwm_kib();
     let started = Instant::now();
     for k in 0..n {
@@ -367,6 +369,10 @@ pub async fn instantiate(n: usize) -> anyhow::Result<()> {
     println!(
         "per invocation (fresh instance + call + one state write): {:.2} µs",
         wasm.elapsed.as_secs_f64() * 1e6 / n as f64
+    );
+    println!(
+        "heap allocations per invocation (all threads): {:.1}",
+        allocations as f64 / n.max(1) as f64
     );
     Ok(())
 }
