@@ -8,6 +8,11 @@
 //! instead: scan every 1 s for 100 rows, publish and mark each row in its own commit, consume
 //! each message in its own transaction.
 //!
+//! It writes as the host does, so its latency shows the disk's bound and not a self-inflicted
+//! one: on SQLite its writers take turns in the process (the host's `WriterTurn`) instead of
+//! sleeping in SQLite's busy handler, and at a fixed rate ([`latency`]) one writer commits the
+//! enqueues waiting for it together (the host's group commit).
+//!
 //! The tables are created by the host's own migrations, so indexes and columns are identical.
 
 use crate::{Db, Figures, FreshDb, Scratch, Transport, hwm_kib, reset_hwm, unique};
@@ -66,7 +71,10 @@ enum Load {
 enum Pool {
     My(MySqlPool),
     Pg(PgPool),
-    Lite(SqlitePool),
+    /// With its writer turn: the host takes turns among its own writers (`WriterTurn`) instead
+    /// of leaving them to SQLite's busy handler, whose sleeps (up to 100 ms each) would make the
+    /// raw loop's tail the busy handler's, not the disk's.
+    Lite(SqlitePool, tokio::sync::Mutex<()>),
 }
 
 /// `SELECT` due rows (optionally locking), optionally mark them published, in one transaction.
@@ -237,6 +245,7 @@ impl Pool {
                                 .busy_timeout(Duration::from_secs(30)),
                         )
                         .await?,
+                    tokio::sync::Mutex::new(()),
                 )
             }
         })
@@ -258,7 +267,8 @@ impl Pool {
                 tx.commit().await?;
                 ids
             }
-            Pool::Lite(p) => {
+            Pool::Lite(p, turn) => {
+                let _turn = turn.lock().await;
                 let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
                 let ids = switchyard::store::sqlite::insert_rows(&mut tx, rows, t).await?;
                 tx.commit().await?;
@@ -272,13 +282,16 @@ impl Pool {
         Ok(match self {
             Pool::My(p) => claim!(p.begin().await?, MySql, limit, LOCK, mark),
             Pool::Pg(p) => claim!(p.begin().await?, Postgres, limit, LOCK, mark),
-            Pool::Lite(p) => claim!(
-                p.begin_with("BEGIN IMMEDIATE").await?,
-                Sqlite,
-                limit,
-                "",
-                mark
-            ),
+            Pool::Lite(p, turn) => {
+                let _turn = turn.lock().await;
+                claim!(
+                    p.begin_with("BEGIN IMMEDIATE").await?,
+                    Sqlite,
+                    limit,
+                    "",
+                    mark
+                )
+            }
         })
     }
 
@@ -297,7 +310,10 @@ impl Pool {
         match self {
             Pool::My(p) => one!(p, MySql),
             Pool::Pg(p) => one!(p, Postgres),
-            Pool::Lite(p) => one!(p, Sqlite),
+            Pool::Lite(p, turn) => {
+                let _turn = turn.lock().await;
+                one!(p, Sqlite)
+            }
         }
         Ok(())
     }
@@ -322,15 +338,18 @@ impl Pool {
                 WORK_PG,
                 TASK_PG
             ),
-            Pool::Lite(p) => consume!(
-                p.begin_with("BEGIN IMMEDIATE").await?,
-                Sqlite,
-                batch,
-                UPSERT_STD,
-                work,
-                WORK_Q,
-                TASK_Q
-            ),
+            Pool::Lite(p, turn) => {
+                let _turn = turn.lock().await;
+                consume!(
+                    p.begin_with("BEGIN IMMEDIATE").await?,
+                    Sqlite,
+                    batch,
+                    UPSERT_STD,
+                    work,
+                    WORK_Q,
+                    TASK_Q
+                )
+            }
         }
         Ok(())
     }
@@ -623,22 +642,32 @@ async fn pipeline(
                     }
                 }
                 Load::Rate(rate, _) => {
+                    // One writer commits every enqueue waiting for it in one transaction (a
+                    // group commit, as the host's `Store::insert` does): while a commit runs,
+                    // the next enqueues gather instead of each retrying SQLite's write lock.
+                    let (row_tx, mut row_rx) = mpsc::unbounded_channel::<NewRow>();
+                    let writer = {
+                        let (pool, wake, tx) = (pool.clone(), wake.clone(), enq_tx.clone());
+                        tokio::spawn(async move {
+                            while let Some(first) = row_rx.recv().await {
+                                let mut rows = vec![first];
+                                while let Ok(more) = row_rx.try_recv() {
+                                    rows.push(more);
+                                }
+                                let ids = pool.insert(&rows).await?;
+                                let _ = tx.send((ids, Instant::now()));
+                                wake.notify_one();
+                            }
+                            anyhow::Ok(())
+                        })
+                    };
                     let period = Duration::from_secs_f64(1.0 / rate as f64);
-                    let mut inflight = tokio::task::JoinSet::new();
                     for k in 1..=total {
                         tokio::time::sleep_until((started + period.mul_f64(k as f64)).into()).await;
-                        let (pool, wake, tx, r) =
-                            (pool.clone(), wake.clone(), enq_tx.clone(), row(k)?);
-                        inflight.spawn(async move {
-                            let ids = pool.insert(std::slice::from_ref(&r)).await?;
-                            let _ = tx.send((ids, Instant::now()));
-                            wake.notify_one();
-                            anyhow::Ok(())
-                        });
+                        row_tx.send(row(k)?)?;
                     }
-                    while let Some(r) = inflight.join_next().await {
-                        r??;
-                    }
+                    drop(row_tx);
+                    writer.await??;
                 }
             }
             done.store(true, Ordering::SeqCst);
