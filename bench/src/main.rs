@@ -613,7 +613,7 @@ async fn e2e(
         let list: Vec<String> = lanes.iter().map(u32::to_string).collect();
         cmd.push_str(&format!(" --lanes {}", list.join(",")));
     }
-    let raw = with_cost(
+    let (raw, raw_cost) = with_cost(
         db,
         raw::run(
             db,
@@ -624,8 +624,7 @@ async fn e2e(
         ),
     )
     .await?;
-    let mut costs = vec![(raw.0.name.clone(), raw.1)];
-    let raw = raw.0;
+    let mut costs = vec![(raw.name.clone(), raw_cost)];
     let mut runs = Vec::new();
     for &n in lanes {
         let (mode, name) = match n {

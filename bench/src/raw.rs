@@ -251,8 +251,17 @@ impl Pool {
         })
     }
 
+    /// The SQLite writer turn, held until the guard is dropped; none on the servers.
+    async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self {
+            Pool::Lite(_, turn) => Some(turn.lock().await),
+            Pool::My(_) | Pool::Pg(_) => None,
+        }
+    }
+
     /// The host's own multi-row insert, in one transaction.
     async fn insert(&self, rows: &[NewRow]) -> anyhow::Result<Vec<i64>> {
+        let _turn = self.turn().await;
         let t = now();
         Ok(match self {
             Pool::My(p) => {
@@ -267,8 +276,7 @@ impl Pool {
                 tx.commit().await?;
                 ids
             }
-            Pool::Lite(p, turn) => {
-                let _turn = turn.lock().await;
+            Pool::Lite(p, _) => {
                 let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
                 let ids = switchyard::store::sqlite::insert_rows(&mut tx, rows, t).await?;
                 tx.commit().await?;
@@ -279,24 +287,23 @@ impl Pool {
 
     async fn claim(&self, limit: usize, mark: bool) -> anyhow::Result<Vec<(i64, String)>> {
         const LOCK: &str = " FOR UPDATE SKIP LOCKED";
+        let _turn = self.turn().await;
         Ok(match self {
             Pool::My(p) => claim!(p.begin().await?, MySql, limit, LOCK, mark),
             Pool::Pg(p) => claim!(p.begin().await?, Postgres, limit, LOCK, mark),
-            Pool::Lite(p, turn) => {
-                let _turn = turn.lock().await;
-                claim!(
-                    p.begin_with("BEGIN IMMEDIATE").await?,
-                    Sqlite,
-                    limit,
-                    "",
-                    mark
-                )
-            }
+            Pool::Lite(p, _) => claim!(
+                p.begin_with("BEGIN IMMEDIATE").await?,
+                Sqlite,
+                limit,
+                "",
+                mark
+            ),
         })
     }
 
     /// SmartFlow: one row marked published in its own commit.
     async fn mark_published(&self, id: i64) -> anyhow::Result<()> {
+        let _turn = self.turn().await;
         let t = now();
         macro_rules! one {
             ($p:expr, $db:ty) => {{
@@ -310,15 +317,13 @@ impl Pool {
         match self {
             Pool::My(p) => one!(p, MySql),
             Pool::Pg(p) => one!(p, Postgres),
-            Pool::Lite(p, turn) => {
-                let _turn = turn.lock().await;
-                one!(p, Sqlite)
-            }
+            Pool::Lite(p, _) => one!(p, Sqlite),
         }
         Ok(())
     }
 
     async fn consume(&self, batch: &[(i64, Vec<u8>)], work: Work) -> anyhow::Result<()> {
+        let _turn = self.turn().await;
         match self {
             Pool::My(p) => consume!(
                 p.begin().await?,
@@ -338,18 +343,15 @@ impl Pool {
                 WORK_PG,
                 TASK_PG
             ),
-            Pool::Lite(p, turn) => {
-                let _turn = turn.lock().await;
-                consume!(
-                    p.begin_with("BEGIN IMMEDIATE").await?,
-                    Sqlite,
-                    batch,
-                    UPSERT_STD,
-                    work,
-                    WORK_Q,
-                    TASK_Q
-                )
-            }
+            Pool::Lite(p, _) => consume!(
+                p.begin_with("BEGIN IMMEDIATE").await?,
+                Sqlite,
+                batch,
+                UPSERT_STD,
+                work,
+                WORK_Q,
+                TASK_Q
+            ),
         }
         Ok(())
     }
