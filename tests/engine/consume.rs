@@ -18,6 +18,7 @@ crate::engine_suite!(
     a_row_of_a_type_no_route_names_waits_pending_for_its_owner,
     row_with_a_broken_wrapper_ends_dead_with_the_reason,
     enqueue_joins_the_callers_transaction,
+    a_stream_of_publishes_is_relayed_on_their_wakes_not_at_the_poll,
 );
 
 async fn published_event_is_consumed_and_its_rows_written(setup: Setup) {
@@ -396,4 +397,25 @@ where
         )
         .await;
     assert!(err.unwrap_err().to_string().contains("nobody.owns"));
+}
+
+/// Publishes made one after another, many while the relay is busy with the earlier ones' rows:
+/// their wakes alone must move every row (a wake that comes during a round makes the relay
+/// claim again at once, `engine/relay.rs`). The poll is set far beyond the test's patience, so
+/// a row left to the poll stays `pending` and the test fails (it does when publishes stop
+/// waking their relay).
+async fn a_stream_of_publishes_is_relayed_on_their_wakes_not_at_the_poll(setup: Setup) {
+    let mut h = Harness::start_edited(setup, "", |text| {
+        text.replace("poll_interval_ms = 250", "poll_interval_ms = 3600000")
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        ids.push(h.publish("probe.run", json!({})).await);
+    }
+    for id in ids {
+        let row = h.wait_final("probe_outbox_messages", id).await;
+        assert_eq!(row.status, "consumed", "{row:?}");
+    }
+    h.stop().await;
 }

@@ -20,6 +20,7 @@ use crate::envelope::{self, Wrapper};
 use crate::store::{Claim, Timestamp, earlier, now};
 use crate::telemetry::{LoopError, RelayBatchPublished, RowsRelocated, StaleRowsRequeued};
 use crate::transport::Message;
+use futures::FutureExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -92,6 +93,13 @@ pub(super) async fn run(
         };
         if full {
             continue; // more rows are due right now
+        }
+        if wake.notified().now_or_never().is_some() {
+            // Rows were enqueued while this round ran: claim again at once, without first
+            // asking the database when the next row is due (under a steady stream of
+            // enqueues that query was a round trip in every round, between an enqueue and
+            // its claim).
+            continue;
         }
         let catalog = shared.catalog.get();
         let sleep = match shared
