@@ -20,7 +20,8 @@ crate::backend_suite!(
     servers: hosts_incrementing_shared_keys_lose_no_update,
     a_host_dying_midway_loses_no_update,
     a_row_finished_elsewhere_midway_does_not_count_twice,
-    a_state_read_past_its_deadline_is_given_up_by_the_server_too
+    a_state_read_past_its_deadline_is_given_up_by_the_server_too,
+    a_rolled_back_consume_leaves_no_statement_limit_on_its_connection
 );
 
 async fn hosts_incrementing_shared_keys_lose_no_update(backend: Backend) {
@@ -173,7 +174,7 @@ fn waiting_state_reads(backend: Backend) -> &'static str {
         // (MariaDB's INNODB_TRX does not list a prepared statement's lock wait.)
         Backend::MariaDb => {
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
-             AND INFO LIKE 'SELECT value FROM switchyard_state %FOR UPDATE'"
+             AND INFO LIKE '%SELECT value FROM switchyard_state %FOR UPDATE'"
         }
         _ => {
             "SELECT COUNT(*) FROM pg_stat_activity \
@@ -282,4 +283,71 @@ async fn replicas_in_one_kafka_group_lose_no_update() {
         drop(replica);
     }
     h.stop().await;
+}
+
+/// A consume transaction that set the statement limit and then rolled back (its invocation
+/// timed out, its host is stopping, a deadlock) leaves its pooled connection as it found it: a
+/// limit left behind would cut off the next user's lock waits at a handler's deadline. On
+/// MariaDB the limit goes with each statement (`SET STATEMENT ... FOR`), on PostgreSQL it is
+/// `SET LOCAL`; MySQL's session setting is put back only at commit.
+async fn a_rolled_back_consume_leaves_no_statement_limit_on_its_connection(backend: Backend) {
+    use switchyard::store::Store;
+    let _server = testdb::SERVERS.clone().read_owned().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, db) = testdb::fresh(backend, dir.path()).await;
+    // One connection, so the one the transaction used is the one read afterwards.
+    let (store, read): (Box<dyn Store>, &str) = match backend {
+        Backend::MariaDb => (
+            Box::new(
+                switchyard::store::mysql::MySqlStore::connect(&url, 1)
+                    .await
+                    .unwrap(),
+            ),
+            "SELECT CAST(@@SESSION.innodb_lock_wait_timeout AS CHAR)",
+        ),
+        _ => (
+            Box::new(
+                switchyard::store::postgres::PgStore::connect(&url, 1)
+                    .await
+                    .unwrap(),
+            ),
+            "SELECT current_setting('statement_timeout')",
+        ),
+    };
+    store.migrate(&[]).await.unwrap();
+    let before = session_value(store.as_ref(), read).await;
+    let mut tx = store.begin_consume().await.unwrap();
+    tx.limit_statements(1500).await.unwrap();
+    assert_eq!(tx.state_get_locked("probe", "gate").await.unwrap(), None);
+    drop(tx); // rolled back, never committed
+    assert_eq!(
+        session_value(store.as_ref(), read).await,
+        before,
+        "the rolled-back transaction's statement limit stayed on the connection"
+    );
+    drop(store);
+    db.drop_database().await;
+}
+
+/// `read` on the store's (only) pooled connection, through a consume transaction.
+async fn session_value(store: &dyn switchyard::store::Store, read: &str) -> String {
+    let mut tx = store.begin_consume().await.unwrap();
+    let out = tx
+        .run_sql(
+            switchyard::handler_sql::SqlStatement {
+                sql: read,
+                params: &[],
+                writes: false,
+                targets: &[],
+                careful: false,
+            },
+            switchyard::handler_sql::RowAllowance {
+                rows: 1,
+                bytes: 1 << 10,
+            },
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    format!("{out:?}")
 }

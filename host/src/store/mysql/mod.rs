@@ -58,7 +58,13 @@ impl SqlStore<MySql> {
             .connect_with(options)
             .await
             .map_err(db("connect mysql"))?;
-        Ok(SqlStore::new(pool, ()))
+        // MariaDB limits a statement alone (`SET STATEMENT ... FOR`); MySQL only a session.
+        let version: String = sqlx::query_scalar("SELECT VERSION()")
+            .fetch_one(&pool)
+            .await
+            .map_err(db("read the server version"))?;
+        let mariadb = version.to_ascii_lowercase().contains("mariadb");
+        Ok(SqlStore::new(pool, ()).limiting_per_statement(mariadb))
     }
 }
 
@@ -116,6 +122,13 @@ impl Dialect for MySql {
                 )
             },
             reset: Some("SET SESSION innodb_lock_wait_timeout = DEFAULT"),
+            // MariaDB only (MySQL has no `SET STATEMENT`): the store asks the server which it is.
+            per_statement: Some(|ms| {
+                format!(
+                    "SET STATEMENT innodb_lock_wait_timeout = {} FOR ",
+                    ms.div_ceil(1000).max(1)
+                )
+            }),
         });
 
     /// Shared by any number of hosts: nothing to hold.

@@ -69,6 +69,7 @@ impl Dialect for Postgres {
             // (set before any savepoint, so a savepoint's rollback keeps it).
             set: |ms| format!("SET LOCAL statement_timeout = {}", ms.max(1)),
             reset: None,
+            per_statement: None,
         });
 
     /// Shared by any number of hosts: nothing to hold.

@@ -19,6 +19,11 @@ pub(super) struct SqlConsumeTx<D: Dialect> {
     /// The statement limit set in this transaction, milliseconds (see
     /// [`ConsumeTx::limit_statements`]).
     pub(super) limit_ms: Option<u64>,
+    /// Where the limit is taken per statement: the prefix each limited statement gets (a
+    /// state read, a state key's lock, a handler's statement).
+    pub(super) prefix: Option<String>,
+    /// The server takes the limit per statement (`StatementLimit::per_statement`).
+    pub(super) limit_per_statement: bool,
     pub(super) columns: std::sync::Arc<super::handler_sql::ColumnKinds>,
 }
 
@@ -30,9 +35,19 @@ where
     String: Type<D> + for<'q> Encode<'q, D>,
     Vec<u8>: Type<D> + for<'r> Decode<'r, D>,
 {
+    /// `sql` under the transaction's statement limit, where it is taken per statement.
+    fn limited(&self, sql: &str) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("{prefix}{sql}"),
+            None => sql.to_owned(),
+        }
+    }
+
     /// The key's value, its row locked until the transaction ends.
     async fn read_locked(&mut self, service: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let mut q = QueryBuilder::<D>::new("SELECT value FROM switchyard_state WHERE service = ");
+        let mut q = QueryBuilder::<D>::new(
+            self.limited("SELECT value FROM switchyard_state WHERE service = "),
+        );
         q.push_bind(service.to_owned())
             .push(" AND state_key = ")
             .push_bind(key.to_owned())
@@ -67,8 +82,9 @@ where
         };
         // No value yet, so no row to lock: take the key's lock row instead, then read again
         // (a host that wrote the key meanwhile has committed by the time the lock is ours).
-        let mut lock =
-            QueryBuilder::<D>::new("INSERT INTO switchyard_state_locks (service, state_key) ");
+        let mut lock = QueryBuilder::<D>::new(
+            self.limited("INSERT INTO switchyard_state_locks (service, state_key) "),
+        );
         lock.push_values([(service, key)], |mut b, (s, k)| {
             b.push_bind(s.to_owned()).push_bind(k.to_owned());
         });
@@ -91,8 +107,9 @@ where
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
-        if let (Some(_), Some(reset)) = (
+        if let (Some(_), None, Some(reset)) = (
             self.limit_ms,
+            &self.prefix,
             D::STATEMENT_LIMIT.as_ref().and_then(|l| l.reset),
         ) {
             // A session setting (MySQL) outlives the transaction: put the default back.
@@ -121,6 +138,12 @@ where
         if self.limit_ms == Some(ms) {
             return Ok(());
         }
+        if let (true, Some(per_statement)) = (self.limit_per_statement, limit.per_statement) {
+            // Nothing to send: each limited statement carries it.
+            self.prefix = Some(per_statement(ms));
+            self.limit_ms = Some(ms);
+            return Ok(());
+        }
         (&mut *self.tx)
             .execute(AssertSqlSafe((limit.set)(ms)))
             .await
@@ -134,6 +157,14 @@ where
         statement: SqlStatement<'_>,
         allowance: RowAllowance,
     ) -> Result<SqlOutput, SqlFailure> {
-        D::run_handler_sql(&mut self.tx, statement, allowance, &self.columns).await
+        let Some(prefix) = &self.prefix else {
+            return D::run_handler_sql(&mut self.tx, statement, allowance, &self.columns).await;
+        };
+        let sql = format!("{prefix}{}", statement.sql);
+        let limited = SqlStatement {
+            sql: &sql,
+            ..statement
+        };
+        D::run_handler_sql(&mut self.tx, limited, allowance, &self.columns).await
     }
 }

@@ -60,6 +60,11 @@ pub struct StatementLimit {
     /// The statement putting the session's default back when the transaction ends; `None`
     /// where the setting ends with the transaction anyway (PostgreSQL's `SET LOCAL`).
     pub reset: Option<&'static str>,
+    /// The same limit as a prefix of each limited statement, where the server has one
+    /// (MariaDB's `SET STATEMENT ... FOR`, used when the store found a MariaDB server): no round
+    /// trip to set it, none to reset it, and nothing left on the session if the transaction is
+    /// rolled back instead of committed.
+    pub per_statement: Option<fn(u64) -> String>,
 }
 
 /// Sorts a database error: a constraint the handler can see, a statement stopped by the

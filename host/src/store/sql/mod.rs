@@ -276,6 +276,9 @@ pub struct SqlStore<D: Dialect> {
     inserts: std::sync::Arc<group_insert::InsertQueue>,
     /// On a server, the turn of the enqueue groups (one group commits at a time).
     insert_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The server takes the statement limit per statement
+    /// ([`handler_sql::StatementLimit::per_statement`]).
+    limit_per_statement: bool,
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -287,7 +290,18 @@ impl<D: Dialect> SqlStore<D> {
             writer: Default::default(),
             inserts: Default::default(),
             insert_turn: Default::default(),
+            limit_per_statement: false,
         }
+    }
+
+    /// Limits each statement of a consume transaction alone where the server can
+    /// ([`handler_sql::StatementLimit::per_statement`]), instead of setting the session's.
+    pub(super) fn limiting_per_statement(mut self, yes: bool) -> Self {
+        self.limit_per_statement = yes
+            && D::STATEMENT_LIMIT
+                .as_ref()
+                .is_some_and(|l| l.per_statement.is_some());
+        self
     }
 
     /// The pool, for callers that enqueue inside their own transactions.
@@ -473,6 +487,8 @@ where
         Ok(Box::new(consume::SqlConsumeTx {
             tx,
             limit_ms: None,
+            prefix: None,
+            limit_per_statement: self.limit_per_statement,
             columns: self.columns.clone(),
         }))
     }
