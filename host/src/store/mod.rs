@@ -135,8 +135,8 @@ pub trait ConsumeTx: Send {
     /// Tells the server to give up a statement of this transaction that runs longer than `ms`
     /// (the invocation's deadline: the host stops waiting for it then, but the server would run
     /// it to its end, holding the transaction's locks), where the backend can
-    /// ([`crate::store::sql::Dialect::STATEMENT_LIMIT`]). Sent only when `ms` changes; reset
-    /// at commit.
+    /// ([`crate::store::sql::Dialect::STATEMENT_LIMIT`]). Sent only when `ms` changes and reset
+    /// at commit; on MariaDB nothing is sent: each limited statement carries the limit.
     async fn limit_statements(&mut self, ms: u64) -> Result<(), SqlFailure>;
 
     /// Runs a handler's checked statement; a SELECT reads at most `allowance`.
