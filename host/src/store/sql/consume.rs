@@ -22,8 +22,9 @@ pub(super) struct SqlConsumeTx<D: Dialect> {
     /// Where the limit is taken per statement: the prefix each limited statement gets (a
     /// state read, a state key's lock, a handler's statement).
     pub(super) prefix: Option<String>,
-    /// The server takes the limit per statement (`StatementLimit::per_statement`).
-    pub(super) limit_per_statement: bool,
+    /// The limit as a prefix, where the server takes it per statement
+    /// (`StatementLimit::per_statement`).
+    pub(super) limit_per_statement: Option<fn(u64) -> String>,
     pub(super) columns: std::sync::Arc<super::handler_sql::ColumnKinds>,
 }
 
@@ -138,7 +139,7 @@ where
         if self.limit_ms == Some(ms) {
             return Ok(());
         }
-        if let (true, Some(per_statement)) = (self.limit_per_statement, limit.per_statement) {
+        if let Some(per_statement) = self.limit_per_statement {
             // Nothing to send: each limited statement carries it.
             self.prefix = Some(per_statement(ms));
             self.limit_ms = Some(ms);

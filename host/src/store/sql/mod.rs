@@ -276,9 +276,9 @@ pub struct SqlStore<D: Dialect> {
     inserts: std::sync::Arc<group_insert::InsertQueue>,
     /// On a server, the turn of the enqueue groups (one group commits at a time).
     insert_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
-    /// The server takes the statement limit per statement
+    /// The statement limit as a prefix of each statement, where this server takes it so
     /// ([`handler_sql::StatementLimit::per_statement`]).
-    limit_per_statement: bool,
+    limit_per_statement: Option<fn(u64) -> String>,
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -290,17 +290,16 @@ impl<D: Dialect> SqlStore<D> {
             writer: Default::default(),
             inserts: Default::default(),
             insert_turn: Default::default(),
-            limit_per_statement: false,
+            limit_per_statement: None,
         }
     }
 
     /// Limits each statement of a consume transaction alone where the server can
     /// ([`handler_sql::StatementLimit::per_statement`]), instead of setting the session's.
     pub(super) fn limiting_per_statement(mut self, yes: bool) -> Self {
-        self.limit_per_statement = yes
-            && D::STATEMENT_LIMIT
-                .as_ref()
-                .is_some_and(|l| l.per_statement.is_some());
+        self.limit_per_statement = D::STATEMENT_LIMIT
+            .and_then(|l| l.per_statement)
+            .filter(|_| yes);
         self
     }
 
