@@ -346,8 +346,8 @@ pub async fn instantiate(n: usize) -> anyhow::Result<()> {
     invoke_loop(&sb, None, 200, |_| b"{}".to_vec()).await?; // warm up
     reset_hwm();
     let allocations = crate::allocations::so_far();
-    // In rounds, so a round another process slowed shows as one slow round instead of moving
-    // the mean: this 2-core machine's neighbours move a single mean by up to 30%.
+    // In rounds, so a slowed stretch shows as slow rounds instead of moving one mean: this
+    // VM's vCPUs change speed by up to ~30% from minute to minute (docs/BENCHMARKS.md, pass 6).
     let per_round = (n / ROUNDS).max(1);
     let mut wasm = Duration::ZERO;
     let mut rounds_us = Vec::with_capacity(ROUNDS);
