@@ -20,7 +20,8 @@ pub(super) struct SqlConsumeTx<D: Dialect> {
     /// [`ConsumeTx::limit_statements`]).
     pub(super) limit_ms: Option<u64>,
     /// Where the limit is taken per statement: the prefix each limited statement gets (a
-    /// state read, a state key's lock, a handler's statement).
+    /// state read, a state key's lock, a handler's statement), formatted once when the limit
+    /// is set rather than for every statement.
     pub(super) prefix: Option<String>,
     /// The limit as a prefix, where the server takes it per statement
     /// (`StatementLimit::per_statement`).
@@ -108,9 +109,10 @@ where
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
-        if let (Some(_), None, Some(reset)) = (
-            self.limit_ms,
-            &self.prefix,
+        // Set for the session only where the server takes no per-statement limit.
+        let session_limit = self.limit_ms.is_some() && self.limit_per_statement.is_none();
+        if let (true, Some(reset)) = (
+            session_limit,
             D::STATEMENT_LIMIT.as_ref().and_then(|l| l.reset),
         ) {
             // A session setting (MySQL) outlives the transaction: put the default back.
@@ -158,14 +160,17 @@ where
         statement: SqlStatement<'_>,
         allowance: RowAllowance,
     ) -> Result<SqlOutput, SqlFailure> {
-        let Some(prefix) = &self.prefix else {
-            return D::run_handler_sql(&mut self.tx, statement, allowance, &self.columns).await;
+        let limited;
+        let statement = match self.prefix {
+            Some(_) => {
+                limited = self.limited(statement.sql);
+                SqlStatement {
+                    sql: &limited,
+                    ..statement
+                }
+            }
+            None => statement,
         };
-        let sql = format!("{prefix}{}", statement.sql);
-        let limited = SqlStatement {
-            sql: &sql,
-            ..statement
-        };
-        D::run_handler_sql(&mut self.tx, limited, allowance, &self.columns).await
+        D::run_handler_sql(&mut self.tx, statement, allowance, &self.columns).await
     }
 }
