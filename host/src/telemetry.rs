@@ -39,7 +39,8 @@ pub struct EventHandled<'a> {
     pub service: &'a str,
     pub event_type: &'a str,
     pub outbox_id: i64,
-    pub outcome: &'a str,
+    /// `consumed`, `retry` or `dead`: static, so its metric label is never copied.
+    pub outcome: &'static str,
     pub reason: Option<&'a str>,
     pub version: &'a str,
     pub micros: u128,
@@ -67,7 +68,7 @@ impl EventHandled<'_> {
                 "event not acknowledged"
             ),
         }
-        counter!("switchyard_events_total", "service" => self.service.to_owned(), "outcome" => self.outcome.to_owned())
+        counter!("switchyard_events_total", "service" => self.service.to_owned(), "outcome" => self.outcome)
             .increment(1);
         metrics::histogram!(INVOCATION_SECONDS, "service" => self.service.to_owned(), "event_type" => self.event_type.to_owned())
             .record(self.micros as f64 / 1e6);

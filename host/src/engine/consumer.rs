@@ -320,7 +320,7 @@ async fn handle_batch(
         buffered = buffered.saturating_add(buffered_bytes(&outcome));
         logs.push(Handled {
             id,
-            event_type: p.env.event_type.clone(),
+            event_type: p.env.event_type.clone().into_owned(),
             label: outcome_label(&outcome),
             version,
             micros,
@@ -450,11 +450,11 @@ async fn handle_one(
         .unwrap_or_default();
     let event = EventData {
         outbox_id: env.outbox_id,
-        event_id: env.event_id.clone(),
-        event_type: env.event_type.clone(),
-        event_version: env.event_version.clone(),
+        event_id: env.event_id.clone().into_owned(),
+        event_type: env.event_type.clone().into_owned(),
+        event_version: env.event_version.clone().into_owned(),
         service: service.name.clone(),
-        aggregate_id: env.aggregate_id.clone(),
+        aggregate_id: env.aggregate_id.clone().into_owned(),
         message_key: p.delivery.key.clone(),
         payload,
         attempt: u32::try_from(state.retry_count)
@@ -510,7 +510,9 @@ async fn handle_one(
     reader
         .end_invocation(matches!(outcome, RowOutcome::Consumed { .. }))
         .await;
-    span.set("switchyard.version", component.hash.clone());
+    if span.is_recording() {
+        span.set("switchyard.version", component.hash.clone());
+    }
     span.set("switchyard.outcome", outcome_label(&outcome));
     if let RowOutcome::Retry { reason, .. } | RowOutcome::Dead { reason } = &outcome {
         span.fail(reason);

@@ -16,7 +16,7 @@
 
 use crate::catalog::{Catalog, CatalogCell, Service, Unrouted};
 use crate::config::{Config, ConfigCell};
-use crate::envelope::{DEFAULT_EVENT_VERSION, Wrapper};
+use crate::envelope::{DEFAULT_EVENT_VERSION, StoredWrapper, Wrapper};
 use crate::runtime::Emit;
 use crate::store::{
     NewRow, OutboxRow, Relocation, StoreError, Timestamp, mysql, now, postgres, sqlite,
@@ -208,11 +208,11 @@ pub fn row_for(
 pub fn relocated_row(
     owner: &Service,
     row: &OutboxRow,
-    mut wrapper: Wrapper,
+    mut wrapper: StoredWrapper<'_>,
     config: &Config,
 ) -> Relocation {
     if wrapper.event_id.as_deref().is_none_or(str::is_empty) {
-        wrapper.event_id = Some(row.id.to_string());
+        wrapper.event_id = Some(row.id.to_string().into());
     }
     Relocation {
         id: row.id,

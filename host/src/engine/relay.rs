@@ -16,7 +16,7 @@ use super::Shared;
 use crate::catalog::Catalog;
 use crate::catalog::Service;
 use crate::config::Config;
-use crate::envelope::{self, Wrapper};
+use crate::envelope::{self, StoredWrapper};
 use crate::store::{Claim, Timestamp, earlier, now};
 use crate::telemetry::{LoopError, RelayBatchPublished, RowsRelocated, StaleRowsRequeued};
 use crate::transport::Message;
@@ -155,7 +155,7 @@ async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyh
             failures.push((row.id, reason.clone()));
             continue;
         }
-        match Wrapper::parse(&row.payload) {
+        match StoredWrapper::parse(&row.payload) {
             Ok(wrapper) => match other_owner(&catalog, service, &row.biz_type) {
                 Some(owner) => {
                     moves.push(super::outbox::relocated_row(owner, row, wrapper, config))
@@ -166,7 +166,7 @@ async fn relay_once(shared: &Shared, service: &Service, config: &Config) -> anyh
                     messages.push(Message {
                         key: row.message_key.clone(),
                         value: envelope::encode(row.id, &service.name, &wrapper),
-                        event_type: wrapper.event_type,
+                        event_type: wrapper.event_type.into_owned(),
                         traceparent: row.traceparent.clone(),
                     });
                     ids.push(row.id);

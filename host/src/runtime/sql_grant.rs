@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 /// builds statements with values spliced in gains nothing from it, and cannot grow it).
 const CHECKED_CAPACITY: usize = 256;
 
-/// Statements already checked, by backend and text: the checked statement or the refusal.
-type CheckedStatements = HashMap<(Backend, String), Result<Arc<Checked>, String>>;
+/// Statements already checked, by backend, then text (so a lookup borrows the text): the
+/// checked statement or the refusal.
+type CheckedStatements = HashMap<Backend, HashMap<String, Result<Arc<Checked>, String>>>;
 
 #[derive(Debug, Default)]
 pub struct SqlGrant {
@@ -33,16 +34,16 @@ impl SqlGrant {
     /// # Errors
     /// Why the statement is refused.
     pub fn check(&self, backend: Backend, sql: &str) -> Result<Arc<Checked>, String> {
-        let key = (backend, sql.to_owned());
-        if let Some(known) = self.lock().get(&key) {
+        if let Some(known) = self.lock().get(&backend).and_then(|m| m.get(sql)) {
             return known.clone();
         }
         let result = sql_check::check(backend, &self.tables, sql).map(Arc::new);
         let mut checked = self.lock();
-        if checked.len() >= CHECKED_CAPACITY {
-            checked.clear();
+        let statements = checked.entry(backend).or_default();
+        if statements.len() >= CHECKED_CAPACITY {
+            statements.clear();
         }
-        checked.insert(key, result.clone());
+        statements.insert(sql.to_owned(), result.clone());
         result
     }
 

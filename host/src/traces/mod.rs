@@ -112,7 +112,8 @@ impl Traces {
         kind: SpanKind,
         parent: Option<SpanContext>,
         links: Vec<Link>,
-        attributes: Vec<KeyValue>,
+        // Built only when spans are exported: a host that exports none pays nothing per event.
+        attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Traced {
         let Some((_, tracer)) = &self.exporting else {
             return Traced {
@@ -127,7 +128,7 @@ impl Traces {
             .span_builder(name)
             .with_kind(kind)
             .with_links(links)
-            .with_attributes(attributes)
+            .with_attributes(attributes())
             .start_with_context(tracer, &parent_cx);
         let traceparent = Some(format(span.span_context()));
         Traced {
@@ -144,10 +145,12 @@ impl Traces {
             SpanKind::Producer,
             parent.and_then(parse),
             Vec::new(),
-            vec![
-                KeyValue::new("switchyard.service", service.to_owned()),
-                KeyValue::new("switchyard.event_type", event_type.to_owned()),
-            ],
+            || {
+                vec![
+                    KeyValue::new("switchyard.service", service.to_owned()),
+                    KeyValue::new("switchyard.event_type", event_type.to_owned()),
+                ]
+            },
         )
     }
 
@@ -194,17 +197,13 @@ impl Traces {
             .map(Link::with_context)
             .collect();
         let count = links.len() as i64;
-        let mut traced = self.start(
-            name,
-            kind,
-            None,
-            links,
+        let mut traced = self.start(name, kind, None, links, || {
             vec![
                 KeyValue::new("switchyard.service", service.to_owned()),
                 KeyValue::new("messaging.destination.name", topic.to_owned()),
                 KeyValue::new("messaging.batch.message_count", count),
-            ],
-        );
+            ]
+        });
         // A batch starts no trace of its own that anything continues.
         traced.traceparent = None;
         traced
@@ -231,12 +230,14 @@ impl Traces {
             SpanKind::Consumer,
             parent,
             links,
-            vec![
-                KeyValue::new("switchyard.service", attributes.service.to_owned()),
-                KeyValue::new("switchyard.route", attributes.event_type.to_owned()),
-                KeyValue::new("switchyard.outbox_id", attributes.outbox_id),
-                KeyValue::new("switchyard.attempt", i64::from(attributes.attempt)),
-            ],
+            || {
+                vec![
+                    KeyValue::new("switchyard.service", attributes.service.to_owned()),
+                    KeyValue::new("switchyard.route", attributes.event_type.to_owned()),
+                    KeyValue::new("switchyard.outbox_id", attributes.outbox_id),
+                    KeyValue::new("switchyard.attempt", i64::from(attributes.attempt)),
+                ]
+            },
         )
     }
 
@@ -279,6 +280,12 @@ impl Traced {
     /// The context a row written under this span stores (and a Kafka header carries).
     pub fn traceparent(&self) -> Option<&str> {
         self.traceparent.as_deref()
+    }
+
+    /// Whether this span is recorded (spans are exported): an attribute that costs something
+    /// to build is worth building only then.
+    pub fn is_recording(&self) -> bool {
+        self.span.is_some()
     }
 
     /// Adds an attribute (a no-op when not recording).

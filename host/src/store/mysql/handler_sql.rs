@@ -31,9 +31,9 @@ pub(super) async fn run(
                     let utc = at.to_offset(UtcOffset::UTC);
                     args.add(PrimitiveDateTime::new(utc.date(), utc.time()))
                 }
-                _ => args.add(s.clone()),
+                _ => args.add(s.as_str()),
             },
-            SqlValue::Bytes(b) => args.add(b.clone()),
+            SqlValue::Bytes(b) => args.add(b.as_slice()),
         };
         added.map_err(|e| SqlFailure::Statement(format!("cannot bind a parameter: {e}")))?;
     }
@@ -80,9 +80,9 @@ fn value(row: &MySqlRow, i: usize) -> Result<SqlValue, String> {
     if raw.is_null() {
         return Ok(SqlValue::Null);
     }
-    let kind = raw.type_info().name().to_owned();
+    let info = raw.type_info();
     let e = |e: sqlx::Error| e.to_string();
-    Ok(match kind.as_str() {
+    Ok(match info.name() {
         "BOOLEAN" => SqlValue::Bool(row.try_get_unchecked::<bool, _>(i).map_err(e)?),
         "TINYINT" | "SMALLINT" | "INT" | "MEDIUMINT" | "BIGINT" | "YEAR" | "TINYINT UNSIGNED"
         | "SMALLINT UNSIGNED" | "INT UNSIGNED" | "MEDIUMINT UNSIGNED" => {
@@ -102,7 +102,7 @@ fn value(row: &MySqlRow, i: usize) -> Result<SqlValue, String> {
         "TIME" => SqlValue::Text(row.try_get_unchecked::<Time, _>(i).map_err(e)?.to_string()),
         // A `_bin` collation marks a text column binary too: its charset (not `binary`) tells.
         "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB"
-            if <String as sqlx::Type<MySql>>::compatible(raw.type_info().as_ref()) =>
+            if <String as sqlx::Type<MySql>>::compatible(info.as_ref()) =>
         {
             SqlValue::Text(row.try_get_unchecked::<String, _>(i).map_err(e)?)
         }

@@ -162,9 +162,9 @@ fn value(row: &PgRow, i: usize) -> Result<SqlValue, String> {
     if raw.is_null() {
         return Ok(SqlValue::Null);
     }
-    let ty = raw.type_info().name().to_owned();
+    let info = raw.type_info();
     let e = |e: sqlx::Error| e.to_string();
-    Ok(match ty.as_str() {
+    Ok(match info.name() {
         "BOOL" => SqlValue::Bool(row.try_get_unchecked::<bool, _>(i).map_err(e)?),
         "INT2" => SqlValue::Int(row.try_get_unchecked::<i16, _>(i).map_err(e)?.into()),
         "INT4" => SqlValue::Int(row.try_get_unchecked::<i32, _>(i).map_err(e)?.into()),

@@ -37,19 +37,25 @@ pub(crate) const STATEMENT_SAVEPOINT: SavepointSql = SavepointSql {
 
 /// Which (table, column) pairs are datetime columns, as the server's catalog said, remembered
 /// for the life of the store (MySQL binds RFC 3339 text by it; a column altered later keeps its
-/// first answer until the host restarts).
+/// first answer until the host restarts). Keyed table, then column, so a lookup (one per text
+/// parameter of every statement) borrows the names instead of copying them.
 #[derive(Debug, Default)]
-pub struct ColumnKinds(std::sync::Mutex<std::collections::HashMap<(String, String), bool>>);
+pub struct ColumnKinds(std::sync::Mutex<ColumnsByTable>);
+
+type ColumnsByTable = std::collections::HashMap<String, std::collections::HashMap<String, bool>>;
 
 impl ColumnKinds {
     pub fn datetime(&self, table: &str, column: &str) -> Option<bool> {
         let known = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        known.get(&(table.to_owned(), column.to_owned())).copied()
+        known.get(table)?.get(column).copied()
     }
 
     pub fn remember(&self, table: &str, column: &str, datetime: bool) {
         let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        known.insert((table.to_owned(), column.to_owned()), datetime);
+        known
+            .entry(table.to_owned())
+            .or_default()
+            .insert(column.to_owned(), datetime);
     }
 }
 

@@ -18,8 +18,8 @@ pub(super) async fn run(
             SqlValue::Bool(b) => args.add(*b),
             SqlValue::Int(i) => args.add(*i),
             SqlValue::Float(f) => args.add(*f),
-            SqlValue::Text(s) => args.add(s.clone()),
-            SqlValue::Bytes(b) => args.add(b.clone()),
+            SqlValue::Text(s) => args.add(s.as_str()),
+            SqlValue::Bytes(b) => args.add(b.as_slice()),
         };
         added.map_err(|e| SqlFailure::Statement(format!("cannot bind a parameter: {e}")))?;
     }
@@ -38,8 +38,8 @@ fn value(row: &SqliteRow, i: usize) -> Result<SqlValue, String> {
     if raw.is_null() {
         return Ok(SqlValue::Null);
     }
-    let class = raw.type_info().name().to_owned();
-    let decoded = match class.as_str() {
+    let info = raw.type_info();
+    let decoded = match info.name() {
         "INTEGER" | "BOOLEAN" => row.try_get_unchecked::<i64, _>(i).map(SqlValue::Int),
         "REAL" => row.try_get_unchecked::<f64, _>(i).map(SqlValue::Float),
         "BLOB" => row.try_get_unchecked::<Vec<u8>, _>(i).map(SqlValue::Bytes),
