@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 use tracing::field::{Field, Visit};
+use tracing_log::AsLog;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 /// One event whose consume transaction committed.
 #[derive(Debug, Clone)]
@@ -85,20 +85,35 @@ fn is_handled(m: &tracing::Metadata<'_>) -> bool {
 
 /// Installs the capture layer, plus human-readable logs on stderr at `RUST_LOG` (default
 /// `warn`), as the global subscriber.
-pub fn install() {
+///
+/// `log` records (sqlx, rdkafka, ...) are bridged at the stderr logs' level only, as the real
+/// host's subscriber does at its `info`. `SubscriberInitExt::init` would bridge them at the
+/// subscriber's maximum level, DEBUG here (the capture layer's): sqlx then formats a summary
+/// and a copy of every statement for a `sqlx::query` record nobody shows, 2-4 µs per event in
+/// the host and the raw loop alike, which the real host never pays (docs/BENCHMARKS.md, pass 7).
+///
+/// # Errors
+/// A subscriber or `log` logger already installed: nothing would be captured.
+pub fn install() -> anyhow::Result<()> {
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let log_level = env
+        .max_level_hint()
+        .map_or(tracing_log::log::LevelFilter::Warn, |l| l.as_log());
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
+        .with_filter(env);
     // A level hint, unlike a bare `filter_fn`: without one the subscriber's maximum level is
     // TRACE, so the `log` bridge turns every trace record of the compilers (Cranelift, Winch)
     // into an event to filter, and a component compiles about three times slower than in the
     // real host (measured: Winch on the 18 MB Python handler 4.9 s here vs 1.6 s).
     let capture = CaptureLayer
         .with_filter(Targets::new().with_target("switchyard::telemetry", tracing::Level::DEBUG));
-    tracing_subscriber::registry()
-        .with(logs)
-        .with(capture)
-        .init();
+    let subscriber = tracing_subscriber::registry().with(logs).with(capture);
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|e| anyhow::anyhow!("installing the capture subscriber: {e}"))?;
+    tracing_log::LogTracer::init_with_filter(log_level)
+        .map_err(|e| anyhow::anyhow!("bridging `log` records: {e}"))?;
+    Ok(())
 }
 
 struct CaptureLayer;

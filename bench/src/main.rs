@@ -895,7 +895,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    capture::install();
+    capture::install()?;
     let cli = Cli::parse();
     let _ = SQLITE_SYNCHRONOUS.set(cli.sqlite_synchronous);
     let rt = tokio::runtime::Builder::new_multi_thread()
