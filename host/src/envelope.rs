@@ -85,9 +85,9 @@ impl<'a> StoredWrapper<'a> {
     }
 }
 
-/// The message value on the transport, exactly SmartFlow's field names.
+/// The message value on the transport, exactly SmartFlow's field names. Its text fields borrow
+/// from the message bytes (copied only where JSON escapes them).
 #[derive(Debug, Serialize, Deserialize)]
-/// Its text fields borrow from the message bytes (copied only where JSON escapes them).
 pub struct Envelope<'a> {
     pub outbox_id: i64,
     #[serde(default, borrow)]
