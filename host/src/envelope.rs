@@ -9,8 +9,9 @@ use std::borrow::Cow;
 /// whose wrapper lacks it).
 pub const DEFAULT_EVENT_VERSION: &str = "v1";
 
-/// The `payload` column: `{event_id?, event_type, event_version? ("v1"), aggregate_id?, payload}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The `payload` column as `row_for` writes it: `{event_id?, event_type, event_version? ("v1"),
+/// aggregate_id?, payload}`. The relay reads it back as a [`StoredWrapper`].
+#[derive(Debug, Clone, Serialize)]
 pub struct Wrapper {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
