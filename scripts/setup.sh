@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time machine setup: the C toolchain rdkafka's bundled librdkafka needs (cmake, libcurl),
-# jq (the demos read `switchyard status --json` with it) and the wasm32-wasip2 Rust target.
+# jq (the demos read `switchyard status --json` with it) and the Rust wasm targets:
+# wasm32-unknown-unknown (lean handlers) and wasm32-wasip2 (handlers using std's WASI).
 # Safe to run again.
 set -euo pipefail
 need=()
@@ -14,4 +15,6 @@ if ((${#need[@]})); then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}"
 fi
-rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+for target in wasm32-unknown-unknown wasm32-wasip2; do
+  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+done

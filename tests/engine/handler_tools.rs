@@ -324,6 +324,13 @@ fn check_reports_contract_world_imports_and_the_grants_a_route_needs() {
         .find(|g| g["route_key"] == "sql")
         .expect("task imports sql");
     assert_eq!(sql["required_to_load"], true);
+    // Built lean: of WASI, only the clock it reads (no preview 1 adapter, whose std imports
+    // would bring stdio, streams and the filesystem).
+    assert_eq!(
+        wasi_imports(&report),
+        ["wasi:clocks/wall-clock"],
+        "{report}"
+    );
 
     // The notification component calls out over HTTP: the other world, and allowed_hosts.
     let out = switchyard(&["check", &path_of("notification")]);
@@ -343,6 +350,115 @@ fn check_reports_contract_world_imports_and_the_grants_a_route_needs() {
     let (stdout, _) = text(&out);
     assert!(stdout.contains("contract  0.1.0"), "{stdout}");
     assert!(!stdout.contains("required to load"), "{stdout}");
+}
+
+/// The WASI interfaces a `check --json` report lists, without versions, sorted.
+fn wasi_imports(report: &Value) -> Vec<String> {
+    let mut wasi: Vec<String> = report["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.as_str()?.strip_prefix("wasi:"))
+        .map(|i| format!("wasi:{}", i.split('@').next().unwrap()))
+        .collect();
+    wasi.sort();
+    wasi
+}
+
+/// A handler written with the SDK and built lean (`wasm32-unknown-unknown`, no WASI preview 1
+/// adapter; scripts/build-components.sh) keeps what std's WASI gave it: a panic's message
+/// reaches the log, the clock is the wall clock, and the route's env is visible.
+#[test]
+fn a_lean_sdk_handler_reports_its_panic_and_reads_the_clock_and_its_routes_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = path_of("sdk_probe");
+    let out = switchyard(&["check", &probe, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        wasi_imports(&report),
+        ["wasi:cli/environment", "wasi:clocks/wall-clock"],
+        "a lean build imports only the WASI it calls: {report}"
+    );
+
+    let panic = json_file(
+        dir.path(),
+        "panic.json",
+        &json!({"event_type": "sdk.run", "payload": {"action": "panic", "arg": "boom"}}),
+    );
+    let (code, report) = test_json(&[&probe, "--event", &panic]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["outcome"], "retry", "{report}");
+    assert!(
+        report["reason"].as_str().unwrap().starts_with("trap:"),
+        "{report}"
+    );
+    let logs = report["logs"].as_array().unwrap();
+    assert!(
+        logs.iter().any(|l| l["level"] == "error"
+            && l["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("handler panicked: ")
+            && l["message"]
+                .as_str()
+                .unwrap()
+                .contains("sdk-probe panicked on purpose: boom")),
+        "the panic's message must reach the log: {report}"
+    );
+
+    let clock = json_file(
+        dir.path(),
+        "clock.json",
+        &json!({"event_type": "sdk.run", "payload": {"action": "clock"}}),
+    );
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let before = unix_now();
+    let (code, report) = test_json(&[&probe, "--event", &clock, "--expect", "ack"]);
+    let after = unix_now();
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["state_writes"][0]["key"], "now", "{report}");
+    let read: u64 = report["state_writes"][0]["value"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (before..=after).contains(&read),
+        "the guest's clock read {read}, the host's was {before}..={after}"
+    );
+
+    let env = json_file(
+        dir.path(),
+        "env.json",
+        &json!({"event_type": "sdk.run", "payload": {"action": "env", "arg": "GREETING"}}),
+    );
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"sqlite://never-opened.db\"\n[reload]\ncache = false\n\
+             [services.sdk]\n[[routes]]\nevent_type = \"sdk.run\"\nservice = \"sdk\"\n\
+             component = {probe:?}\nenv = {{ GREETING = \"hello\" }}\n"
+        ),
+    )
+    .unwrap();
+    let env_value = |report: &Value| report["state_writes"][0]["value"].clone();
+    let (code, report) = test_json(&[&probe, "--event", &env, "-c", config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(
+        env_value(&report),
+        "hello",
+        "the route grants GREETING: {report}"
+    );
+    let (code, report) = test_json(&[&probe, "--event", &env]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(env_value(&report), "<unset>", "no route, no env: {report}");
 }
 
 #[test]

@@ -105,8 +105,8 @@ pub fn run(path: &Path) -> Result<CheckReport, ToolError> {
             "wasi:cli/environment",
             "env",
             false,
-            "env = { NAME = \"value\" }: variables it reads; none by default (std links this \
-             import whether or not the handler reads any)",
+            "env = { NAME = \"value\" }: variables it reads; none by default (a wasm32-wasip2 \
+             build's std links this import whether or not the handler reads any)",
         );
     }
     if imports.iter().any(|i| i.starts_with("wasi:filesystem")) {
@@ -115,8 +115,8 @@ pub fn run(path: &Path) -> Result<CheckReport, ToolError> {
             "preopened_dirs",
             false,
             "preopened_dirs = [{ host = \"dir\", guest = \"/data\" }]: read-only directories \
-             it reads; none by default (std links this import whether or not the handler \
-             opens files)",
+             it reads; none by default (a wasm32-wasip2 build's std links this import \
+             whether or not the handler opens files)",
         );
     }
     Ok(CheckReport {

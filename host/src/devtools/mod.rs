@@ -82,7 +82,7 @@ fn read_component(path: &std::path::Path) -> Result<Vec<u8>, ToolError> {
         return Err(ToolError::NotAComponent {
             path: path.to_owned(),
             what: "not WebAssembly (it does not start with \\0asm)",
-            hint: "pass the .wasm file cargo builds for wasm32-wasip2 (scripts/build-components.sh \
+            hint: "pass the .wasm component cargo builds for a wasm target (scripts/build-components.sh \
                    copies them to build/components/)",
         });
     }
@@ -90,8 +90,9 @@ fn read_component(path: &std::path::Path) -> Result<Vec<u8>, ToolError> {
         return Err(ToolError::NotAComponent {
             path: path.to_owned(),
             what: "a core WebAssembly module",
-            hint: "build it for wasm32-wasip2 (cargo build --target wasm32-wasip2), or wrap a \
-                   core module with `wasm-tools component new`",
+            hint: "link it as a component: for wasm32-unknown-unknown with rustc's \
+                   wasm-component-ld, or for wasm32-wasip2 (docs/writing-handlers.md, \"Building\"); \
+                   or wrap a core module with `wasm-tools component new`",
         });
     }
     Ok(bytes)

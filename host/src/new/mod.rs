@@ -156,8 +156,9 @@ impl Vars<'_> {
             Lang::Rust => (
                 "Rust",
                 "src/lib.rs",
-                " It needs the `wasm32-wasip2` target (the script adds it) and the SDK \
-                 at the path in `Cargo.toml`.",
+                " It builds lean for `wasm32-unknown-unknown` (the script adds the target), \
+                 linked by rustc's `wasm-component-ld`, and needs the SDK at the path in \
+                 `Cargo.toml`.",
                 "cargo test            # the rule's unit tests, on this machine\n",
             ),
             Lang::Python => (

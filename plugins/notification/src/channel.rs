@@ -59,7 +59,5 @@ pub fn for_user(user_id: i64) -> Step<Option<String>> {
     if let Some(row) = rows.first() {
         return Ok(Some(row.text("webhook_url")?));
     }
-    Ok(std::env::var("FEISHU_WEBHOOK_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty()))
+    Ok(switchyard_sdk::env::var("FEISHU_WEBHOOK_URL").filter(|u| !u.trim().is_empty()))
 }

@@ -117,7 +117,7 @@ pub fn max_len<'a>(field: &str, value: &'a str, max: usize) -> Step<&'a str> {
 /// The consume-time clock (the guest's wall clock, read while the event is handled): what
 /// SmartFlow's handlers used as `time.Now()`.
 pub fn now() -> OffsetDateTime {
-    OffsetDateTime::from(std::time::SystemTime::now())
+    OffsetDateTime::from(switchyard_sdk::clock::now())
 }
 
 /// RFC 3339 (UTC, seconds) of the start of the 30-minute window holding `at`: SmartFlow's

@@ -1,5 +1,6 @@
 //! Write a Switchyard event handler in Rust: implement [`Handler`], export it with
-//! [`handler!`], and reach the host through [`state`], [`emit`], [`log`], [`sql`] and [`http`].
+//! [`handler!`], and reach the host through [`state`], [`emit`], [`log`], [`sql`] and [`http`];
+//! read the time with [`clock`] and the route's environment with [`env`].
 //!
 //! ```no_run
 //! use serde::Deserialize;
@@ -27,8 +28,15 @@
 //! calls, so one that never calls [`http::send`] or [`sql`] does not import them and needs no
 //! grant for them. This crate owns no business rule; it only turns the contract's shapes into
 //! Rust ones and the host's errors into a [`Failure`].
+//!
+//! A handler built with this crate needs no WASI beyond what it calls, so it builds lean, for
+//! `wasm32-unknown-unknown` linked by rustc's `wasm-component-ld`: a component without the
+//! WASI preview 1 adapter, which instantiates faster on every event (docs/writing-handlers.md).
+//! A panic is reported through [`log`] at error level before the instance traps.
 
+pub mod clock;
 pub mod emit;
+pub mod env;
 pub mod http;
 pub mod log;
 pub mod sql;
@@ -158,6 +166,19 @@ pub fn outcome(result: HandlerResult) -> bindings::switchyard::handler::types::O
     }
 }
 
+/// Sends a panic's message to the host's log at error level (once per instance, used by
+/// [`handler!`]). std's default hook writes to stderr, which a lean build does not have; the
+/// instance then traps, and the host retries the event with the trap as the reason.
+#[doc(hidden)]
+pub fn report_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        std::panic::set_hook(Box::new(|panic| {
+            log::error(&format!("handler panicked: {panic}"));
+        }));
+    });
+}
+
 /// Exports a [`Handler`] as the component's `handler` interface (contract 0.2.0). Use it
 /// once, in the crate built as the component (`crate-type = ["cdylib"]`).
 #[macro_export]
@@ -169,6 +190,7 @@ macro_rules! handler {
                 fn handle(
                     event: $crate::Event,
                 ) -> $crate::bindings::switchyard::handler::types::Outcome {
+                    $crate::report_panics();
                     $crate::outcome(<$handler as $crate::Handler>::handle(&event))
                 }
             }
