@@ -165,6 +165,7 @@ fn linker(engine: &Engine, grants: Grants) -> anyhow::Result<Linker<Invocation>>
     use bindings::{v0_1, v0_2};
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    super::wasi_direct::shadow_in(&mut linker)?;
     v0_1::ServiceHandler::add_to_linker::<Invocation, HasSelf<Invocation>>(&mut linker, |s| s)?;
     let add = &mut linker;
     {

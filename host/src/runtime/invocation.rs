@@ -175,8 +175,9 @@ impl ResourceLimiter for Limiter {
 /// The `T` of every handler `Store`: WASI (only what the route grants), limits, and the effect
 /// buffer the imports fill.
 pub struct Invocation {
-    /// Built on the guest's first WASI call (most handlers make none), unless the route
-    /// preopens directories: opening them can fail, and that failure must be the outcome.
+    /// Built on the guest's first WASI call (most handlers make none; the wall clock and the
+    /// environment are answered without it, `wasi_direct`), unless the route preopens
+    /// directories: opening them can fail, and that failure must be the outcome.
     wasi: Option<WasiCtx>,
     table: ResourceTable,
     limiter: Limiter,

@@ -24,6 +24,7 @@ pub mod sql_check;
 mod sql_grant;
 mod sql_import;
 mod sql_targets;
+mod wasi_direct;
 
 pub use bindings::CONTRACT;
 pub use compilers::Tier;
