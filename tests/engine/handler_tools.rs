@@ -461,6 +461,56 @@ fn a_lean_sdk_handler_reports_its_panic_and_reads_the_clock_and_its_routes_env()
     assert_eq!(env_value(&report), "<unset>", "no route, no env: {report}");
 }
 
+/// The lean allocator (sdk/lean-alloc) serves the initial heap first, then grows memory like
+/// std's: a handler may use more than the initial heap, and the route's memory cap still holds.
+#[test]
+fn a_lean_handlers_heap_grows_past_its_initial_part_up_to_the_routes_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = path_of("sdk_probe");
+    let alloc = |bytes: usize| {
+        json_file(
+            dir.path(),
+            &format!("alloc-{bytes}.json"),
+            &json!({"event_type": "sdk.run", "payload": {"action": "alloc", "arg": bytes.to_string()}}),
+        )
+    };
+    // 16 MiB: sixteen times the initial heap the build gives it.
+    let (code, report) = test_json(&[&probe, "--event", &alloc(16 << 20), "--expect", "ack"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(
+        report["state_writes"],
+        json!([{"key": "allocated", "value": (16 << 20).to_string()}])
+    );
+
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"sqlite://never-opened.db\"\n[reload]\ncache = false\n\
+             [services.sdk]\n[[routes]]\nevent_type = \"sdk.run\"\nservice = \"sdk\"\n\
+             component = {probe:?}\nlimits = {{ memory_bytes = {} }}\n",
+            8 << 20
+        ),
+    )
+    .unwrap();
+    let (code, report) = test_json(&[
+        &probe,
+        "--event",
+        &alloc(16 << 20),
+        "-c",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["outcome"], "retry", "{report}");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("memory limit exceeded"),
+        "{report}"
+    );
+}
+
 #[test]
 fn check_refuses_what_is_not_a_handler_component_saying_what_it_is() {
     let dir = tempfile::tempdir().unwrap();

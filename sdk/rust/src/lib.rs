@@ -33,6 +33,11 @@
 //! `wasm32-unknown-unknown` linked by rustc's `wasm-component-ld`: a component without the
 //! WASI preview 1 adapter, which instantiates faster on every event (docs/writing-handlers.md).
 //! A panic is reported through [`log`] at error level before the instance traps.
+//! Its global allocator (feature `lean-alloc`, on by default) starts the heap in the initial
+//! memory, so an event never grows it (`switchyard-lean-alloc`).
+
+#[cfg(feature = "lean-alloc")]
+extern crate switchyard_lean_alloc;
 
 pub mod clock;
 pub mod emit;

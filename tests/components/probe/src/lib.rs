@@ -7,6 +7,9 @@
 //!  "action": "retry", "reason": "why", "delay_ms": 30000}
 //! ```
 
+// Built lean: the allocator that keeps a fresh instance from growing its memory.
+extern crate switchyard_lean_alloc;
+
 mod bindings {
     wit_bindgen::generate!({ world: "service-handler", path: "../../../wit/0.1.0" });
 }

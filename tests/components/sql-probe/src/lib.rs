@@ -16,6 +16,9 @@
 //! state key `results/<results>` before the action. Actions: `ack` (default), `retry`, `dead`,
 //! `trap`, `loop` (spins until the deadline).
 
+// Built lean: the allocator that keeps a fresh instance from growing its memory.
+extern crate switchyard_lean_alloc;
+
 mod bindings {
     wit_bindgen::generate!({ world: "service-handler", path: "../../../wit" });
 }
