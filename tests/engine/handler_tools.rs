@@ -365,6 +365,22 @@ fn wasi_imports(report: &Value) -> Vec<String> {
     wasi
 }
 
+/// A config in `dir` routing `sdk.run` to `component`, with `route_extra` (a TOML line) on the
+/// route; its database is never opened. Returns its path.
+fn sdk_route_config(dir: &Path, component: &str, route_extra: &str) -> String {
+    let config = dir.join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"sqlite://never-opened.db\"\n[reload]\ncache = false\n\
+             [services.sdk]\n[[routes]]\nevent_type = \"sdk.run\"\nservice = \"sdk\"\n\
+             component = {component:?}\n{route_extra}\n"
+        ),
+    )
+    .unwrap();
+    config.to_str().unwrap().to_owned()
+}
+
 /// A handler written with the SDK and built lean (`wasm32-unknown-unknown`, no WASI preview 1
 /// adapter; scripts/build-components.sh) keeps what std's WASI gave it: a panic's message
 /// reaches the log, the clock is the wall clock, and the route's env is visible.
@@ -438,18 +454,9 @@ fn a_lean_sdk_handler_reports_its_panic_and_reads_the_clock_and_its_routes_env()
         "env.json",
         &json!({"event_type": "sdk.run", "payload": {"action": "env", "arg": "GREETING"}}),
     );
-    let config = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database_url = \"sqlite://never-opened.db\"\n[reload]\ncache = false\n\
-             [services.sdk]\n[[routes]]\nevent_type = \"sdk.run\"\nservice = \"sdk\"\n\
-             component = {probe:?}\nenv = {{ GREETING = \"hello\" }}\n"
-        ),
-    )
-    .unwrap();
+    let config = sdk_route_config(dir.path(), &probe, "env = { GREETING = \"hello\" }");
     let env_value = |report: &Value| report["state_writes"][0]["value"].clone();
-    let (code, report) = test_json(&[&probe, "--event", &env, "-c", config.to_str().unwrap()]);
+    let (code, report) = test_json(&[&probe, "--event", &env, "-c", &config]);
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(
         env_value(&report),
@@ -482,24 +489,9 @@ fn a_lean_handlers_heap_grows_past_its_initial_part_up_to_the_routes_cap() {
         json!([{"key": "allocated", "value": (16 << 20).to_string()}])
     );
 
-    let config = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database_url = \"sqlite://never-opened.db\"\n[reload]\ncache = false\n\
-             [services.sdk]\n[[routes]]\nevent_type = \"sdk.run\"\nservice = \"sdk\"\n\
-             component = {probe:?}\nlimits = {{ memory_bytes = {} }}\n",
-            8 << 20
-        ),
-    )
-    .unwrap();
-    let (code, report) = test_json(&[
-        &probe,
-        "--event",
-        &alloc(16 << 20),
-        "-c",
-        config.to_str().unwrap(),
-    ]);
+    let cap = format!("limits = {{ memory_bytes = {} }}", 8 << 20);
+    let config = sdk_route_config(dir.path(), &probe, &cap);
+    let (code, report) = test_json(&[&probe, "--event", &alloc(16 << 20), "-c", &config]);
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["outcome"], "retry", "{report}");
     assert!(
