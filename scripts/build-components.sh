@@ -24,11 +24,9 @@ fi
 target_dir="${SWITCHYARD_GUEST_TARGET_DIR:-$root/plugins/target}"
 manifest="$root/plugins/Cargo.toml"
 wasip2_crates=(hostile not-a-handler)
-# --initial-heap: the heap switchyard-lean-alloc serves before it grows memory (sdk/lean-alloc).
 lean_build() {
   cargo build --manifest-path "$manifest" --release --quiet --target wasm32-unknown-unknown \
-    --config "target.wasm32-unknown-unknown.linker=\"$component_ld\"" \
-    --config 'target.wasm32-unknown-unknown.rustflags=["-Clink-arg=--initial-heap=1048576"]' "$@"
+    --config "target.wasm32-unknown-unknown.linker=\"$component_ld\"" "$@"
 }
 lean_build --target-dir "$target_dir" --workspace "${wasip2_crates[@]/#/--exclude=}"
 cargo build --manifest-path "$manifest" --release --quiet --target wasm32-wasip2 \

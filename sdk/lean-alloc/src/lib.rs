@@ -1,15 +1,15 @@
 //! The global allocator of a lean handler: a component built for `wasm32-unknown-unknown`
 //! (docs/writing-handlers.md, "Building"). Link it with `extern crate switchyard_lean_alloc;`
-//! (`switchyard-sdk` does) and build with `-Clink-arg=--initial-heap=<bytes>`.
+//! (`switchyard-sdk` does).
 //!
 //! std's allocator on that target is dlmalloc too, but it takes every byte of heap with
 //! `memory.grow`. The host gives each event a fresh instance, and an instance that grew its
 //! memory makes the next one in its pool slot pay an `mprotect` (with a TLB shootdown across
 //! the host's threads) to shrink the slot back: 14.3 µs per trivial invocation against 9.0 for
 //! the same probe built for `wasm32-wasip2` (docs/BENCHMARKS.md, pass 8). This one hands
-//! dlmalloc the initial memory's heap first (from `__heap_base` to the memory's end, which
-//! `--initial-heap` sizes), so an event that fits there never grows memory; past it, it grows
-//! like std's. The route's memory cap counts the initial memory too.
+//! dlmalloc a 1 MiB static first, zero-initialised data and so part of the initial memory
+//! (without adding a byte to the module), so an event that fits there never grows memory; past
+//! it, it grows like std's. The route's memory cap counts the initial memory too.
 //!
 //! Elsewhere (wasm32-wasip2, whose libc `malloc` already starts in the initial memory, and
 //! native unit tests) this crate is empty.
@@ -25,13 +25,21 @@ mod lean {
     /// WebAssembly's page, the unit of `memory.grow`.
     const PAGE: usize = 65536;
 
-    unsafe extern "C" {
-        /// Where the linker put the end of static data and the stack: the heap's start.
-        static __heap_base: u8;
-    }
+    /// The heap an event uses before memory grows. A handler's event typically needs a few KiB
+    /// to a few hundred (payload, rows, JSON); the pages it does not touch cost nothing.
+    const INITIAL_HEAP: usize = 1 << 20;
 
-    /// The memory dlmalloc draws its segments from: first the initial memory past
-    /// `__heap_base`, once, then new pages.
+    /// The first segment: zero-initialised static data, which the linker places in the
+    /// initial memory without a data segment, so the module does not grow by it.
+    #[repr(C, align(16))]
+    struct InitialHeap(UnsafeCell<[u8; INITIAL_HEAP]>);
+
+    // SAFETY: only dlmalloc touches it, through `InitialHeapThenGrow`, single-threaded.
+    unsafe impl Sync for InitialHeap {}
+
+    static HEAP: InitialHeap = InitialHeap(UnsafeCell::new([0; INITIAL_HEAP]));
+
+    /// The memory dlmalloc draws its segments from: first [`HEAP`], once, then new pages.
     struct InitialHeapThenGrow {
         initial_taken: Cell<bool>,
     }
@@ -40,16 +48,12 @@ mod lean {
     // feature), so nothing is ever shared across one.
     unsafe impl Send for InitialHeapThenGrow {}
 
-    // SAFETY: every region handed out is memory this instance owns and nothing else uses: the
-    // initial heap (once) or pages `memory.grow` just added; none is ever returned.
+    // SAFETY: every region handed out is memory this instance owns and nothing else uses:
+    // [`HEAP`] (once) or pages `memory.grow` just added; none is ever returned.
     unsafe impl dlmalloc::Allocator for InitialHeapThenGrow {
         fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
-            if !self.initial_taken.replace(true) {
-                let start = core::ptr::addr_of!(__heap_base) as usize;
-                let end = core::arch::wasm32::memory_size(0) * PAGE;
-                if end > start && end - start >= size {
-                    return (start as *mut u8, end - start, 0);
-                }
+            if size <= INITIAL_HEAP && !self.initial_taken.replace(true) {
+                return (HEAP.0.get().cast::<u8>(), INITIAL_HEAP, 0);
             }
             let pages = size.div_ceil(PAGE);
             match core::arch::wasm32::memory_grow(0, pages) {
@@ -75,8 +79,8 @@ mod lean {
         }
 
         fn allocates_zeros(&self) -> bool {
-            // Fresh pages are zero, and so is the initial heap: the instance's memory starts
-            // from the module's image, which has no data past `__heap_base`.
+            // Fresh pages are zero, and so is [`HEAP`]: a fresh instance's statics are as the
+            // module initialises them.
             true
         }
 

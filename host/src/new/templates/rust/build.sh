@@ -8,10 +8,7 @@ rustup target list --installed | grep -qx wasm32-unknown-unknown ||
   rustup target add wasm32-unknown-unknown
 linker="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/wasm-component-ld"
 [ -x "$linker" ] || { echo "error: $linker is missing: update Rust (rustup update stable)" >&2; exit 1; }
-# --initial-heap: the 1 MiB the SDK's allocator serves before it grows memory, so an event
-# that fits never grows it (growing costs the host a page-table change per event).
 cargo build --release --target wasm32-unknown-unknown \
-  --config "target.wasm32-unknown-unknown.linker=\"$linker\"" \
-  --config 'target.wasm32-unknown-unknown.rustflags=["-Clink-arg=--initial-heap=1048576"]'
+  --config "target.wasm32-unknown-unknown.linker=\"$linker\""
 cp -f "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/{{crate}}.wasm" {{name}}.wasm
 echo "built $(pwd)/{{name}}.wasm"
