@@ -84,7 +84,7 @@ async fn measure_reload(
     let hash = switchyard::runtime::content_hash(bytes);
     let serving = |tier: Option<Tier>| {
         bh.running.routes().iter().any(|(t, c)| {
-            t == event_type && c.hash == hash && tier.is_none_or(|tier| c.tier == tier)
+            t == event_type && *c.hash == *hash && tier.is_none_or(|tier| c.tier == tier)
         })
     };
     capture::reset();

@@ -46,7 +46,7 @@ impl Reloading {
             .unwrap()
             .1
             .hash
-            .clone()
+            .to_string()
     }
 
     /// Waits (bounded) until the route serves `hash`.
@@ -359,7 +359,7 @@ async fn a_new_version_serves_on_baseline_code_then_on_its_optimized_code() {
     let serving = || {
         let routes = running.routes();
         let c = &routes.iter().find(|(t, _)| t == "reload.run").unwrap().1;
-        (c.hash.clone(), c.tier)
+        (c.hash.to_string(), c.tier)
     };
     assert_eq!(serving().1, Tier::Optimized, "start-up compiles optimized");
     let b = component("probe-b");

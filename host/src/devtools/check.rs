@@ -123,7 +123,7 @@ pub fn run(path: &Path) -> Result<CheckReport, ToolError> {
         component: path.display().to_string(),
         contract: component.contract.to_owned(),
         world: format!("switchyard:handler/{world}@{}", component.contract),
-        version: component.hash.clone(),
+        version: component.hash.to_string(),
         imports: interfaces.imports.clone(),
         grants,
     })

@@ -248,7 +248,7 @@ pub async fn run(args: &TestArgs) -> Result<TestReport, ToolError> {
     Ok(TestReport {
         component: args.component.display().to_string(),
         contract: component.contract.to_owned(),
-        version: component.hash.clone(),
+        version: component.hash.to_string(),
         event_type,
         service,
         policy: origin,

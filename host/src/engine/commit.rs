@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::store::{ApplyReport, BatchOutcomes, RowOutcome, StoreError, now};
 use crate::telemetry::{EventHandled, LoopError};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +38,7 @@ pub(super) struct Handled {
     pub id: i64,
     pub event_type: String,
     pub label: &'static str,
-    pub version: String,
+    pub version: Arc<str>,
     pub micros: u128,
 }
 

@@ -423,26 +423,26 @@ async fn handle_one(
     state: RowState,
     reader: &Arc<BatchState>,
     batch_span: &Traced,
-) -> (RowOutcome, String, u128) {
+) -> (RowOutcome, Arc<str>, u128) {
     let env = &p.env;
     if env.event_type.trim().is_empty() {
         return (
             RowOutcome::Dead {
                 reason: "envelope has no event_type".into(),
             },
-            String::new(),
+            Arc::default(),
             0,
         );
     }
     if let Some(outcome) = owned_elsewhere(catalog, service, &env.event_type) {
-        return (outcome, String::new(), 0);
+        return (outcome, Arc::default(), 0);
     }
     let Some(route) = shared.routes.get(&env.event_type) else {
         let reason = format!(
             "no handler registered for event type {:?} in service {:?}",
             env.event_type, service.name
         );
-        return (RowOutcome::Dead { reason }, String::new(), 0);
+        return (RowOutcome::Dead { reason }, Arc::default(), 0);
     };
     let payload = env
         .payload
@@ -510,9 +510,7 @@ async fn handle_one(
     reader
         .end_invocation(matches!(outcome, RowOutcome::Consumed { .. }))
         .await;
-    if span.is_recording() {
-        span.set("switchyard.version", component.hash.clone());
-    }
+    span.set("switchyard.version", component.hash.clone());
     span.set("switchyard.outcome", outcome_label(&outcome));
     if let RowOutcome::Retry { reason, .. } | RowOutcome::Dead { reason } = &outcome {
         span.fail(reason);

@@ -98,12 +98,11 @@ impl RouteHealth {
     /// Records one invocation of `event_type`'s route: `failure` is the reason, `None` a success.
     pub fn record(&self, service: &str, event_type: &str, failure: Option<&str>) {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        if !routes.contains_key(event_type) {
-            // Once per route: `entry` would copy the name on every event.
-            routes.insert(event_type.to_owned(), Default::default());
-        }
-        let Some((view, since)) = routes.get_mut(event_type) else {
-            return;
+        // The name is copied only the first time: `entry` alone would copy it on every event.
+        let (view, since) = if let Some(known) = routes.get_mut(event_type) {
+            known
+        } else {
+            routes.entry(event_type.to_owned()).or_default()
         };
         match failure {
             None => {

@@ -461,7 +461,7 @@ impl StatusHandle {
                     .map(|r| r.service.name.clone())
                     .unwrap_or_default(),
                 component: component.path.display().to_string(),
-                version: component.hash.clone(),
+                version: component.hash.to_string(),
                 loaded_at_ms: component
                     .loaded_at
                     .duration_since(std::time::SystemTime::UNIX_EPOCH)

@@ -224,7 +224,7 @@ pub(super) async fn reload_component(shared: &Arc<Shared>, path: &Path) -> bool 
         by_grant.entry(e.policy.grants()).or_insert(e);
     }
     for (granted, entry) in by_grant {
-        if entry.component.hash == hash {
+        if *entry.component.hash == *hash {
             shared.routes.set_reload_error(&file, None);
             continue; // touched, or already this version
         }

@@ -76,7 +76,11 @@ impl RouteTable {
             .map(|e| {
                 let granted = e.policy.grants();
                 (
-                    (e.component.path.clone(), granted, e.component.hash.clone()),
+                    (
+                        e.component.path.clone(),
+                        granted,
+                        e.component.hash.to_string(),
+                    ),
                     e.component.clone(),
                 )
             })

@@ -4,6 +4,7 @@ use super::bindings::{self, v0_1, v0_2};
 use super::compilers::Tier;
 use super::invocation::Invocation;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
@@ -54,8 +55,9 @@ pub struct LoadedComponent {
     pub(super) pre: Pre,
     /// The contract version it implements, e.g. `0.2.0`.
     pub contract: &'static str,
-    /// blake3 of the file's bytes, hex: the version recorded on every row it consumes.
-    pub hash: String,
+    /// blake3 of the file's bytes, hex: the version recorded on every row it consumes. Shared,
+    /// since every event it handles carries it (its row, its log line, its span).
+    pub hash: Arc<str>,
     pub path: PathBuf,
     pub loaded_at: SystemTime,
     /// Which compiler built it: a hot reload serves [`Tier::Baseline`] code first.
@@ -149,7 +151,7 @@ impl LoadedComponent {
         Ok(LoadedComponent {
             pre,
             contract,
-            hash,
+            hash: hash.into(),
             path: path.to_owned(),
             loaded_at: SystemTime::now(),
             tier,

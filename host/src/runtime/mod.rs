@@ -199,7 +199,7 @@ impl Runtime {
             LoadedComponent::from_bytes(&c.engine, c.linker(grants), path, bytes, grants, tier)?;
         if let (Tier::Optimized, Some(known)) = (tier, &self.in_cache) {
             let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
-            known.insert((loaded.hash.clone(), grants));
+            known.insert((loaded.hash.to_string(), grants));
         }
         Ok(Arc::new(loaded))
     }

@@ -1,6 +1,7 @@
 //! Plain data passed between the engine and a store.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Wall-clock UTC instant, stored as SmartFlow's `datetime(3)`.
@@ -172,7 +173,7 @@ pub struct Effects {
 #[derive(Debug, Clone)]
 pub enum RowOutcome {
     /// Acked: mark consumed with the handler's content hash, apply the effects.
-    Consumed { version: String, effects: Effects },
+    Consumed { version: Arc<str>, effects: Effects },
     /// A failed attempt (handler `retry`, trap, deadline): `pending` after the backoff, or
     /// `dead` once the row's attempts are used up.
     Retry {

@@ -282,12 +282,6 @@ impl Traced {
         self.traceparent.as_deref()
     }
 
-    /// Whether this span is recorded (spans are exported): an attribute that costs something
-    /// to build is worth building only then.
-    pub fn is_recording(&self) -> bool {
-        self.span.is_some()
-    }
-
     /// Adds an attribute (a no-op when not recording).
     pub fn set(&mut self, key: &'static str, value: impl Into<opentelemetry::Value>) {
         if let Some(span) = &mut self.span {

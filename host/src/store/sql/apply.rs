@@ -235,7 +235,7 @@ where
                         writes.insert(k, v.as_deref());
                     }
                     new_rows.extend(effects.new_rows.iter().cloned());
-                    consumed.entry(version.as_str()).or_default().push(*id);
+                    consumed.entry(&**version).or_default().push(*id);
                     report.consumed += 1;
                 }
                 RowOutcome::Retry { reason, delay } => {
