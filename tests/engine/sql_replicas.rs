@@ -93,24 +93,13 @@ async fn run_hosts(backend: Backend, kill_one: bool) {
         })
         .collect();
     first.store().insert(&rows, now()).await.unwrap();
+    let consumed = "SELECT COUNT(*) FROM shop_outbox_messages WHERE status = 'consumed'";
+    if kill_one {
+        kill_a_host_mid_batch(&db, &config).await;
+    }
     let mut running = Vec::new();
     for _ in 0..HOSTS {
         running.push(fleet::start(&config).await);
-    }
-    let consumed = "SELECT COUNT(*) FROM shop_outbox_messages WHERE status = 'consumed'";
-    if kill_one {
-        eventually("a first share of the events consumed", WAIT, || async {
-            until(db.scalar(consumed).await, |n| *n >= (EVENTS / 10) as i64)
-        })
-        .await;
-        // Dropped without shutdown: its consumer is aborted wherever it is, between a
-        // handler's statements and the batch's commit included; its transaction rolls back.
-        drop(running.remove(0));
-        let at_kill = db.scalar(consumed).await;
-        assert!(
-            at_kill < EVENTS as i64,
-            "every event was consumed before the host died: the test proves nothing"
-        );
     }
     eventually("every event consumed", WAIT * 2, || async {
         until(db.scalar(consumed).await, |n| *n == EVENTS as i64)
@@ -132,6 +121,55 @@ async fn run_hosts(backend: Backend, kill_one: bool) {
     }
     drop(first);
     db.drop_database().await;
+}
+
+/// Starts a host while the test holds counter `b`, waits until one of its handlers is blocked
+/// on `b` with its earlier statements (`a`'s bump, an item) applied in the batch's open
+/// transaction, and drops the host there without shutdown. Waiting on a lock rather than on a
+/// first share of consumed events makes the moment certain: before, the other hosts sometimes
+/// consumed every event between two polls and the kill came too late to prove anything.
+async fn kill_a_host_mid_batch(db: &TestDb, config: &std::path::Path) {
+    let held = db
+        .hold_open(&["SELECT n FROM counters WHERE name = 'b' FOR UPDATE"])
+        .await;
+    let doomed = fleet::start(config).await;
+    let waiting = match db {
+        TestDb::MariaDb(..) => {
+            // MariaDB's `innodb_trx` does not list the host's waiting transaction as waiting;
+            // its process list shows the statement (this query's own text matches too).
+            "SELECT COUNT(*) FROM information_schema.processlist \
+             WHERE db = DATABASE() AND info LIKE '%UPDATE counters%' AND id <> CONNECTION_ID()"
+        }
+        TestDb::Postgres(..) => {
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        }
+        TestDb::Sqlite(_) => unreachable!("servers only"),
+    };
+    eventually("a handler blocked on the held row", WAIT, || async {
+        until(db.scalar(waiting).await, |n| *n >= 1)
+    })
+    .await;
+    // Its consumer is aborted inside the handler's statement; the server rolls back its
+    // transaction when the connection goes, and its claimed rows come back after the
+    // visibility timeout to the hosts started next.
+    drop(doomed);
+    // Released first: MariaDB notices a closed connection only once its statement ends.
+    held.commit().await;
+    eventually("the dead host's statement gone", WAIT, || async {
+        until(db.scalar(waiting).await, |n| *n == 0)
+    })
+    .await;
+    for (what, sql) in [
+        ("counter a", "SELECT n FROM counters WHERE name = 'a'"),
+        ("items", "SELECT COUNT(*) FROM items"),
+    ] {
+        assert_eq!(
+            db.scalar(sql).await,
+            0,
+            "{what}: the dead host's statements applied"
+        );
+    }
 }
 
 async fn a_statement_cut_off_by_its_deadline_fails_only_its_row(backend: Backend) {
