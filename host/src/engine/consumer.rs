@@ -3,8 +3,9 @@
 //! One shape for every batch: decode each envelope (bad ones are skipped and logged, never
 //! crash the loop), drop those whose row is already final, run each remaining event through
 //! its component with reads that see the batch's earlier acked writes, then commit every
-//! outcome and every acked effect in ONE store transaction, and only then acknowledge the
-//! messages to the transport.
+//! outcome and every acked effect in ONE store transaction. A batch arrives here as one lane of
+//! what the transport delivered; the pipeline (`pipeline.rs`) acknowledges the messages to the
+//! transport only after every lane committed.
 
 use super::Shared;
 use super::batch_state::BatchState;
@@ -17,13 +18,12 @@ use crate::runtime::{self, EventData, Outcome};
 use crate::store::{self, RowOutcome, RowState};
 use crate::telemetry::{LoopError, MessageSkipped};
 use crate::traces::{InvocationAttributes, Traced};
-use crate::transport::{Delivery, Subscription};
+use crate::transport::Delivery;
 use std::collections::BTreeSet;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 const ERROR_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -34,99 +34,20 @@ const RERUN_PAUSE: Duration = Duration::from_millis(20);
 /// The longest pause between runs of a batch whose transaction keeps failing.
 const MAX_RERUN_PAUSE: Duration = Duration::from_secs(5);
 
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    service: Arc<Service>,
-    subscription: Arc<tokio::sync::Mutex<Box<dyn Subscription>>>,
-    stop: CancellationToken,
-) {
-    // Held by the supervisor between restarts: a consumer that panicked left it intact.
-    let mut subscription = subscription.lock().await;
-    loop {
-        let max = shared.config.get().consumer.batch_size as usize;
-        let batch = tokio::select! {
-            b = subscription.next_batch(max) => b,
-            _ = stop.cancelled() => return,
-        };
-        let Some(batch) = batch else { return };
-        // Once a batch is taken it is finished even during shutdown: its outcomes commit.
-        let span = tracing::info_span!("batch", service = %service.name, size = batch.len());
-        let traced = shared.traces.consume_batch(
-            &service.name,
-            &service.topic,
-            batch.iter().map(|d| d.traceparent.as_deref()),
-        );
-        let config = shared.config.get();
-        let lanes = lanes(&batch, config.consumer.lanes_for(&config.database_url));
-        let committed = {
-            // Lanes share the subscription only to dead-letter undecodable messages.
-            let shared_subscription: tokio::sync::Mutex<&mut dyn Subscription> =
-                tokio::sync::Mutex::new(subscription.as_mut());
-            let runs = lanes.iter().map(|lane| {
-                run_lane(
-                    &shared,
-                    &service,
-                    lane,
-                    &shared_subscription,
-                    &traced,
-                    &stop,
-                )
-                .instrument(span.clone())
-            });
-            futures::future::join_all(runs).await.into_iter().all(|c| c)
-        };
-        if !committed {
-            return; // not acknowledged, so the transport delivers the batch again
-        }
-        while let Err(e) = subscription.commit(&batch).await {
-            LoopError {
-                service: &service.name,
-                stage: "commit offsets",
-                error: &e,
-            }
-            .emit();
-            if stop.is_cancelled() {
-                return; // redelivery is harmless: the rows are final now
-            }
-            tokio::time::sleep(ERROR_BACKOFF).await;
-        }
-    }
-}
-
-/// Splits a batch into at most `n` lanes by message key, in delivery order within each lane:
-/// one key is always in one lane, so its events keep their order. Messages without a key stay
-/// together in the first lane.
-fn lanes(batch: &[Delivery], n: u32) -> Vec<Vec<&Delivery>> {
-    let n = n.max(1) as usize;
-    let mut lanes = vec![Vec::new(); n];
-    for delivery in batch {
-        let lane = if n == 1 || delivery.key.is_empty() {
-            0
-        } else {
-            let mut hasher = std::hash::DefaultHasher::new();
-            delivery.key.hash(&mut hasher);
-            (hasher.finish() % n as u64) as usize
-        };
-        lanes[lane].push(delivery);
-    }
-    lanes.retain(|lane| !lane.is_empty());
-    lanes
-}
-
 /// Handles one lane of a batch to its commit, running it again while its transaction fails;
 /// `false` if the host stopped first (the lane is then not committed).
-async fn run_lane(
+pub(super) async fn run_lane(
     shared: &Arc<Shared>,
     service: &Arc<Service>,
     lane: &[&Delivery],
-    subscription: &tokio::sync::Mutex<&mut dyn Subscription>,
+    dead_letters: &mpsc::UnboundedSender<DeadLetter>,
     traced: &Traced,
     stop: &CancellationToken,
 ) -> bool {
     let mut pause = RERUN_PAUSE;
     let mut rerun = Rerun::default();
     loop {
-        let ended = handle_batch(shared, service, lane, subscription, &rerun, traced, stop).await;
+        let ended = handle_batch(shared, service, lane, dead_letters, &rerun, traced, stop).await;
         match ended {
             BatchEnd::Committed => return true,
             // Not acknowledged, so the transport delivers the batch again.
@@ -210,6 +131,14 @@ async fn blame(shared: &Shared, service: &Service, id: i64, stop: &CancellationT
     commit::fail_row(shared, service, &backoff, id, reason, stop).await
 }
 
+/// A message the consumer could not decode, for the pipeline to hand to
+/// [`Subscription::dead_letter`](crate::transport::Subscription::dead_letter) before the batch
+/// is acknowledged.
+pub(super) struct DeadLetter {
+    pub delivery: Delivery,
+    pub reason: String,
+}
+
 /// A decoded message that names a row of this service.
 struct Pending<'a> {
     delivery: &'a Delivery,
@@ -221,7 +150,7 @@ async fn handle_batch(
     shared: &Shared,
     service: &Arc<Service>,
     batch: &[&Delivery],
-    subscription: &tokio::sync::Mutex<&mut dyn Subscription>,
+    dead_letters: &mpsc::UnboundedSender<DeadLetter>,
     rerun: &Rerun,
     traced: &Traced,
     stop: &CancellationToken,
@@ -237,12 +166,12 @@ async fn handle_batch(
             Ok(env) => env,
             Err(e) => {
                 let reason = format!("undecodable envelope: {e}");
-                // Kept before the batch's commit, so the raw bytes never disappear.
-                subscription
-                    .lock()
-                    .await
-                    .dead_letter(delivery, &reason)
-                    .await;
+                // Kept by the pipeline before the batch is acknowledged, so the raw bytes
+                // never disappear; a rerun of the lane passes them again, once per run.
+                let _ = dead_letters.send(DeadLetter {
+                    delivery: delivery.clone(),
+                    reason: reason.clone(),
+                });
                 MessageSkipped {
                     service: &service.name,
                     origin: &delivery.origin,
@@ -588,40 +517,5 @@ mod tests {
         }
         assert!(owned_elsewhere(&c, &service("other"), "other.x").is_none());
         assert!(owned_elsewhere(&c, &service("relayed"), "nobody.x").is_none());
-    }
-
-    fn delivery(key: &str, n: i64) -> Delivery {
-        Delivery {
-            key: key.into(),
-            value: Vec::new(),
-            origin: format!("{key}#{n}"),
-            position: (0, n),
-            traceparent: None,
-        }
-    }
-
-    #[test]
-    fn lanes_keep_a_key_together_in_order_and_spread_keys() {
-        let batch: Vec<Delivery> = (0..64)
-            .map(|n| delivery(&format!("k{}", n % 16), n))
-            .collect();
-        let split = lanes(&batch, 4);
-        assert!(split.len() > 1, "16 keys over 4 lanes use more than one");
-        assert_eq!(split.iter().map(Vec::len).sum::<usize>(), batch.len());
-        for lane in &split {
-            let positions: Vec<i64> = lane.iter().map(|d| d.position.1).collect();
-            assert!(positions.is_sorted(), "delivery order within a lane");
-        }
-        for key in (0..16).map(|k| format!("k{k}")) {
-            let holding = split
-                .iter()
-                .filter(|lane| lane.iter().any(|d| d.key == key))
-                .count();
-            assert_eq!(holding, 1, "key {key} is in exactly one lane");
-        }
-        // Keyless messages stay together; one lane is the whole batch.
-        let keyless: Vec<Delivery> = (0..8).map(|n| delivery("", n)).collect();
-        assert_eq!(lanes(&keyless, 4).len(), 1);
-        assert_eq!(lanes(&batch, 1).len(), 1);
     }
 }

@@ -16,6 +16,7 @@ mod dead;
 pub mod health;
 mod lag;
 pub mod outbox;
+mod pipeline;
 mod relay;
 mod reload;
 mod retention;
@@ -357,7 +358,7 @@ impl Switchyard {
                 format!("consumer of {}", service.name),
                 shared.loops.clone(),
                 stop.child_token(),
-                move || consumer::run(s.clone(), svc.clone(), subscription.clone(), token.clone()),
+                move || pipeline::run(s.clone(), svc.clone(), subscription.clone(), token.clone()),
             ));
         }
         if config.admin.listen.is_some() {

@@ -1,10 +1,12 @@
 //! A test component whose behaviour is chosen by its payload, so one component can prove every
-//! outcome path of the host. Steps run in order: `set` state writes, `incr` counters, `emit`
-//! follow-ups, then `action` (`ack`, `retry`, `dead`, `trap`, `loop`; default `ack`).
+//! outcome path of the host. Steps run in order: `expect` state values (dead when one differs;
+//! a missing key reads as ""), `set` state writes, `incr` counters, `emit` follow-ups, then
+//! `action` (`ack`, `retry`, `dead`, `trap`, `loop`; default `ack`).
 //!
 //! ```json
-//! {"set": {"k": "v"}, "incr": ["applied"], "emit": [{"event_type": "t", "payload": {}}],
-//!  "action": "retry", "reason": "why", "delay_ms": 30000}
+//! {"expect": {"last": "1"}, "set": {"k": "v"}, "incr": ["applied"],
+//!  "emit": [{"event_type": "t", "payload": {}}], "action": "retry", "reason": "why",
+//!  "delay_ms": 30000}
 //! ```
 
 // Built lean: the allocator that keeps a fresh instance from growing its memory.
@@ -28,6 +30,8 @@ bindings::export!(Component with_types_in bindings);
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Script {
+    /// State each key must hold before this event (its order relative to earlier events).
+    expect: BTreeMap<String, String>,
     set: BTreeMap<String, String>,
     incr: Vec<String>,
     emit: Vec<Emit>,
@@ -66,6 +70,16 @@ impl Guest for Component {
                 reason: e,
                 delay_ms: None,
             });
+        }
+        for (k, want) in &script.expect {
+            let found = state::get(k)
+                .ok()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            if &found != want {
+                return Outcome::Dead(format!("expected state {k} = {want:?}, found {found:?}"));
+            }
         }
         for (k, v) in &script.set {
             if let Err(e) = state::set(k, v.as_bytes()) {
