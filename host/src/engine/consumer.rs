@@ -167,7 +167,7 @@ async fn handle_batch(
             Err(e) => {
                 let reason = format!("undecodable envelope: {e}");
                 // Kept by the pipeline before the batch is acknowledged, so the raw bytes
-                // never disappear; a rerun of the lane passes them again, once per run.
+                // never disappear (once, though a rerun of the lane passes them again).
                 let _ = dead_letters.send(DeadLetter {
                     delivery: delivery.clone(),
                     reason: reason.clone(),

@@ -99,9 +99,13 @@ pub(super) async fn run(
                 if !committed {
                     return; // not acknowledged, so the transport delivers it (and later ones) again
                 }
-                // Kept before the batch is acknowledged, so the raw bytes never disappear.
+                // Kept before the batch is acknowledged, so the raw bytes never disappear; a
+                // lane that ran again passed its undecodable messages again: kept once.
+                let mut kept = std::collections::HashSet::new();
                 while let Ok(DeadLetter { delivery, reason }) = undecodable.try_recv() {
-                    subscription.dead_letter(&delivery, &reason).await;
+                    if kept.insert(delivery.origin.clone()) {
+                        subscription.dead_letter(&delivery, &reason).await;
+                    }
                 }
                 if !acknowledge(&mut **subscription, &service, &batch, &stop).await {
                     return;

@@ -7,7 +7,8 @@
 use super::{Channel, Delivery, Message, Subscription, Transport, TransportError};
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// Messages buffered per service before `publish` waits.
@@ -17,6 +18,30 @@ struct Queue {
     tx: mpsc::Sender<Delivery>,
     rx: Option<mpsc::Receiver<Delivery>>,
     next_offset: i64,
+    progress: Arc<Progress>,
+}
+
+/// The highest offsets the service's consumer has taken and acknowledged: messages taken and
+/// not yet acknowledged still count in its lag, as on Kafka, where the consumer takes the
+/// next batch while one runs. Highest offsets rather than a count, so a batch lost when a
+/// consumer restarts stops counting once a later one is acknowledged.
+#[derive(Default)]
+struct Progress {
+    taken: AtomicI64,
+    acknowledged: AtomicI64,
+}
+
+impl Progress {
+    fn in_flight(&self) -> u64 {
+        let taken = self.taken.load(Ordering::Relaxed);
+        let acknowledged = self.acknowledged.load(Ordering::Relaxed);
+        u64::try_from(taken - acknowledged).unwrap_or(0)
+    }
+}
+
+/// The highest offset of `deliveries`.
+fn last_offset(deliveries: &[Delivery]) -> i64 {
+    deliveries.iter().map(|d| d.position.1).max().unwrap_or(0)
 }
 
 #[derive(Default)]
@@ -37,6 +62,7 @@ impl EmbeddedTransport {
                 tx,
                 rx: Some(rx),
                 next_offset: 0,
+                progress: Arc::default(),
             }
         });
         f(queue)
@@ -79,16 +105,17 @@ impl Transport for EmbeddedTransport {
         &self,
         channel: Channel<'_>,
     ) -> Result<Box<dyn Subscription>, TransportError> {
-        let rx = self
-            .with_queue(channel.service, |q| q.rx.take())
-            .ok_or_else(|| TransportError::AlreadySubscribed(channel.service.to_owned()))?;
-        Ok(Box::new(EmbeddedSubscription { rx }))
+        let (rx, progress) =
+            self.with_queue(channel.service, |q| (q.rx.take(), q.progress.clone()));
+        let rx = rx.ok_or_else(|| TransportError::AlreadySubscribed(channel.service.to_owned()))?;
+        Ok(Box::new(EmbeddedSubscription { rx, progress }))
     }
 
     async fn lag(&self, channel: Channel<'_>) -> Result<u64, TransportError> {
-        // Messages sent and not yet received: the channel's used capacity.
+        // Messages sent and not yet received (the channel's used capacity), and those received
+        // and not yet acknowledged.
         Ok(self.with_queue(channel.service, |q| {
-            (q.tx.max_capacity() - q.tx.capacity()) as u64
+            (q.tx.max_capacity() - q.tx.capacity()) as u64 + q.progress.in_flight()
         }))
     }
 
@@ -99,6 +126,7 @@ impl Transport for EmbeddedTransport {
 
 struct EmbeddedSubscription {
     rx: mpsc::Receiver<Delivery>,
+    progress: Arc<Progress>,
 }
 
 #[async_trait]
@@ -109,12 +137,18 @@ impl Subscription for EmbeddedSubscription {
         if self.rx.recv_many(&mut batch, max).await == 0 {
             return None;
         }
+        self.progress
+            .taken
+            .fetch_max(last_offset(&batch), Ordering::Relaxed);
         Some(batch)
     }
 
-    async fn commit(&mut self, _deliveries: &[Delivery]) -> Result<(), TransportError> {
-        // Nothing to acknowledge: a delivery leaves the queue when it is received, and a lost
-        // one is republished by the relay's visibility timeout.
+    async fn commit(&mut self, deliveries: &[Delivery]) -> Result<(), TransportError> {
+        // Only counted for the lag: a delivery leaves the queue when it is received, and a
+        // lost one is republished by the relay's visibility timeout.
+        self.progress
+            .acknowledged
+            .fetch_max(last_offset(deliveries), Ordering::Relaxed);
         Ok(())
     }
 }

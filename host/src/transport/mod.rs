@@ -82,8 +82,8 @@ pub trait Transport: Send + Sync + 'static {
     ) -> Result<Box<dyn Subscription>, TransportError>;
 
     /// How far the service's consumer group is behind: messages on the channel its consumer
-    /// has not yet taken (the embedded queue's depth) or committed (Kafka: high watermark minus
-    /// committed offset, summed over partitions). Cheap: one look, no consuming.
+    /// has not yet acknowledged (embedded: the queue's depth plus the messages taken and not
+    /// acknowledged; Kafka: high watermark minus committed offset, summed over partitions). Cheap: one look, no consuming.
     ///
     /// # Errors
     /// [`TransportError::Lag`] when the broker does not answer.
