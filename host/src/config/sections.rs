@@ -176,7 +176,9 @@ impl Default for RelayConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
-    /// Events handled and committed in one database transaction. Default 500.
+    /// Messages the consumer takes from the transport at a time, handled and committed in one
+    /// database transaction per lane. Two batches are in flight (the next is taken while one
+    /// runs), so up to twice this many messages are held in memory. Default 500.
     #[serde(default = "default_batch")]
     pub batch_size: u32,
     /// On SIGINT/SIGTERM, how long in-flight batches may take to finish. Default 10000 ms.
