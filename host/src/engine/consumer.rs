@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const ERROR_BACKOFF: Duration = Duration::from_millis(500);
+pub(super) const ERROR_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Pause before a batch runs again after its transaction failed (a deadlock between hosts
 /// resolves at once; a short pause lets the other host finish).
@@ -46,8 +46,11 @@ pub(super) async fn run_lane(
 ) -> bool {
     let mut pause = RERUN_PAUSE;
     let mut rerun = Rerun::default();
+    // Undecodable messages are passed on by the first run only: a rerun decodes the same bytes.
+    let mut dead_letters = Some(dead_letters);
     loop {
         let ended = handle_batch(shared, service, lane, dead_letters, &rerun, traced, stop).await;
+        dead_letters = None;
         match ended {
             BatchEnd::Committed => return true,
             // Not acknowledged, so the transport delivers the batch again.
@@ -150,7 +153,7 @@ async fn handle_batch(
     shared: &Shared,
     service: &Arc<Service>,
     batch: &[&Delivery],
-    dead_letters: &mpsc::UnboundedSender<DeadLetter>,
+    dead_letters: Option<&mpsc::UnboundedSender<DeadLetter>>,
     rerun: &Rerun,
     traced: &Traced,
     stop: &CancellationToken,
@@ -167,11 +170,13 @@ async fn handle_batch(
             Err(e) => {
                 let reason = format!("undecodable envelope: {e}");
                 // Kept by the pipeline before the batch is acknowledged, so the raw bytes
-                // never disappear (once, though a rerun of the lane passes them again).
-                let _ = dead_letters.send(DeadLetter {
-                    delivery: delivery.clone(),
-                    reason: reason.clone(),
-                });
+                // never disappear.
+                if let Some(dead_letters) = dead_letters {
+                    let _ = dead_letters.send(DeadLetter {
+                        delivery: delivery.clone(),
+                        reason: reason.clone(),
+                    });
+                }
                 MessageSkipped {
                     service: &service.name,
                     origin: &delivery.origin,

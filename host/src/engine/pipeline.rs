@@ -16,7 +16,7 @@
 //!   already final are skipped then).
 
 use super::Shared;
-use super::consumer::{DeadLetter, run_lane};
+use super::consumer::{DeadLetter, ERROR_BACKOFF, run_lane};
 use crate::catalog::Service;
 use crate::telemetry::LoopError;
 use crate::transport::{Delivery, Subscription};
@@ -24,12 +24,9 @@ use futures::future::{BoxFuture, FutureExt, Shared as SharedFuture};
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-
-const ERROR_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Batches taken and not yet acknowledged: the one running and the next, whose lanes start as
 /// the first one's lanes finish.
@@ -63,8 +60,19 @@ impl LaneEnds {
     /// Records the new ends of a batch split into `n` lanes (`None` for a lane it left empty).
     fn replace(&mut self, n: usize, ends: Vec<Option<LaneEnd>>) {
         if self.ends.len() != n {
-            // Every new part waited for all the old ends; the old ones are no longer needed.
-            self.ends = ends;
+            // Every new part waited for all the old ends. A lane the batch left empty keeps
+            // them all: a key of the next batch in that lane may have been in any old lane.
+            let old: Vec<LaneEnd> = self.ends.drain(..).flatten().collect();
+            let all_old = (!old.is_empty()).then(|| {
+                futures::future::join_all(old)
+                    .map(|ends| ends.into_iter().all(|c| c))
+                    .boxed()
+                    .shared()
+            });
+            self.ends = ends
+                .into_iter()
+                .map(|end| end.or_else(|| all_old.clone()))
+                .collect();
             return;
         }
         for (slot, end) in self.ends.iter_mut().zip(ends) {
@@ -98,13 +106,9 @@ pub(super) async fn run(
                 if !committed {
                     return; // not acknowledged, so the transport delivers it (and later ones) again
                 }
-                // Kept before the batch is acknowledged, so the raw bytes never disappear; a
-                // lane that ran again passed its undecodable messages again: kept once.
-                let mut kept = std::collections::HashSet::new();
+                // Kept before the batch is acknowledged, so the raw bytes never disappear.
                 while let Ok(DeadLetter { delivery, reason }) = undecodable.try_recv() {
-                    if kept.insert(delivery.origin.clone()) {
-                        subscription.dead_letter(&delivery, &reason).await;
-                    }
+                    subscription.dead_letter(&delivery, &reason).await;
                 }
                 if !acknowledge(&mut **subscription, &service, &batch, &stop).await {
                     return;
@@ -319,11 +323,12 @@ mod tests {
         assert_eq!(waits(&ends, 0, 2).await, vec![false]);
         // Another lane count waits for every lane's end.
         assert_eq!(waits(&ends, 0, 3).await.len(), 2);
-        // The ends of that batch replace all the old ones.
+        // The ends of that batch replace the old ones; a lane it left empty waits for all the
+        // old ends (one of them did not commit).
         let (gate3, end3) = gated();
         ends.replace(3, vec![None, Some(end3), None]);
         gate3.send(true).unwrap();
-        assert_eq!(waits(&ends, 0, 3).await, Vec::<bool>::new());
+        assert_eq!(waits(&ends, 0, 3).await, vec![false]);
         assert_eq!(waits(&ends, 1, 3).await, vec![true]);
     }
 }
