@@ -123,11 +123,13 @@ async fn run_hosts(backend: Backend, kill_one: bool) {
     db.drop_database().await;
 }
 
-/// Starts a host while the test holds counter `b`, waits until one of its handlers is blocked
-/// on `b` with its earlier statements (`a`'s bump, an item) applied in the batch's open
-/// transaction, and drops the host there without shutdown. Waiting on a lock rather than on a
-/// first share of consumed events makes the moment certain: before, the other hosts sometimes
-/// consumed every event between two polls and the kill came too late to prove anything.
+/// Starts a host while the test holds counter `b`, waits until one of its handlers is inside a
+/// statement on `counters` (PostgreSQL: blocked on `b`; MariaDB's process list shows any
+/// `UPDATE counters` in flight, most often the one blocked on `b`), and drops the host there
+/// without shutdown: its batch's transaction is open and cannot commit while `b` is held
+/// (every event updates `b`). Waiting on the held row rather than on a first share of
+/// consumed events makes the moment certain: before, the other hosts sometimes consumed every
+/// event between two polls and the kill came too late to prove anything.
 async fn kill_a_host_mid_batch(db: &TestDb, config: &std::path::Path) {
     let held = db
         .hold_open(&["SELECT n FROM counters WHERE name = 'b' FOR UPDATE"])
