@@ -21,7 +21,7 @@ use crate::catalog::Service;
 use crate::telemetry::LoopError;
 use crate::transport::{Delivery, Subscription};
 use futures::future::{BoxFuture, FutureExt, Shared as SharedFuture};
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -212,10 +212,15 @@ fn start_batch(
     }
     lane_ends.replace(n, ends);
     async move {
-        let committed = futures::future::join_all(parts)
-            .await
-            .into_iter()
-            .all(|c| c);
+        // Each lane has its own waker here, so a wakeup polls only the lane whose statement
+        // answered. `join_all` of a few futures polls every one of them at each wakeup, and a
+        // lane waiting in a handler's `sql` call is then resumed on its fiber only to find its
+        // statement still running. Every lane runs to its end: none is dropped midway.
+        let mut running: FuturesUnordered<_> = parts.into_iter().collect();
+        let mut committed = true;
+        while let Some(lane_committed) = running.next().await {
+            committed &= lane_committed;
+        }
         (batch, committed)
     }
     .boxed()
