@@ -196,9 +196,10 @@ mod held_consumer {
 
 /// The consumer is held inside its first event (its handler waits for a state lock another
 /// transaction holds) while three more are published: the lag (embedded: the queue's depth plus
-/// what the consumer took and has not acknowledged, i.e. the held event and the next one taken
-/// into the batch after it; Kafka: the group's lag) and the published-not-consumed rows rise on
-/// `/metrics`; once the lock is released every row is consumed and both return to 0.
+/// what the consumer took and has not acknowledged, so the held event and the three behind it,
+/// whether still queued or taken into the next batch; Kafka: the group's lag) and the
+/// published-not-consumed rows rise on `/metrics`; once the lock is released every row is
+/// consumed and both return to 0.
 async fn lag_rises_while_the_consumer_is_held_and_returns_to_0_after(setup: Setup) {
     let svc = unique_service();
     let listen = format!("127.0.0.1:{}", free_port());

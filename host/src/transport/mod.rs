@@ -83,7 +83,8 @@ pub trait Transport: Send + Sync + 'static {
 
     /// How far the service's consumer group is behind: messages on the channel its consumer
     /// has not yet acknowledged (embedded: the queue's depth plus the messages taken and not
-    /// acknowledged; Kafka: high watermark minus committed offset, summed over partitions). Cheap: one look, no consuming.
+    /// acknowledged; Kafka: high watermark minus committed offset, summed over partitions).
+    /// Cheap: one look, no consuming.
     ///
     /// # Errors
     /// [`TransportError::Lag`] when the broker does not answer.
